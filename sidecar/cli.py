@@ -1,0 +1,130 @@
+"""The ``rerank-sidecar`` command line: serve, demo, check-config."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+from sidecar.config import Config, ConfigError, load_config
+
+
+def _run(coro: Coroutine[Any, Any, None]) -> None:
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coro)
+    else:
+        uvloop.run(coro)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpcore", "uvicorn.error"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+        hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def _override(config: Config, args: argparse.Namespace) -> Config:
+    update: dict[str, Any] = {}
+    if getattr(args, "listen", None):
+        update["listen"] = args.listen
+    if getattr(args, "upstream", None):
+        update["upstream"] = config.upstream.model_copy(update={"url": args.upstream.rstrip("/")})
+    if getattr(args, "admin_listen", None):
+        update["admin"] = config.admin.model_copy(update={"listen": args.admin_listen})
+    if not update:
+        return config
+    from sidecar.config import parse_config
+
+    return parse_config({**config.model_dump(), **{k: _dump(v) for k, v in update.items()}})
+
+
+def _dump(value: Any) -> Any:
+    return value.model_dump() if hasattr(value, "model_dump") else value
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Validate a config file: exit 0, or 2 with one line naming the key path."""
+    config = load_config(args.file)
+    print(f"{args.file}: ok ({len(config.models)} models, {len(config.routes)} routes)")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the proxy and the admin API until interrupted."""
+    from sidecar.server import SidecarServer
+
+    config = _override(load_config(args.config), args)
+    _setup_logging(config.log_level)
+    server = SidecarServer(config)
+
+    async def main() -> None:
+        task = asyncio.ensure_future(server.serve(install_signals=True))
+        await server.ready.wait()
+        logging.getLogger("sidecar").info(
+            "proxy on %s -> %s, admin on %s", server.proxy_url, config.upstream.url, server.admin_url
+        )
+        await task
+
+    _run(main())
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Start osmem-server with the demo corpus and the sidecar in front of it."""
+    from sidecar.demo.run import run_demo
+
+    _setup_logging("warning")
+    _run(run_demo(args))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="rerank-sidecar", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the reranking proxy")
+    p.add_argument("--config", required=True, help="YAML config file")
+    p.add_argument("--listen", help="override listen (host:port)")
+    p.add_argument("--upstream", help="override upstream.url")
+    p.add_argument("--admin-listen", help="override admin.listen (host:port)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("check-config", help="validate a config file")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("demo", help="embedded demo: osmem-server, a demo corpus, the sidecar on CPU")
+    p.add_argument("--config", help="demo config (default: configs/demo.yaml of this checkout)")
+    p.add_argument("--listen", default=None, help="proxy address (default from the config)")
+    p.add_argument("--admin-listen", default=None, help="admin address (default from the config)")
+    p.add_argument("--index", default="kb", help="index that holds the demo corpus")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; user errors end in one line on stderr and a non-zero exit."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as e:
+        print(f"rerank-sidecar: config error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

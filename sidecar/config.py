@@ -1,0 +1,183 @@
+"""The YAML config: frozen pydantic models, loading and validation with key-path errors."""
+
+from __future__ import annotations
+
+import re
+import string
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the key path and the problem."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """Split ``host:port`` (``[::1]:9200`` for IPv6) into host and port."""
+    m = re.fullmatch(r"\[(?P<h6>[^\]]+)\]:(?P<p6>\d+)|(?P<h>[^:\[\]]+):(?P<p>\d+)", value.strip())
+    if not m:
+        raise ValueError(f"expected host:port, got {value!r}")
+    host = m.group("h6") or m.group("h")
+    port = int(m.group("p6") or m.group("p"))
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port out of range in {value!r}")
+    return host, port
+
+
+def _check_listen(value: str) -> str:
+    parse_listen(value)
+    return value
+
+
+class UpstreamConfig(_Model):
+    """The real cluster the sidecar stands in front of."""
+
+    url: str = "http://127.0.0.1:9201"
+    timeout_s: float = Field(30.0, gt=0)
+    connect_timeout_s: float = Field(5.0, gt=0)
+    verify: bool = True
+    ca_certs: str | None = None
+    max_connections: int = Field(256, ge=1)
+    max_keepalive: int = Field(64, ge=0)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError(f"expected an http:// or https:// URL, got {v!r}")
+        return v.rstrip("/")
+
+
+class AdminConfig(_Model):
+    """The admin listener."""
+
+    listen: str = "127.0.0.1:9301"
+    token: str | None = None
+    token_env: str | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        return _check_listen(v)
+
+
+class ModelConfig(_Model):
+    """One reranking model, named in ``models`` and referenced by routes."""
+
+    backend: Literal["bi-encoder"]
+    model: str
+    device: str = "auto"
+    max_length: int = Field(256, ge=8, le=32768)
+    batch_size: int = Field(32, ge=1, le=4096)
+    cache_size: int = Field(50_000, ge=0)
+
+
+class RouteConfig(_Model):
+    """Which indices are reranked, with which model and how."""
+
+    indices: list[str] = Field(min_length=1)
+    model: str
+    window: int = Field(100, ge=1, le=10_000)
+    fields: list[str] = Field(min_length=1)
+    template: str | None = None
+    timeout_ms: int = Field(2000, ge=1)
+    query_path: str | None = None
+    annotate: bool = True
+    max_chars: int = Field(4000, ge=16)
+
+    @model_validator(mode="after")
+    def _template_fields(self) -> RouteConfig:
+        if self.template is not None:
+            try:
+                names = [n for _, n, _, _ in string.Formatter().parse(self.template) if n is not None]
+            except ValueError as e:
+                raise ValueError(f"template: {e}") from None
+            for name in names:
+                if name not in self.fields:
+                    raise ValueError(f"template: placeholder {{{name}}} is not one of fields {self.fields}")
+        return self
+
+
+class Config(_Model):
+    """The whole sidecar config."""
+
+    listen: str = "127.0.0.1:9200"
+    upstream: UpstreamConfig = UpstreamConfig()
+    admin: AdminConfig = AdminConfig()
+    models: dict[str, ModelConfig] = Field(default_factory=dict)
+    routes: list[RouteConfig] = Field(default_factory=list)
+    max_search_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        return _check_listen(v)
+
+    @model_validator(mode="after")
+    def _routes_name_models(self) -> Config:
+        for i, route in enumerate(self.routes):
+            if route.model not in self.models:
+                known = ", ".join(sorted(self.models)) or "none defined"
+                raise ConfigError(f"routes.{i}.model: unknown model {route.model!r} (models: {known})")
+        return self
+
+
+def _format_validation_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    path = ".".join(str(p) for p in first["loc"])
+    if first["type"] == "extra_forbidden":
+        return f"{path}: unknown key"
+    msg = first["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if first["type"] == "missing":
+        return f"{path}: required key is missing"
+    value = first.get("input")
+    shown = (
+        ""
+        if isinstance(value, (dict, list)) or value is None or first["type"] == "value_error"
+        else f" (got {value!r})"
+    )
+    return f"{path}: {msg}{shown}" if path else f"{msg}{shown}"
+
+
+def parse_config(data: Any) -> Config:
+    """Validate a parsed YAML document; raise ConfigError with a one-line message."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"the config must be a mapping at the top level, got {type(data).__name__}")
+    try:
+        return Config.model_validate(data)
+    except ConfigError:
+        raise
+    except ValidationError as e:
+        cause = next((x.get("ctx", {}).get("error") for x in e.errors() if x.get("ctx")), None)
+        if isinstance(cause, ConfigError):
+            raise cause from None
+        raise ConfigError(_format_validation_error(e)) from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML config file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError(f"{p}: invalid YAML{where}: {problem}") from None
+    return parse_config(data)

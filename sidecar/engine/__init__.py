@@ -1,0 +1,1 @@
+"""Rerank backends behind one protocol, the inference thread, the score cache."""

@@ -1,0 +1,1 @@
+"""The ASGI proxy: routing, pass-through streaming, the search interceptor."""

@@ -1,0 +1,138 @@
+"""Pass-through: method, path, query, headers and a streamed body, both ways."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from sidecar.proxy.asgi import (
+    JSON_HEADERS,
+    RawHeaders,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    send_response,
+    stream_body,
+)
+from sidecar.proxy.errors import error_body
+from sidecar.proxy.upstream import UpstreamError, UpstreamResponse
+from sidecar.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"trailers",
+        b"transfer-encoding",
+        b"upgrade",
+        b"host",
+        b"expect",
+        b"content-length",  # the pool writes the framing of what it sends
+    }
+)
+_RESPONSE_HOP_BY_HOP = HOP_BY_HOP - {b"content-length"}
+_SMALL_BODY = 64 * 1024
+
+
+def request_headers(scope: Scope, drop: frozenset[bytes] = frozenset()) -> list[tuple[bytes, bytes]]:
+    """The client's headers for the upstream: hop-by-hop ones (and ``drop``) removed."""
+    raw: list[tuple[bytes, bytes]] = scope["headers"]
+    named: set[bytes] = set()
+    for k, v in raw:
+        if k == b"connection":
+            named.update(x.strip().lower() for x in v.split(b","))
+    out = [(k, v) for k, v in raw if k not in HOP_BY_HOP and k not in named and k not in drop]
+    client = scope.get("client")
+    if client:
+        out.append((b"x-forwarded-for", client[0].encode()))
+    return out
+
+
+def response_headers(
+    resp: UpstreamResponse, drop: frozenset[bytes] = frozenset()
+) -> list[tuple[bytes, bytes]]:
+    """The upstream's response headers minus hop-by-hop ones."""
+    return [
+        (k, v) for k, v in resp.headers if k.lower() not in _RESPONSE_HOP_BY_HOP and k.lower() not in drop
+    ]
+
+
+def target(scope: Scope, query_string: bytes | None = None) -> bytes:
+    """The request target for the upstream: the client's path as sent, and a query string."""
+    path: bytes = scope.get("raw_path") or scope["path"].encode()
+    qs = scope["query_string"] if query_string is None else query_string
+    return path + b"?" + qs if qs else path
+
+
+async def send_upstream_error(send: Send, exc: UpstreamError) -> None:
+    """502 (or 504 on a timeout) in OpenSearch's error shape."""
+    if exc.kind == "timeout":
+        status, kind, reason = 504, "timeout_exception", f"upstream timeout: {exc}"
+    else:
+        status, kind, reason = 502, "upstream_unavailable_exception", f"upstream unavailable: {exc}"
+    log.warning("%s", reason)
+    await send_response(send, status, JSON_HEADERS, error_body(status, kind, reason))
+
+
+def _content_length(scope: Scope) -> tuple[bool, int | None]:
+    """Whether the request has a body, and its declared length."""
+    for k, v in scope["headers"]:
+        if k == b"content-length":
+            try:
+                n = int(v)
+            except ValueError:
+                return True, None
+            return n > 0, n
+        if k == b"transfer-encoding":
+            return True, None
+    return False, None
+
+
+async def forward(
+    rt: Runtime,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    *,
+    body: bytes | None = None,
+    head: bytes = b"",
+    extra_headers: RawHeaders = (),
+) -> None:
+    """Forward the request unchanged and stream the response back.
+
+    ``body`` is the whole request body when the caller already buffered it;
+    ``head`` is its first part when the caller stopped reading early (the rest
+    still comes from ``receive``).
+    """
+    content: bytes | AsyncIterator[bytes] | None
+    has_body, length = _content_length(scope)
+    if body is not None:
+        content = body
+    elif not head and length is not None and 0 < length <= _SMALL_BODY:
+        content = await read_body(receive, length)  # one write upstream instead of a streamed few
+    elif has_body or head:
+        content = stream_body(receive, head)
+    else:
+        content = None
+    try:
+        resp = await rt.upstream.request(
+            scope["method"], target(scope), request_headers(scope), content, content_length=length
+        )
+    except UpstreamError as e:
+        await send_upstream_error(send, e)
+        return
+    try:
+        headers = response_headers(resp)
+        headers.extend(extra_headers)
+        await send({"type": "http.response.start", "status": resp.status, "headers": headers})
+        async for chunk in resp.iter_body():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    finally:
+        resp.release()

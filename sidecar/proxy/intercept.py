@@ -1,0 +1,314 @@
+"""The search interceptor: widen, fetch candidates, rerank, page; fall back on any model trouble."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from sidecar.config import RouteConfig
+from sidecar.proxy.asgi import BodyTooLarge, Receive, Scope, Send, read_body, send_response
+from sidecar.proxy.forward import (
+    forward,
+    request_headers,
+    response_headers,
+    send_upstream_error,
+    target,
+)
+from sidecar.proxy.upstream import UpstreamError, UpstreamResponse
+from sidecar.runtime import ModelTimeout, Runtime
+from sidecar.search.documents import document_text
+from sidecar.search.page import build_page, window_hits
+from sidecar.search.plan import Bypass, SearchPlan, plan_search
+from sidecar.search.routes import match_route, split_indices
+
+log = logging.getLogger(__name__)
+
+_WIDENED_DROP = frozenset({b"content-length", b"content-encoding", b"accept-encoding", b"content-type"})
+_RESPONSE_DROP = frozenset({b"content-length", b"content-encoding"})
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one (sub-)search."""
+
+    status: str
+    reason: str = ""
+    model: str = ""
+    took_ms: float = 0.0
+
+
+def _bypass_headers(reason: str) -> list[tuple[bytes, bytes]]:
+    return [(b"x-rerank", b"bypass"), (b"x-rerank-reason", reason.encode())]
+
+
+def _outcome_headers(outcome: Outcome) -> list[tuple[bytes, bytes]]:
+    headers = [(b"x-rerank", outcome.status.encode())]
+    if outcome.reason:
+        headers.append((b"x-rerank-reason", outcome.reason.encode()))
+    if outcome.model:
+        headers.append((b"x-rerank-model", outcome.model.encode()))
+    if outcome.status != "bypass":
+        headers.append((b"x-rerank-took-ms", f"{outcome.took_ms:.1f}".encode()))
+    return headers
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    for k, v in scope["headers"]:
+        if k == name:
+            return bytes(v).decode("latin-1")
+    return ""
+
+
+def _rerank_headers(scope: Scope) -> dict[str, str]:
+    return {
+        k.decode("latin-1"): v.decode("utf-8", "replace")
+        for k, v in scope["headers"]
+        if k.startswith(b"x-rerank")
+    }
+
+
+def decode_body(scope: Scope, body: bytes) -> bytes | None:
+    """The request body as plain bytes, or None when its encoding is not one we read."""
+    encoding = _header(scope, b"content-encoding").strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    try:
+        if encoding in ("gzip", "x-gzip"):
+            return zlib.decompress(body, 16 + zlib.MAX_WBITS)
+        if encoding == "deflate":
+            return zlib.decompress(body)
+    except zlib.error:
+        return None
+    return None
+
+
+def _json_body(scope: Scope, body: bytes) -> Any:
+    """The parsed JSON body (None for an empty one); raises ValueError when it cannot be read."""
+    if not body:
+        return None
+    if "json" not in _header(scope, b"content-type").lower():
+        raise ValueError("content-type")
+    plain = decode_body(scope, body)
+    if plain is None:
+        raise ValueError("content-encoding")
+    try:
+        return json.loads(plain)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ValueError("unparsed-body") from None
+
+
+async def rerank_hits(
+    rt: Runtime, route: RouteConfig, plan: SearchPlan, response: dict[str, Any]
+) -> tuple[list[float] | None, Outcome]:
+    """Score the window's hits; None scores (and a fallback outcome) on model error or timeout."""
+    hits = response["hits"]["hits"]
+    texts = [document_text(h.get("_source"), route.fields, route.template, route.max_chars) for h in hits]
+    started = time.perf_counter()
+    try:
+        scores = await rt.score(route.model, plan.query, texts, route.timeout_ms / 1000)
+    except ModelTimeout:
+        took = (time.perf_counter() - started) * 1000
+        return None, Outcome("fallback", "timeout", route.model, took)
+    except Exception as e:
+        took = (time.perf_counter() - started) * 1000
+        log.warning("model %s failed, answering in the cluster's order: %s", route.model, e)
+        return None, Outcome("fallback", "model-error", route.model, took)
+    took = (time.perf_counter() - started) * 1000
+    return scores, Outcome("applied", "", route.model, took)
+
+
+async def _finish(
+    rt: Runtime, route: RouteConfig, plan: SearchPlan, response: dict[str, Any]
+) -> tuple[dict[str, Any], Outcome]:
+    scores, outcome = await rerank_hits(rt, route, plan, response)
+    return build_page(response, plan, scores, route.annotate), outcome
+
+
+def _dumps(doc: Any, pretty: bool = False) -> bytes:
+    if pretty:
+        return json.dumps(doc, ensure_ascii=False, indent=2, separators=(",", " : ")).encode() + b"\n"
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _pretty(params: Sequence[tuple[str, str]]) -> bool:
+    return any(k == "pretty" and v.lower() in ("", "true") for k, v in params)
+
+
+async def _read_or_forward(rt: Runtime, scope: Scope, receive: Receive, send: Send) -> bytes | None:
+    """Buffer the body; past the limit, forward what was read plus the rest, and return None."""
+    try:
+        return await read_body(receive, rt.config.max_search_body_bytes)
+    except BodyTooLarge as e:
+        await forward(rt, scope, receive, send, head=e.head, extra_headers=_bypass_headers("body-too-large"))
+        return None
+
+
+async def handle_search(rt: Runtime, scope: Scope, receive: Receive, send: Send, index: str | None) -> None:
+    """``/_search`` and ``/{index}/_search``."""
+    route_index = match_route(rt.config.routes, split_indices(index))
+    if route_index is None:
+        await forward(rt, scope, receive, send, extra_headers=_bypass_headers("no-route"))
+        return
+    route = rt.config.routes[route_index]
+    raw = await _read_or_forward(rt, scope, receive, send)
+    if raw is None:
+        return
+    params = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+    try:
+        body = _json_body(scope, raw)
+    except ValueError as e:
+        await forward(rt, scope, receive, send, body=raw, extra_headers=_bypass_headers(str(e)))
+        return
+    plan = plan_search(route_index, route, body, params, _rerank_headers(scope))
+    if isinstance(plan, Bypass):
+        await forward(rt, scope, receive, send, body=raw, extra_headers=_bypass_headers(plan.reason))
+        return
+
+    headers = request_headers(scope, _WIDENED_DROP)
+    headers.append((b"content-type", b"application/json"))
+    fetched = await _fetch(
+        rt, send, target(scope, urlencode(plan.params).encode()), headers, _dumps(plan.body)
+    )
+    if fetched is None:
+        return
+    resp, content = fetched
+    parsed = _json_response(resp, content)
+    if parsed is None or window_hits(parsed) is None:
+        extra = _bypass_headers(f"upstream-status-{resp.status}")
+        await send_response(send, resp.status, response_headers(resp, _RESPONSE_DROP) + extra, content)
+        return
+    page, outcome = await _finish(rt, route, plan, parsed)
+    out_headers = response_headers(resp, _RESPONSE_DROP) + _outcome_headers(outcome)
+    await send_response(send, resp.status, out_headers, _dumps(page, _pretty(params)))
+
+
+async def _fetch(
+    rt: Runtime, send: Send, path: bytes, headers: list[tuple[bytes, bytes]], body: bytes
+) -> tuple[UpstreamResponse, bytes] | None:
+    """POST the widened request; on an upstream failure answer the client and return None."""
+    try:
+        resp = await rt.upstream.request("POST", path, headers, body)
+        try:
+            return resp, await resp.read()
+        finally:
+            resp.release()
+    except UpstreamError as e:
+        await send_upstream_error(send, e)
+        return None
+
+
+def _json_response(resp: UpstreamResponse, content: bytes) -> Any:
+    """A 200 JSON body, parsed; None for anything else."""
+    ctype = next((v for k, v in resp.headers if k.lower() == b"content-type"), b"")
+    if resp.status != 200 or b"json" not in ctype:
+        return None
+    try:
+        return json.loads(content)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class _SubSearch:
+    header: Any
+    body: Any
+    plan: SearchPlan | Bypass
+
+
+def _parse_msearch(raw: bytes) -> list[tuple[Any, Any]] | None:
+    lines = [ln for ln in raw.split(b"\n") if ln.strip()]
+    if len(lines) % 2:
+        return None
+    try:
+        docs = [json.loads(ln) for ln in lines]
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return list(zip(docs[0::2], docs[1::2], strict=True))
+
+
+def _plan_sub(
+    rt: Runtime, header: Any, body: Any, default_index: str | None, rerank_headers: Mapping[str, str]
+) -> SearchPlan | Bypass:
+    if not isinstance(header, dict):
+        return Bypass("unparsed-header")
+    index = header.get("index", default_index)
+    route_index = match_route(rt.config.routes, split_indices(index))
+    if route_index is None:
+        return Bypass("no-route")
+    return plan_search(route_index, rt.config.routes[route_index], body, (), rerank_headers)
+
+
+async def handle_msearch(rt: Runtime, scope: Scope, receive: Receive, send: Send, index: str | None) -> None:
+    """``/_msearch`` and ``/{index}/_msearch``: each sub-search on its own."""
+    raw = await _read_or_forward(rt, scope, receive, send)
+    if raw is None:
+        return
+    plain = decode_body(scope, raw) if raw else b""
+    pairs = _parse_msearch(plain) if plain is not None else None
+    if not pairs:
+        await forward(rt, scope, receive, send, body=raw, extra_headers=_bypass_headers("unparsed-body"))
+        return
+    rerank_headers = _rerank_headers(scope)
+    subs = [_SubSearch(h, b, _plan_sub(rt, h, b, index, rerank_headers)) for h, b in pairs]
+    if not any(isinstance(s.plan, SearchPlan) for s in subs):
+        reasons = ",".join(s.plan.reason for s in subs if isinstance(s.plan, Bypass))
+        await forward(rt, scope, receive, send, body=raw, extra_headers=_bypass_headers(reasons))
+        return
+
+    lines: list[bytes] = []
+    for s in subs:
+        lines.append(_dumps(s.header))
+        lines.append(_dumps(s.plan.body if isinstance(s.plan, SearchPlan) else s.body))
+    headers = request_headers(scope, _WIDENED_DROP)
+    headers.append((b"content-type", b"application/x-ndjson"))
+    fetched = await _fetch(rt, send, target(scope), headers, b"\n".join(lines) + b"\n")
+    if fetched is None:
+        return
+    resp, content = fetched
+    doc = _json_response(resp, content)
+    responses = doc.get("responses") if isinstance(doc, dict) else None
+    if not isinstance(responses, list) or len(responses) != len(subs):
+        extra = _bypass_headers(f"upstream-status-{resp.status}")
+        await send_response(send, resp.status, response_headers(resp, _RESPONSE_DROP) + extra, content)
+        return
+    outcomes = await _rerank_msearch(rt, subs, responses)
+    summary = _summarize(outcomes)
+    per_sub = ",".join(o.status if not o.reason else f"{o.status}:{o.reason}" for o in outcomes)
+    out_headers = response_headers(resp, _RESPONSE_DROP) + _outcome_headers(summary)
+    out_headers.append((b"x-rerank-msearch", per_sub.encode()))
+    pretty = _pretty(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+    await send_response(send, resp.status, out_headers, _dumps(doc, pretty))
+
+
+async def _rerank_msearch(rt: Runtime, subs: Sequence[_SubSearch], responses: list[Any]) -> list[Outcome]:
+    async def one(i: int, sub: _SubSearch) -> Outcome:
+        plan = sub.plan
+        if isinstance(plan, Bypass):
+            return Outcome("bypass", plan.reason)
+        response = responses[i]
+        if (
+            not isinstance(response, dict)
+            or response.get("status", 200) != 200
+            or window_hits(response) is None
+        ):
+            return Outcome("bypass", "upstream-error")
+        route = rt.config.routes[plan.route_index]
+        responses[i], outcome = await _finish(rt, route, plan, response)
+        return outcome
+
+    return list(await asyncio.gather(*(one(i, s) for i, s in enumerate(subs))))
+
+
+def _summarize(outcomes: Sequence[Outcome]) -> Outcome:
+    for status in ("applied", "fallback"):
+        hits = [o for o in outcomes if o.status == status]
+        if hits:
+            return Outcome(status, hits[0].reason, hits[0].model, max(o.took_ms for o in hits))
+    return Outcome("bypass", outcomes[0].reason if outcomes else "")

@@ -1,0 +1,1 @@
+"""The pipeline of one intercepted search: query text, widen, documents, page."""

@@ -1,0 +1,56 @@
+"""Turn a hit's ``_source`` into the text the model reads."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+_PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
+# A line that ends without closing punctuation, followed by one that goes on: one sentence.
+_BROKEN_LINE = re.compile(r"(?<=[^\s.!?:;。！？；：])[ \t]*\r?\n[ \t]*(?=[a-z0-9(\"'])")
+_SPACES = re.compile(r"[ \t\f\v\u00a0\u3000]+")
+_NEWLINES = re.compile(r"\s*\n\s*")
+
+
+def field_value(source: Any, path: str) -> str:
+    """The text at a dotted path of a source document; lists are joined, missing is empty."""
+    if isinstance(source, dict) and path in source:
+        node: Any = source[path]
+    else:
+        node = source
+        for part in path.split("."):
+            if isinstance(node, dict):
+                node = node.get(part)
+            elif isinstance(node, list):
+                node = [x.get(part) if isinstance(x, dict) else None for x in node]
+            else:
+                return ""
+    return _flatten(node)
+
+
+def _flatten(node: Any) -> str:
+    if node is None:
+        return ""
+    if isinstance(node, list):
+        return "\n".join(t for t in (_flatten(x) for x in node) if t)
+    if isinstance(node, dict):
+        return "\n".join(t for t in (_flatten(x) for x in node.values()) if t)
+    return str(node)
+
+
+def clean_text(text: str) -> str:
+    """Join lines broken mid-sentence and collapse whitespace."""
+    text = _BROKEN_LINE.sub(" ", text)
+    text = _SPACES.sub(" ", text)
+    return _NEWLINES.sub("\n", text).strip()
+
+
+def document_text(source: Any, fields: Sequence[str], template: str | None, max_chars: int) -> str:
+    """The cleaned, bounded text of one hit; each field is cleaned on its own, then joined."""
+    if template is None:
+        text = "\n".join(v for v in (clean_text(field_value(source, f)) for f in fields) if v)
+    else:
+        text = _PLACEHOLDER.sub(lambda m: clean_text(field_value(source, m.group(1))), template)
+        text = _NEWLINES.sub("\n", _SPACES.sub(" ", text)).strip()
+    return text[:max_chars]

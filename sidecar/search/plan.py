@@ -1,0 +1,163 @@
+"""Decide whether a search is reranked, and how to widen it for the candidate window."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sidecar.config import RouteConfig
+from sidecar.search.query_text import find_query_text, lucene_terms, text_at_path
+from sidecar.search.source_filter import (
+    SourceFilter,
+    parse_body_source,
+    parse_params_source,
+    to_body,
+    widened,
+)
+
+# URL parameters the widened request sets in the body instead.
+_WIDENED_PARAMS = frozenset(
+    {"from", "size", "_source", "_source_includes", "_source_excludes", "_source_include", "_source_exclude"}
+)
+
+
+@dataclass(frozen=True)
+class Bypass:
+    """Forward unchanged, for this reason."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """How one search is widened, reranked and paged back."""
+
+    route_index: int
+    query: str
+    from_: int
+    size: int
+    source: SourceFilter
+    body: dict[str, Any]
+    params: tuple[tuple[str, str], ...]
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def _is_score_sort(sort: Any) -> bool:
+    items = sort if isinstance(sort, list) else [sort]
+    for item in items:
+        if isinstance(item, str):
+            name, _, order = item.partition(":")
+            if name != "_score" or order not in ("", "desc"):
+                return False
+        elif isinstance(item, dict) and len(item) == 1 and "_score" in item:
+            spec = item["_score"]
+            order = spec.get("order", "desc") if isinstance(spec, dict) else spec
+            if order != "desc":
+                return False
+        else:
+            return False
+    return True
+
+
+def _query_text(
+    route: RouteConfig, body: Mapping[str, Any], params: Mapping[str, str], headers: Mapping[str, str]
+) -> str | None:
+    header = headers.get("x-rerank-query", "").strip()
+    if header:
+        return header
+    ext = body.get("ext")
+    rerank = ext.get("rerank") if isinstance(ext, dict) else None
+    context = rerank.get("query_context") if isinstance(rerank, dict) else None
+    if isinstance(context, dict):
+        text = context.get("query_text")
+        if isinstance(text, str) and text.strip():
+            return text.strip()
+        path = context.get("query_text_path")
+        if isinstance(path, str):
+            found = text_at_path(body, path)
+            if found:
+                return found
+    if route.query_path:
+        found = text_at_path(body, route.query_path)
+        if found:
+            return found
+    if "q" in params:
+        terms = lucene_terms(params["q"])
+        return terms or None
+    return find_query_text(body.get("query"))
+
+
+def plan_search(
+    route_index: int,
+    route: RouteConfig,
+    body: Any,
+    params: Sequence[tuple[str, str]],
+    headers: Mapping[str, str],
+) -> SearchPlan | Bypass:
+    """A plan for reranking, or the reason to pass the search through unchanged."""
+    if headers.get("x-rerank", "").strip().lower() == "off":
+        return Bypass("disabled-by-header")
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
+        return Bypass("unparsed-body")
+    p = dict(params)
+    if "scroll" in p:
+        return Bypass("scroll")
+    for key, reason in (("search_after", "search_after"), ("pit", "pit"), ("rescore", "rescore")):
+        if body.get(key) is not None:
+            return Bypass(reason)
+    if "stored_fields" in body or "stored_fields" in p:
+        return Bypass("stored_fields")
+    if "filter_path" in p:
+        return Bypass("filter_path")
+    sort_param = p.get("sort")
+    if (sort_param is not None and not _is_score_sort(sort_param.split(","))) or (
+        body.get("sort") is not None and not _is_score_sort(body["sort"])
+    ):
+        return Bypass("sort")
+    size = _int(p["size"]) if "size" in p else _int(body.get("size", 10))
+    from_ = _int(p["from"]) if "from" in p else _int(body.get("from", 0))
+    if size is None or from_ is None or size < 0 or from_ < 0:
+        return Bypass("unparsed-paging")
+    if size == 0:
+        return Bypass("size-0")
+    if from_ + size > route.window:
+        return Bypass("beyond-window")
+    body_source = parse_body_source(body.get("_source"))
+    if body_source is None:
+        return Bypass("unparsed-source")
+    source = parse_params_source(p, body_source)
+    query = _query_text(route, body, p, headers)
+    if not query:
+        return Bypass("no-query-text")
+
+    wide = copy.deepcopy(body)
+    ext = wide.get("ext")
+    if isinstance(ext, dict) and "rerank" in ext:
+        del ext["rerank"]
+        if not ext:
+            del wide["ext"]
+    wide["from"] = 0
+    wide["size"] = route.window
+    fetch = widened(source, tuple(route.fields))
+    if fetch.is_identity:
+        wide.pop("_source", None)
+    else:
+        wide["_source"] = to_body(fetch)
+    upstream_params = tuple((k, v) for k, v in params if k not in _WIDENED_PARAMS)
+    return SearchPlan(route_index, query, from_, size, source, wide, upstream_params)

@@ -1,0 +1,135 @@
+"""Run the proxy and admin listeners in one process, on one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import signal
+import socket
+from collections.abc import Iterator, Mapping
+
+import uvicorn
+
+from sidecar.admin.app import AdminApp
+from sidecar.config import Config, ConfigError, parse_listen
+from sidecar.engine.protocol import Backend
+from sidecar.proxy.app import ProxyApp
+from sidecar.runtime import Runtime, open_runtime
+
+log = logging.getLogger(__name__)
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def admin_token(config: Config) -> str | None:
+    """The admin token from config or its env var; refuse a non-loopback admin without one."""
+    token = config.admin.token
+    if config.admin.token_env:
+        token = os.environ.get(config.admin.token_env) or token
+    host, _ = parse_listen(config.admin.listen)
+    if not token and not is_loopback(host):
+        raise ConfigError(
+            f"admin.listen: {config.admin.listen} is not loopback; set admin.token or admin.token_env"
+        )
+    return token or None
+
+
+def bind(listen: str) -> socket.socket:
+    """A listening socket for ``host:port`` (port 0 picks a free one)."""
+    host, port = parse_listen(listen)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise ConfigError(f"cannot listen on {listen}: {e.strerror}") from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+class _Server(uvicorn.Server):
+    # Signals are handled once for both listeners by SidecarServer.
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class SidecarServer:
+    """The proxy and admin listeners over one runtime; ``serve`` runs until ``stop``."""
+
+    def __init__(self, config: Config, *, backends: Mapping[str, Backend] | None = None) -> None:
+        self.config = config
+        self.token = admin_token(config)
+        self.backends = backends
+        self.proxy_sock = bind(config.listen)
+        self.admin_sock = bind(config.admin.listen)
+        self._servers: list[_Server] = []
+        self.runtime: Runtime | None = None
+        self.ready = asyncio.Event()
+
+    @property
+    def proxy_url(self) -> str:
+        """The proxy's address as a URL."""
+        return _url(self.proxy_sock)
+
+    @property
+    def admin_url(self) -> str:
+        """The admin API's address as a URL."""
+        return _url(self.admin_sock)
+
+    def _uvicorn(self, app: object) -> _Server:
+        cfg = uvicorn.Config(
+            app,  # type: ignore[arg-type]
+            lifespan="off",
+            server_header=False,
+            date_header=False,
+            access_log=False,
+            log_config=None,
+            timeout_keep_alive=75,
+            timeout_graceful_shutdown=10,
+            backlog=2048,
+        )
+        return _Server(cfg)
+
+    async def serve(self, *, install_signals: bool = False) -> None:
+        """Load models, open the upstream pool, serve both listeners."""
+        async with open_runtime(self.config, backends=self.backends) as rt:
+            self.runtime = rt
+            self._servers = [self._uvicorn(ProxyApp(rt)), self._uvicorn(AdminApp(rt, self.token))]
+            if install_signals:
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    with contextlib.suppress(NotImplementedError):
+                        loop.add_signal_handler(sig, self.stop)
+            serving = [
+                asyncio.ensure_future(self._servers[0].serve(sockets=[self.proxy_sock])),
+                asyncio.ensure_future(self._servers[1].serve(sockets=[self.admin_sock])),
+            ]
+            while not all(s.started for s in self._servers) and not any(t.done() for t in serving):
+                await asyncio.sleep(0.01)
+            self.ready.set()
+            await asyncio.gather(*serving)
+
+    def stop(self) -> None:
+        """Ask both listeners to finish in-flight requests and exit."""
+        for s in self._servers:
+            s.should_exit = True
+
+
+def _url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"

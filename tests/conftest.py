@@ -1,0 +1,271 @@
+"""Shared fixtures: a real osmem-server, a real sidecar on loopback, real models."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvloop
+from osmem_server import OsmemServer
+
+from sidecar.config import Config, parse_config
+from sidecar.engine.protocol import Backend
+from sidecar.server import SidecarServer
+
+CORPUS: list[dict[str, str]] = [
+    {
+        "title": "Choosing a LoRA rank",
+        "text": "For most fine-tuning jobs a LoRA rank of 8 or 16 is enough; higher ranks add parameters and memory.",
+    },
+    {
+        "title": "LoRA alpha and rank",
+        "text": "Set lora alpha to twice the rank as a starting point and tune the learning rate afterwards.",
+    },
+    {
+        "title": "GPU memory fraction",
+        "text": "Limit how much GPU memory a process may take with the per-process memory fraction setting.",
+    },
+    {
+        "title": "Out of memory on the GPU",
+        "text": "CUDA out of memory errors go away with a smaller batch size, gradient checkpointing or mixed precision.",
+    },
+    {
+        "title": "Returns within 30 days",
+        "text": "Items can be returned within 30 days of delivery for a full refund to the original payment method.",
+    },
+    {
+        "title": "Free shipping threshold",
+        "text": "Orders above 50 euros ship for free; smaller orders pay a flat shipping fee.",
+    },
+    {
+        "title": "Java primitive types",
+        "text": "Java has eight primitive types: byte, short, int, long, float, double, char and boolean.",
+    },
+    {
+        "title": "Boxing in Java",
+        "text": "Autoboxing converts an int into an Integer object when a collection needs a reference type.",
+    },
+    {
+        "title": "Background app refresh on iPhone",
+        "text": "Turn off background app refresh in Settings to stop apps updating content when closed.",
+    },
+    {
+        "title": "Error code 13",
+        "text": "Error code 13 means permission denied: the service account cannot read the model directory.",
+    },
+    {
+        "title": "Kubernetes pod OOMKilled",
+        "text": "A pod is OOMKilled when its container exceeds the memory limit; raise the limit or fix the leak.",
+    },
+    {
+        "title": "Rank of a matrix",
+        "text": "The rank of a matrix is the number of linearly independent rows, a basic idea in linear algebra.",
+    },
+    {
+        "title": "Shipping to Norway",
+        "text": "Parcels to Norway need a customs declaration and take five to eight working days.",
+    },
+    {
+        "title": "Java string type",
+        "text": "String in Java is an immutable reference type; use StringBuilder to build long strings.",
+    },
+    {
+        "title": "LoRA on a small GPU",
+        "text": "With rank 4 LoRA adapters a 7B model can be fine-tuned on a 24 GB GPU using 4-bit weights.",
+    },
+    {
+        "title": "Restarting a pod",
+        "text": "Delete the pod or run a rollout restart of its deployment to restart it with a fresh container.",
+    },
+]
+
+
+def index_corpus(url: str, index: str, docs: Sequence[Mapping[str, Any]]) -> None:
+    """Create an index with text fields and bulk the documents in, refreshed."""
+    with httpx.Client(base_url=url, timeout=30) as c:
+        c.delete(f"/{index}")
+        r = c.put(
+            f"/{index}",
+            json={
+                "mappings": {
+                    "properties": {
+                        "title": {"type": "text"},
+                        "text": {"type": "text"},
+                        "tag": {"type": "keyword"},
+                    }
+                }
+            },
+        )
+        assert r.status_code == 200, r.text
+        lines = []
+        for i, doc in enumerate(docs):
+            lines.append(json.dumps({"index": {"_index": index, "_id": str(i)}}))
+            lines.append(json.dumps(doc))
+        r = c.post(
+            "/_bulk?refresh=true",
+            content="\n".join(lines) + "\n",
+            headers={"content-type": "application/x-ndjson"},
+        )
+        assert r.status_code == 200 and not r.json()["errors"], r.text
+
+
+@pytest.fixture(scope="session")
+def osmem() -> Iterator[OsmemServer]:
+    """One osmem-server for the session, with the test corpus in kb, docs-1 and plain (unrouted)."""
+    server = OsmemServer.start(japanese=False)
+    for index in ("kb", "docs-1", "plain", "slow", "broken"):
+        index_corpus(server.url, index, CORPUS)
+    yield server
+    server.close()
+
+
+class SlowBackend:
+    """Sleeps past any sane budget: drives the timeout fallback."""
+
+    name = "slow"
+
+    def __init__(self, delay_s: float = 1.0) -> None:
+        self.delay_s = delay_s
+
+    def score(self, query: str, documents: Sequence[str], instruction: str | None = None) -> list[float]:
+        time.sleep(self.delay_s)
+        return [0.0] * len(documents)
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def warm_up(self) -> None:
+        return None
+
+
+class BrokenBackend(SlowBackend):
+    """Raises on every call: drives the model-error fallback."""
+
+    name = "broken"
+
+    def score(self, query: str, documents: Sequence[str], instruction: str | None = None) -> list[float]:
+        raise RuntimeError("CUDA error: device-side assert triggered")
+
+
+class RunningSidecar:
+    """A SidecarServer serving on loopback from a background thread with its own loop."""
+
+    def __init__(self, config: Config, backends: Mapping[str, Backend] | None = None) -> None:
+        self.server = SidecarServer(config, backends=backends)
+        self.loop = uvloop.new_event_loop()  # as the CLI runs it
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 120
+        while not self.server.ready.is_set():
+            if self.error or time.monotonic() > deadline:
+                raise RuntimeError(f"sidecar did not start: {self.error!r}")
+            time.sleep(0.02)
+        self.url = self.server.proxy_url
+        self.admin_url = self.server.admin_url
+
+    def _run(self) -> None:
+        try:
+            self.loop.run_until_complete(self.server.serve())
+        except BaseException as e:
+            self.error = e
+
+    def backend(self, name: str) -> Backend:
+        """A loaded backend, for computing expected scores."""
+        assert self.server.runtime is not None
+        return self.server.runtime.backends[name]
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.server.stop)
+        self.thread.join(30)
+
+
+def sidecar_config(upstream: str, **overrides: Any) -> Config:
+    """The test config: kb and docs-* on MiniLM, slow and broken on their fault backends."""
+    data: dict[str, Any] = {
+        "listen": "127.0.0.1:0",
+        "upstream": {"url": upstream},
+        "admin": {"listen": "127.0.0.1:0"},
+        "models": {
+            "minilm": {"backend": "bi-encoder", "model": "all-MiniLM-L6-v2", "device": "cpu"},
+            "slow": {"backend": "bi-encoder", "model": "unused"},
+            "broken": {"backend": "bi-encoder", "model": "unused"},
+        },
+        "routes": [
+            {
+                "indices": ["kb", "docs-*"],
+                "model": "minilm",
+                "window": 12,
+                "fields": ["title", "text"],
+                "template": "{title}\n{text}",
+            },
+            {
+                "indices": ["slow"],
+                "model": "slow",
+                "window": 10,
+                "fields": ["title", "text"],
+                "timeout_ms": 200,
+            },
+            {"indices": ["broken"], "model": "broken", "window": 10, "fields": ["title", "text"]},
+        ],
+    }
+    data.update(overrides)
+    return parse_config(data)
+
+
+@pytest.fixture(scope="session")
+def sidecar(osmem: OsmemServer) -> Iterator[RunningSidecar]:
+    """The sidecar in front of osmem, with the real MiniLM and the two fault backends."""
+    running = RunningSidecar(
+        sidecar_config(osmem.url), backends={"slow": SlowBackend(), "broken": BrokenBackend()}
+    )
+    yield running
+    running.close()
+
+
+@pytest.fixture
+def direct(osmem: OsmemServer) -> Iterator[httpx.Client]:
+    """A raw HTTP client straight to osmem."""
+    with httpx.Client(base_url=osmem.url, timeout=30) as c:
+        yield c
+
+
+@pytest.fixture
+def proxied(sidecar: RunningSidecar) -> Iterator[httpx.Client]:
+    """A raw HTTP client through the sidecar."""
+    with httpx.Client(base_url=sidecar.url, timeout=30) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random BERT with a real WordPiece tokenizer, saved the way the hub lays it out."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    words = sorted({w.lower().strip(".,;:") for d in CORPUS for w in (d["title"] + " " + d["text"]).split()})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizerFast(vocab_file=str(path / "vocab.txt")).save_pretrained(path)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    import torch
+
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(path)
+    return path
+
+
+Factory = Callable[..., RunningSidecar]

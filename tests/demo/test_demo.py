@@ -1,0 +1,71 @@
+"""``rerank-sidecar demo`` end to end, as a user runs it: a real process, real HTTP, Ctrl-C."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+
+from opensearchpy import OpenSearch
+
+from sidecar.demo.run import corpus
+
+
+def test_demo_corpus_is_a_few_hundred_documents_across_topics() -> None:
+    docs = list(corpus())
+    assert len(docs) >= 200
+    assert len({d["_id"] for d in docs}) == len(docs)
+    assert len({d["topic"] for d in docs}) >= 6
+
+
+def test_demo_serves_reranked_results_and_stops_on_ctrl_c() -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sidecar.cli",
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "Ctrl-C" in line:
+                break
+        text = "".join(lines)
+        m = re.search(r"proxy:\s+(http://\S+)", text)
+        assert m, text
+        assert "curl" in text
+        client = OpenSearch(hosts=[m.group(1)])
+        res = client.search(
+            index="kb", body={"query": {"match": {"text": "which lora rank should I use"}}, "size": 3}
+        )
+        assert res["hits"]["hits"][0]["_source"]["title"] == "What LoRA rank to choose"
+        assert all("_rerank" in h for h in res["hits"]["hits"])
+        baseline = client.search(
+            index="kb",
+            body={"query": {"match": {"text": "which lora rank should I use"}}, "size": 3},
+            headers={"X-Rerank": "off"},
+        )
+        assert [h["_id"] for h in baseline["hits"]["hits"]] != [h["_id"] for h in res["hits"]["hits"]]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,54 @@
+"""_msearch: routed sub-searches are reranked, the others come back as the cluster sent them."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from tests.proxy.test_rerank import QUERY
+
+
+def _ndjson(*docs: object) -> str:
+    return "".join(json.dumps(d) + "\n" for d in docs)
+
+
+def test_mixed_msearch(direct: httpx.Client, proxied: httpx.Client) -> None:
+    body = _ndjson(
+        {"index": "kb"},
+        {**QUERY, "size": 3},
+        {"index": "plain"},
+        {**QUERY, "size": 3},
+        {},
+        {**QUERY, "size": 2},  # the path's default index: kb
+        {"index": "kb"},
+        {**QUERY, "size": 0},
+    )
+    headers = {"content-type": "application/x-ndjson"}
+    p = proxied.post("/kb/_msearch", content=body, headers=headers)
+    d = direct.post("/kb/_msearch", content=body, headers=headers)
+    assert p.status_code == 200
+    assert p.headers["x-rerank"] == "applied"
+    assert p.headers["x-rerank-msearch"] == "applied,bypass:no-route,applied,bypass:size-0"
+    pr, dr = p.json()["responses"], d.json()["responses"]
+    assert len(pr) == 4
+    single = proxied.post("/kb/_search", json={**QUERY, "size": 3}).json()["hits"]["hits"]
+    assert [h["_id"] for h in pr[0]["hits"]["hits"]] == [h["_id"] for h in single]
+    assert pr[1]["hits"] == dr[1]["hits"]
+    assert len(pr[2]["hits"]["hits"]) == 2 and "_rerank" in pr[2]["hits"]["hits"][0]
+    assert pr[3]["hits"]["hits"] == [] and pr[3]["hits"]["total"] == dr[3]["hits"]["total"]
+
+
+def test_msearch_with_nothing_routed_is_forwarded(direct: httpx.Client, proxied: httpx.Client) -> None:
+    body = _ndjson({"index": "plain"}, {**QUERY, "size": 1})
+    p = proxied.post("/_msearch", content=body, headers={"content-type": "application/x-ndjson"})
+    assert p.headers["x-rerank"] == "bypass"
+    d = direct.post("/_msearch", content=body, headers={"content-type": "application/x-ndjson"})
+    assert p.json()["responses"][0]["hits"] == d.json()["responses"][0]["hits"]
+
+
+def test_msearch_fallback_sub_search(proxied: httpx.Client) -> None:
+    body = _ndjson({"index": "broken"}, {**QUERY, "size": 2}, {"index": "kb"}, {**QUERY, "size": 2})
+    p = proxied.post("/_msearch", content=body, headers={"content-type": "application/x-ndjson"})
+    assert p.headers["x-rerank-msearch"] == "fallback:model-error,applied"
+    assert p.headers["x-rerank"] == "applied"

@@ -1,0 +1,89 @@
+"""check-config through the real command line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _check(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sidecar.cli", "check-config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "default.yaml", "compose.yaml"])
+def test_shipped_configs_are_valid(name: str) -> None:
+    r = _check(ROOT / "configs" / name)
+    assert r.returncode == 0, r.stderr
+    assert "ok" in r.stdout
+
+
+GOOD = """
+listen: 127.0.0.1:9200
+upstream: {url: http://127.0.0.1:9201, timeout_s: 30}
+admin: {listen: 127.0.0.1:9301}
+models:
+  minilm: {backend: bi-encoder, model: all-MiniLM-L6-v2}
+routes:
+  - indices: ["docs*", "kb"]
+    model: minilm
+    window: 100
+    fields: [title, text]
+    template: "{title}\\n{text}"
+    timeout_ms: 2000
+"""
+
+BAD = [
+    (GOOD.replace("window: 100", "window: 100\n    windw: 5"), "routes.0.windw: unknown key"),
+    (GOOD.replace("model: minilm\n", "model: nope\n"), "routes.0.model: unknown model 'nope'"),
+    (GOOD.replace("window: 100", "window: -3"), "routes.0.window"),
+    (GOOD.replace("backend: bi-encoder", "backend: magic"), "models.minilm.backend"),
+    (GOOD.replace("listen: 127.0.0.1:9200", "listen: nowhere"), "listen: expected host:port"),
+    (GOOD.replace("url: http://127.0.0.1:9201", "url: ftp://x"), "upstream.url"),
+    (GOOD.replace("{title}", "{titel}"), "placeholder {titel}"),
+    (GOOD.replace("fields: [title, text]", "fields: []"), "routes.0.fields"),
+    ("routes: [\n", "invalid YAML"),
+    ("- just\n- a list\n", "mapping at the top level"),
+]
+
+
+def test_a_good_file(tmp_path: Path) -> None:
+    f = tmp_path / "good.yaml"
+    f.write_text(GOOD)
+    assert _check(f).returncode == 0
+
+
+@pytest.mark.parametrize(("text", "message"), BAD, ids=[m for _, m in BAD])
+def test_bad_files_exit_2_with_one_line(tmp_path: Path, text: str, message: str) -> None:
+    f = tmp_path / "bad.yaml"
+    f.write_text(text)
+    r = _check(f)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert message in lines[0]
+    assert "Traceback" not in r.stderr
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    r = _check(tmp_path / "nope.yaml")
+    assert r.returncode == 2 and "cannot read" in r.stderr
+
+
+def test_admin_beyond_loopback_needs_a_token() -> None:
+    from sidecar.config import ConfigError, parse_config
+    from sidecar.server import admin_token
+
+    cfg = parse_config({"admin": {"listen": "0.0.0.0:9301"}})
+    with pytest.raises(ConfigError, match=r"admin\.listen"):
+        admin_token(cfg)
+    assert admin_token(parse_config({"admin": {"listen": "0.0.0.0:9301", "token": "s3cret"}})) == "s3cret"
