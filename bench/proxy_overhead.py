@@ -19,6 +19,7 @@ import random
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -163,10 +164,19 @@ def run_wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str,
     }
 
 
+def _median(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Median latency and throughput over runs; errors summed."""
+    out = {k: statistics.median(r[k] for r in runs) for k in ("p50", "p99", "rps")}
+    out["non2xx"] = sum(r["non2xx"] for r in runs)
+    out["socket_errors"] = sum(r["socket_errors"] for r in runs)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "scifact")
-    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--seconds", type=int, default=5, help="length of one wrk run")
+    ap.add_argument("--reps", type=int, default=3, help="interleaved runs per cell; the median is reported")
     ap.add_argument(
         "--profile",
         type=Path,
@@ -224,31 +234,32 @@ def main() -> int:
         results: dict[tuple[str, int, str], dict[str, float]] = {}
         for workload, script in (("GET _doc", work / "get.lua"), ("search (bypassed)", work / "search.lua")):
             for conns in (1, 8):
-                for name, url in targets.items():
-                    run_wrk(url, script, conns, 1)  # warm-up
-                    spy = None
-                    if args.profile and name == "sidecar" and conns == 8 and workload == "GET _doc":
-                        spy = subprocess.Popen(
-                            [
-                                "py-spy",
-                                "record",
-                                "-o",
-                                str(args.profile),
-                                "-p",
-                                str(side.pid),
-                                "-d",
-                                str(args.seconds),
-                                "-r",
-                                "200",
-                            ],
-                            stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL,
-                        )
-                    results[(workload, conns, name)] = run_wrk(url, script, conns, args.seconds)
-                    if spy:
-                        spy.wait(60)
+                runs: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
+                for rep in range(args.reps):  # interleaved, so drift hits every target alike
+                    for name, url in targets.items():
+                        run_wrk(url, script, conns, 1)  # warm-up
+                        spy = None
+                        if (
+                            args.profile
+                            and rep == 0
+                            and name == "sidecar"
+                            and conns == 8
+                            and workload == "GET _doc"
+                        ):
+                            fmt = "flamegraph" if args.profile.suffix == ".svg" else "raw"
+                            spy = subprocess.Popen(
+                                ["py-spy", "record", "-f", fmt, "-o", str(args.profile), "-p", str(side.pid),
+                                 "-d", str(args.seconds), "-r", "200"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            )  # fmt: skip
+                        runs[name].append(run_wrk(url, script, conns, args.seconds))
+                        if spy:
+                            spy.wait(60)
+                for name, rs in runs.items():
+                    results[(workload, conns, name)] = _median(rs)
 
         print()
+        print(f"median of {args.reps} interleaved runs of {args.seconds} s each")
         print(
             f"{'workload':<20}{'conns':>6}{'target':>10}{'p50 ms':>10}{'p99 ms':>10}"
             f"{'req/s':>11}{'errors':>8}"

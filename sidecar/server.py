@@ -95,6 +95,7 @@ class SidecarServer:
         cfg = uvicorn.Config(
             app,  # type: ignore[arg-type]
             lifespan="off",
+            proxy_headers=False,  # the sidecar is the proxy: it appends to X-Forwarded-For
             server_header=False,
             date_header=False,
             access_log=False,

@@ -44,13 +44,19 @@ def request_headers(scope: Scope, drop: frozenset[bytes] = frozenset()) -> list[
     """The client's headers for the upstream: hop-by-hop ones (and ``drop``) removed."""
     raw: list[tuple[bytes, bytes]] = scope["headers"]
     named: set[bytes] = set()
+    forwarded_for: list[bytes] = []
     for k, v in raw:
         if k == b"connection":
             named.update(x.strip().lower() for x in v.split(b","))
-    out = [(k, v) for k, v in raw if k not in HOP_BY_HOP and k not in named and k not in drop]
+        elif k == b"x-forwarded-for":
+            forwarded_for.append(v)
+    skip = HOP_BY_HOP | named | drop | {b"x-forwarded-for"}
+    out = [(k, v) for k, v in raw if k not in skip]
     client = scope.get("client")
     if client:
-        out.append((b"x-forwarded-for", client[0].encode()))
+        forwarded_for.append(client[0].encode())
+    if forwarded_for:
+        out.append((b"x-forwarded-for", b", ".join(forwarded_for)))
     return out
 
 

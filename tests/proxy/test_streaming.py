@@ -24,6 +24,17 @@ async def sink_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """An upstream that counts request bytes and can stream a big response."""
     if scope["type"] != "http":
         return
+    if scope["path"] == "/headers":
+        body = json.dumps([[k.decode(), v.decode()] for k, v in scope["headers"]]).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+        return
     if scope["path"] == "/big":
         size = int(dict(x.split("=") for x in scope["query_string"].decode().split("&"))["mb"])
         await send(
@@ -132,3 +143,27 @@ def test_a_big_response_streams_back(stream_sidecar: RunningSidecar) -> None:
                 received += len(chunk)
     assert received == 150 * MB
     assert rss.growth_mb < 60, f"resident memory grew {rss.growth_mb:.0f} MB for a 150 MB response"
+
+
+def test_credentials_pass_through_and_are_never_logged(
+    stream_sidecar: RunningSidecar, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "Basic c2VjcmV0LXVzZXI6c2VjcmV0LXBhc3N3b3Jk"
+    caplog.set_level("DEBUG")
+    r = httpx.get(
+        stream_sidecar.url + "/headers",
+        headers={
+            "Authorization": secret,
+            "X-Forwarded-For": "10.1.2.3",
+            "Connection": "keep-alive, X-Hop",
+            "X-Hop": "1",
+            "X-Custom": "kept",
+        },
+    )
+    received = dict(r.json())
+    assert received["authorization"] == secret
+    assert received["x-custom"] == "kept"
+    assert received["x-forwarded-for"] == "10.1.2.3, 127.0.0.1"
+    assert "x-hop" not in received and "connection" not in received
+    assert received["host"] != stream_sidecar.url.removeprefix("http://"), "Host names the upstream"
+    assert "c2VjcmV0" not in caplog.text
