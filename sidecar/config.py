@@ -71,12 +71,26 @@ class AdminConfig(_Model):
 class ModelConfig(_Model):
     """One reranking model, named in ``models`` and referenced by routes."""
 
-    backend: Literal["bi-encoder"]
+    backend: Literal["qwen3", "cross-encoder", "bi-encoder"]
     model: str
     device: str = "auto"
-    max_length: int = Field(256, ge=8, le=32768)
-    batch_size: int = Field(32, ge=1, le=4096)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    # tokens per (query, document) input; default: 8192 for qwen3, the tokenizer's limit otherwise
+    max_length: int | None = Field(None, ge=16, le=131072)
+    # padded tokens per forward pass: the batcher fills batches up to this budget
+    batch_tokens: int = Field(16384, ge=64)
+    # how long the first request of a batch waits for others to join it
+    max_wait_ms: float = Field(2.0, ge=0, le=1000)
+    # requests waiting for the model at most; past it (or past their budget) they fall back at once
+    max_queue: int = Field(256, ge=1)
     cache_size: int = Field(50_000, ge=0)
+    long_docs: Literal["truncate", "chunk"] = "truncate"
+    chunk_tokens: int = Field(512, ge=16)
+    max_chunks: int = Field(8, ge=1, le=256)
+    # cross-encoder: which label's probability is the score (a name or an index); default: the single logit
+    label: str | int | None = None
+    # bi-encoder: texts per forward pass
+    batch_size: int = Field(32, ge=1, le=4096)
 
 
 class RouteConfig(_Model):
@@ -89,6 +103,8 @@ class RouteConfig(_Model):
     template: str | None = None
     timeout_ms: int = Field(2000, ge=1)
     query_path: str | None = None
+    # the reranker's instruction (qwen3); the request header X-Rerank-Instruction overrides it
+    instruction: str | None = None
     annotate: bool = True
     max_chars: int = Field(4000, ge=16)
 

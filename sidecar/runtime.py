@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import ssl
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -10,36 +9,37 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 from sidecar.config import Config
+from sidecar.engine.batcher import Batcher
 from sidecar.engine.protocol import Backend
-from sidecar.engine.registry import build_backend
-from sidecar.engine.runner import InferenceRunner
+from sidecar.engine.registry import make_batcher
 from sidecar.proxy.upstream import UpstreamPool
 
 log = logging.getLogger(__name__)
 
 
-class ModelTimeout(Exception):
-    """Scoring did not finish within the route's budget."""
-
-
 @dataclass
 class Runtime:
-    """Config, the upstream pool, the backends and the inference thread."""
+    """Config, the upstream pool, and each model behind its batcher."""
 
     config: Config
     upstream: UpstreamPool
-    backends: Mapping[str, Backend]
-    runner: InferenceRunner
+    batchers: Mapping[str, Batcher]
 
-    async def score(self, model: str, query: str, documents: Sequence[str], timeout_s: float) -> list[float]:
-        """Score documents on the inference thread within ``timeout_s``; raise ModelTimeout past it."""
-        backend = self.backends[model]
-        try:
-            scores = await asyncio.wait_for(
-                self.runner.run(lambda: backend.score(query, documents)), timeout=timeout_s
-            )
-        except asyncio.TimeoutError:
-            raise ModelTimeout(f"model {model!r} took longer than {timeout_s * 1000:.0f} ms") from None
+    @property
+    def backends(self) -> dict[str, Backend]:
+        """The loaded backends by model name."""
+        return {name: b.backend for name, b in self.batchers.items() if b.backend is not None}
+
+    async def score(
+        self,
+        model: str,
+        query: str,
+        documents: Sequence[str],
+        timeout_s: float,
+        instruction: str | None = None,
+    ) -> list[float]:
+        """Scores within ``timeout_s``: ModelTimeout past it, Overloaded when the queue cannot make it."""
+        scores = await self.batchers[model].score(query, documents, instruction, timeout_s)
         if len(scores) != len(documents):
             raise ValueError(f"model {model!r} returned {len(scores)} scores for {len(documents)} documents")
         return scores
@@ -61,19 +61,22 @@ def ssl_context(config: Config) -> ssl.SSLContext | None:
 async def open_runtime(
     config: Config, *, backends: Mapping[str, Backend] | None = None
 ) -> AsyncIterator[Runtime]:
-    """Load the models, start the inference thread, open the upstream pool."""
+    """Load each routed model on its own inference thread, open the upstream pool.
+
+    ``backends`` supplies ready backends by model name in place of loading them (tests).
+    """
     async with AsyncExitStack() as stack:
-        runner = InferenceRunner()
-        runner.start()
-        stack.callback(runner.stop)
-        loaded: dict[str, Backend] = dict(backends or {})
+        batchers: dict[str, Batcher] = {}
         used = {r.model for r in config.routes}
         for name, spec in config.models.items():
-            if name in loaded or name not in used:
+            if name not in used:
                 continue
+            given = (backends or {}).get(name)
             log.info("loading model %s (%s: %s)", name, spec.backend, spec.model)
-            loaded[name] = await runner.run(lambda n=name, s=spec: build_backend(n, s))  # type: ignore[misc]
-            await runner.run(loaded[name].warm_up)
+            batcher = make_batcher(name, spec, (lambda b=given: b) if given is not None else None)  # type: ignore[misc]
+            stack.callback(batcher.stop)
+            await batcher.start()
+            batchers[name] = batcher
         up = config.upstream
         pool = UpstreamPool(
             up.url,
@@ -84,4 +87,4 @@ async def open_runtime(
             max_idle=up.max_keepalive,
         )
         stack.push_async_callback(pool.aclose)
-        yield Runtime(config, pool, loaded, runner)
+        yield Runtime(config, pool, batchers)

@@ -269,3 +269,22 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 Factory = Callable[..., RunningSidecar]
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer random Qwen3 reranker with a trained byte-level BPE tokenizer."""
+    from sidecar.engine.synthetic import save_qwen3_reranker
+
+    texts = [f"{d['title']} {d['text']}" for d in CORPUS]
+    return save_qwen3_reranker(tmp_path_factory.mktemp("tiny-qwen3"), texts)
+
+
+@pytest.fixture(scope="session")
+def tiny_cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer random BERT cross-encoder with one logit."""
+    from sidecar.engine.synthetic import save_bert_cross_encoder
+
+    return save_bert_cross_encoder(
+        tmp_path_factory.mktemp("tiny-ce"), [f"{d['title']} {d['text']}" for d in CORPUS]
+    )

@@ -9,6 +9,7 @@ import time
 import torch
 
 from sidecar import __version__
+from sidecar.engine.batcher import model_info
 from sidecar.proxy.asgi import JSON_HEADERS, Receive, Scope, Send, send_response
 from sidecar.proxy.errors import error_body
 from sidecar.runtime import Runtime
@@ -53,8 +54,7 @@ class AdminApp:
             "version": __version__,
             "uptime_s": round(time.time() - self.started, 1),
             "upstream": cfg.upstream.url,
-            "models": {name: type(b).__name__ for name, b in self.rt.backends.items()},
+            "models": {name: model_info(b) for name, b in self.rt.batchers.items()},
             "routes": [{"indices": r.indices, "model": r.model, "window": r.window} for r in cfg.routes],
-            "queue_depth": self.rt.runner.depth,
             "cuda": torch.cuda.is_available(),
         }

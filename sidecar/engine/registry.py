@@ -1,21 +1,55 @@
-"""Build backends from the models section of the config."""
+"""Build backends, each behind its batcher, from the models section of the config."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sidecar.config import ModelConfig
-from sidecar.engine.bi_encoder import BiEncoderBackend
+from sidecar.engine.batcher import Batcher
 from sidecar.engine.protocol import Backend
 
 
 def build_backend(name: str, spec: ModelConfig) -> Backend:
-    """Instantiate the backend a model entry names."""
+    """Instantiate the backend a model entry names (loads weights: call it on the model's thread)."""
     if spec.backend == "bi-encoder":
+        from sidecar.engine.bi_encoder import BiEncoderBackend
+
         return BiEncoderBackend(
             spec.model,
             name=name,
             device=spec.device,
-            max_length=spec.max_length,
+            max_length=spec.max_length or 256,
             batch_size=spec.batch_size,
             cache_size=spec.cache_size,
         )
+    common = {
+        "name": name,
+        "device": spec.device,
+        "dtype": spec.dtype,
+        "max_length": spec.max_length,
+        "batch_tokens": spec.batch_tokens,
+        "long_docs": spec.long_docs,
+        "chunk_tokens": spec.chunk_tokens,
+        "max_chunks": spec.max_chunks,
+    }
+    if spec.backend == "qwen3":
+        from sidecar.engine.qwen3 import Qwen3Reranker
+
+        return Qwen3Reranker(spec.model, **common)  # type: ignore[arg-type]
+    if spec.backend == "cross-encoder":
+        from sidecar.engine.cross_encoder import CrossEncoderBackend
+
+        return CrossEncoderBackend(spec.model, label=spec.label, **common)  # type: ignore[arg-type]
     raise ValueError(f"models.{name}.backend: unsupported backend {spec.backend!r}")
+
+
+def make_batcher(name: str, spec: ModelConfig, load: Callable[[], Backend] | None = None) -> Batcher:
+    """A batcher for a model entry; ``load`` replaces building it from the config (tests)."""
+    return Batcher(
+        name,
+        load or (lambda: build_backend(name, spec)),
+        batch_tokens=spec.batch_tokens,
+        max_wait_ms=spec.max_wait_ms,
+        max_queue=spec.max_queue,
+        cache_size=spec.cache_size,
+    )

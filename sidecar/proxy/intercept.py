@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from sidecar.config import RouteConfig
+from sidecar.engine.batcher import ModelTimeout, Overloaded
 from sidecar.proxy.asgi import BodyTooLarge, Receive, Scope, Send, read_body, send_response
 from sidecar.proxy.forward import (
     forward,
@@ -22,7 +23,7 @@ from sidecar.proxy.forward import (
     target,
 )
 from sidecar.proxy.upstream import UpstreamError, UpstreamResponse
-from sidecar.runtime import ModelTimeout, Runtime
+from sidecar.runtime import Runtime
 from sidecar.search.documents import document_text
 from sidecar.search.page import build_page, window_hits
 from sidecar.search.plan import Bypass, SearchPlan, plan_search
@@ -112,10 +113,13 @@ async def rerank_hits(
     texts = [document_text(h.get("_source"), route.fields, route.template, route.max_chars) for h in hits]
     started = time.perf_counter()
     try:
-        scores = await rt.score(route.model, plan.query, texts, route.timeout_ms / 1000)
+        scores = await rt.score(route.model, plan.query, texts, route.timeout_ms / 1000, plan.instruction)
     except ModelTimeout:
         took = (time.perf_counter() - started) * 1000
         return None, Outcome("fallback", "timeout", route.model, took)
+    except Overloaded:
+        took = (time.perf_counter() - started) * 1000
+        return None, Outcome("fallback", "overloaded", route.model, took)
     except Exception as e:
         took = (time.perf_counter() - started) * 1000
         log.warning("model %s failed, answering in the cluster's order: %s", route.model, e)

@@ -41,6 +41,7 @@ class SearchPlan:
     source: SourceFilter
     body: dict[str, Any]
     params: tuple[tuple[str, str], ...]
+    instruction: str | None = None
 
 
 def _int(value: Any) -> int | None:
@@ -160,4 +161,5 @@ def plan_search(
     else:
         wide["_source"] = to_body(fetch)
     upstream_params = tuple((k, v) for k, v in params if k not in _WIDENED_PARAMS)
-    return SearchPlan(route_index, query, from_, size, source, wide, upstream_params)
+    instruction = headers.get("x-rerank-instruction", "").strip() or route.instruction
+    return SearchPlan(route_index, query, from_, size, source, wide, upstream_params, instruction)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import math
-import threading
 from pathlib import Path
 
 import pytest
@@ -14,7 +11,6 @@ from sidecar.engine.bi_encoder import BiEncoderBackend
 from sidecar.engine.cache import LRUCache
 from sidecar.engine.models import resolve_model
 from sidecar.engine.protocol import Backend
-from sidecar.engine.runner import InferenceRunner
 
 
 def test_loads_a_saved_model_and_scores_by_cosine(tiny_bert_dir: Path) -> None:
@@ -66,24 +62,3 @@ def test_real_minilm_ranks_the_relevant_document_first() -> None:
     ]
     scores = backend.score("which lora rank should I use", docs)
     assert max(range(3), key=lambda i: scores[i]) == 1
-
-
-async def test_runner_runs_on_its_thread_and_skips_cancelled_work() -> None:
-    runner = InferenceRunner()
-    runner.start()
-    try:
-        names: list[str] = []
-        gate = threading.Event()
-        blocker = asyncio.ensure_future(runner.run(lambda: gate.wait(5)))
-        skipped = asyncio.ensure_future(runner.run(lambda: names.append("ran")))
-        await asyncio.sleep(0.05)
-        skipped.cancel()
-        gate.set()
-        assert await blocker is True
-        assert await runner.run(lambda: threading.current_thread().name) == "inference"
-        assert names == []
-        with pytest.raises(ZeroDivisionError):
-            await runner.run(lambda: 1 / 0)
-        assert math.isclose(await runner.run(lambda: 0.5), 0.5)
-    finally:
-        runner.stop()

@@ -1,0 +1,302 @@
+"""The batcher: the one bridge between the event loop and a model's inference thread.
+
+Callers ``await score(...)``. Requests queue up; the thread takes everything that arrived
+within ``max_wait_ms`` of the first (or until ``batch_tokens`` worth is waiting), tokenizes
+it, sorts all pairs by length and runs them in batches of at most ``batch_tokens`` padded
+tokens, so pairs of concurrent searches share forward passes. Results go back with
+``loop.call_soon_threadsafe``. A request that would wait past its budget fails at once
+(``Overloaded``) so the proxy falls back instead of queueing; a cancelled request leaves
+the queue; an exception reaches exactly the requests whose pairs were in the failing batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sidecar.engine.cache import LRUCache
+from sidecar.engine.pairs import forward_splitting_on_oom, token_batches
+from sidecar.engine.protocol import Backend, Encoded, PairBackend
+
+log = logging.getLogger(__name__)
+
+
+class Overloaded(Exception):
+    """The model's queue is too long for this request's budget."""
+
+
+class ModelTimeout(Exception):
+    """Scoring did not finish within the request's budget."""
+
+
+@dataclass(eq=False)
+class _Request:
+    query: str
+    documents: Sequence[str]
+    instruction: str | None
+    future: asyncio.Future[list[float]]
+    loop: asyncio.AbstractEventLoop
+    est_tokens: int
+    enqueued: float = field(default_factory=time.monotonic)
+    scores: list[float] = field(default_factory=list)
+    remaining: int = 0
+    done: bool = False
+
+    def deliver(self, result: list[float] | BaseException) -> None:
+        if self.done:
+            return
+        self.done = True
+        try:
+            self.loop.call_soon_threadsafe(_settle, self.future, result)
+        except RuntimeError:
+            log.debug("event loop closed before a result could be delivered")
+
+
+def _settle(fut: asyncio.Future[list[float]], result: list[float] | BaseException) -> None:
+    if fut.done():
+        return
+    if isinstance(result, BaseException):
+        fut.set_exception(result)
+    else:
+        fut.set_result(result)
+
+
+@dataclass
+class BatchStats:
+    """Running figures for the admin API and benchmarks."""
+
+    batches: int = 0
+    pairs: int = 0
+    real_tokens: int = 0
+    padded_tokens: int = 0
+    last_batch_sizes: deque[int] = field(default_factory=lambda: deque(maxlen=256))
+    overloaded: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+
+    @property
+    def padding_waste(self) -> float:
+        """Share of computed tokens that were padding."""
+        return 1 - self.real_tokens / self.padded_tokens if self.padded_tokens else 0.0
+
+
+def score_key(model: str, instruction: str | None, query: str, document: str) -> bytes:
+    """The score cache key: model, instruction, query and document, hashed."""
+    h = hashlib.blake2b(digest_size=16)
+    for part in (model, instruction or "", query, document):
+        data = part.encode("utf-8", "surrogatepass")
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.digest()
+
+
+class Batcher:
+    """Owns one model's inference thread; the model is built on that thread too."""
+
+    def __init__(
+        self,
+        name: str,
+        load: Callable[[], Backend],
+        *,
+        batch_tokens: int = 16384,
+        max_wait_ms: float = 2.0,
+        max_queue: int = 256,
+        cache_size: int = 50_000,
+    ) -> None:
+        self.name = name
+        self._load = load
+        self.batch_tokens = batch_tokens
+        self.max_wait = max_wait_ms / 1000
+        self.max_queue = max_queue
+        self.cache: LRUCache[float] = LRUCache(cache_size)
+        self.stats = BatchStats()
+        self.backend: Backend | None = None
+        self._pending: deque[_Request] = deque()
+        self._queued_tokens = 0
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._tokens_per_s = 0.0  # measured; 0 until the first batch
+        self._ready: asyncio.Future[Backend] | None = None
+        self._thread = threading.Thread(target=self._main, name=f"inference-{name}", daemon=True)
+
+    @property
+    def queue_depth(self) -> int:
+        """Requests waiting for the thread."""
+        return len(self._pending)
+
+    async def start(self) -> Backend:
+        """Start the thread, build and warm up the model there; return it."""
+        loop = asyncio.get_running_loop()
+        self._ready = loop.create_future()
+        self._loop = loop
+        self._thread.start()
+        return await self._ready
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish what is queued, then end the thread."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    # event loop side
+    async def score(
+        self, query: str, documents: Sequence[str], instruction: str | None, timeout_s: float
+    ) -> list[float]:
+        """Scores for the documents within ``timeout_s``: cached ones at once, the rest from the model."""
+        keys = [score_key(self.name, instruction, query, d) for d in documents]
+        scores: list[float | None] = [self.cache.get(k) for k in keys]
+        missing = [i for i, s in enumerate(scores) if s is None]
+        self.stats.cache_hits += len(documents) - len(missing)
+        self.stats.cache_misses += len(missing)
+        if missing:
+            fresh = await self._submit(query, [documents[i] for i in missing], instruction, timeout_s)
+            for i, s in zip(missing, fresh, strict=True):
+                scores[i] = s
+                self.cache.put(keys[i], s)
+        return [s if s is not None else float("-inf") for s in scores]
+
+    def _estimate(self, query: str, documents: Sequence[str]) -> int:
+        limit = getattr(self.backend, "max_length", 512)
+        per_query = len(query) // 3 + 64
+        return sum(min(per_query + len(d) // 3, limit) for d in documents)
+
+    async def _submit(
+        self, query: str, documents: Sequence[str], instruction: str | None, timeout_s: float
+    ) -> list[float]:
+        loop = asyncio.get_running_loop()
+        est = self._estimate(query, documents)
+        with self._cond:
+            wait = (self._queued_tokens + est) / self._tokens_per_s if self._tokens_per_s else 0.0
+            if len(self._pending) >= self.max_queue or wait > timeout_s:
+                self.stats.overloaded += 1
+                raise Overloaded(
+                    f"model {self.name!r}: {len(self._pending)} requests queued,"
+                    f" about {wait * 1000:.0f} ms of work"
+                )
+            request = _Request(query, documents, instruction, loop.create_future(), loop, est)
+            self._pending.append(request)
+            self._queued_tokens += est
+            self._cond.notify()
+        try:
+            return await asyncio.wait_for(request.future, timeout_s)
+        except asyncio.TimeoutError:
+            raise ModelTimeout(f"model {self.name!r} took longer than {timeout_s * 1000:.0f} ms") from None
+        finally:
+            if not request.future.done():
+                request.future.cancel()
+            with self._cond:
+                if request in self._pending:  # cancelled before the thread took it
+                    self._pending.remove(request)
+                    self._queued_tokens -= request.est_tokens
+
+    # inference thread
+    def _main(self) -> None:
+        try:
+            backend = self._load()
+            backend.warm_up()
+        except BaseException as e:
+            self._loop.call_soon_threadsafe(self._fail_start, e)
+            return
+        self.backend = backend
+        self._loop.call_soon_threadsafe(self._started, backend)
+        while True:
+            requests = self._take()
+            if requests is None:
+                return
+            if requests:
+                self._run(backend, requests)
+
+    def _started(self, backend: Backend) -> None:
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_result(backend)
+
+    def _fail_start(self, exc: BaseException) -> None:
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(exc)
+
+    def _take(self) -> list[_Request] | None:
+        with self._cond:
+            while not self._pending:
+                if self._stopping:
+                    return None
+                self._cond.wait()
+            until = self._pending[0].enqueued + self.max_wait
+            while self._queued_tokens < self.batch_tokens and not self._stopping:
+                left = until - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            taken = list(self._pending)
+            self._pending.clear()
+            self._queued_tokens = 0
+        return [r for r in taken if not r.future.cancelled()]
+
+    def _run(self, backend: Backend, requests: list[_Request]) -> None:
+        if not isinstance(backend, PairBackend):
+            for r in requests:  # a backend that scores whole requests (the bi-encoder)
+                try:
+                    r.deliver(backend.score(r.query, r.documents, r.instruction))
+                except Exception as e:
+                    r.deliver(e)
+            return
+        items: list[tuple[_Request, int, Encoded]] = []
+        for r in requests:
+            try:
+                encoded = backend.encode(r.query, r.documents, r.instruction)
+            except Exception as e:
+                r.deliver(e)
+                continue
+            r.scores = [float("-inf")] * len(r.documents)
+            r.remaining = sum(len(chunks) for chunks in encoded)
+            if r.remaining == 0:
+                r.deliver([])
+            items += [(r, d, e) for d, chunks in enumerate(encoded) for e in chunks]
+        for batch in token_batches([len(e[0]) for _, _, e in items], self.batch_tokens):
+            live = [items[i] for i in batch if not items[i][0].done and not items[i][0].future.cancelled()]
+            if not live:
+                continue
+            started = time.perf_counter()
+            try:
+                out = forward_splitting_on_oom(backend.forward, [e for _, _, e in live])
+            except Exception as e:
+                log.warning("model %s failed on a batch of %d: %s", self.name, len(live), e)
+                for r in {id(r): r for r, _, _ in live}.values():
+                    r.deliver(e)
+                continue
+            self._account(live, time.perf_counter() - started)
+            for (r, d, _), s in zip(live, out, strict=True):
+                r.scores[d] = max(r.scores[d], s)
+                r.remaining -= 1
+                if r.remaining == 0:
+                    r.deliver(r.scores)
+
+    def _account(self, live: list[tuple[_Request, int, Encoded]], seconds: float) -> None:
+        real = sum(len(e[0]) for _, _, e in live)
+        padded = max(len(e[0]) for _, _, e in live) * len(live)
+        st = self.stats
+        st.batches += 1
+        st.pairs += len(live)
+        st.real_tokens += real
+        st.padded_tokens += padded
+        st.last_batch_sizes.append(len(live))
+        rate = padded / seconds if seconds > 0 else 0.0
+        self._tokens_per_s = rate if not self._tokens_per_s else 0.8 * self._tokens_per_s + 0.2 * rate
+
+
+def model_info(batcher: Batcher) -> dict[str, Any]:
+    """What the health endpoint shows of a model."""
+    return {
+        "backend": type(batcher.backend).__name__ if batcher.backend else None,
+        "queue_depth": batcher.queue_depth,
+        "batches": batcher.stats.batches,
+        "padding_waste": round(batcher.stats.padding_waste, 4),
+    }

@@ -1,0 +1,105 @@
+"""Qwen3-Reranker scored exactly as its model card does, computing only what the score needs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from sidecar.engine.models import pick_device, resolve_model
+from sidecar.engine.pairs import PairScorer, pick_attention, pick_dtype
+from sidecar.engine.protocol import Encoded
+from sidecar.engine.qwen3_card import PREFIX, SUFFIX, format_instruction
+
+log = logging.getLogger(__name__)
+
+
+class Qwen3Reranker(PairScorer):
+    """P(yes) from the card's prompt; the last position's hidden state times the two head rows.
+
+    The card runs the full causal LM and takes logits over the whole 151k vocabulary at
+    every position, then keeps two numbers. Here the decoder runs once, the final hidden
+    state is read at the last position only, and it is multiplied by the LM head rows of
+    ``no`` and ``yes``: the same numbers for a fraction of the work. Inputs are left-padded
+    as on the card, with position ids counted from each input's first real token, so a
+    score does not depend on what else shares its batch.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        name: str = "qwen3",
+        device: str = "auto",
+        dtype: str = "auto",
+        max_length: int | None = None,
+        batch_tokens: int = 16384,
+        long_docs: str = "truncate",
+        chunk_tokens: int = 512,
+        max_chunks: int = 8,
+    ) -> None:
+        self.name = name
+        self.source = resolve_model(model)
+        self.device = pick_device(device)
+        self.dtype = pick_dtype(self.device, dtype)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.source, padding_side="left")
+        lm = AutoModelForCausalLM.from_pretrained(
+            self.source, dtype=self.dtype, attn_implementation=pick_attention(self.device)
+        )
+        lm = lm.to(self.device).eval()  # type: ignore[arg-type]
+        self.decoder = lm.get_decoder()
+        self.max_length = max_length or 8192
+        self.batch_tokens = batch_tokens
+        self.long_docs = long_docs
+        self.chunk_tokens = chunk_tokens
+        self.max_chunks = max_chunks
+        self.prefix_ids: list[int] = self.tokenizer.encode(PREFIX, add_special_tokens=False)
+        self.suffix_ids: list[int] = self.tokenizer.encode(SUFFIX, add_special_tokens=False)
+        self.no_id = int(self.tokenizer.convert_tokens_to_ids("no"))
+        self.yes_id = int(self.tokenizer.convert_tokens_to_ids("yes"))
+        head = lm.get_output_embeddings()
+        self.head = head.weight.detach()[[self.no_id, self.yes_id]].float().clone()
+        bias = getattr(head, "bias", None)
+        self.head_bias = (
+            bias.detach()[[self.no_id, self.yes_id]].float().clone() if bias is not None else None
+        )
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = int(pad if pad is not None else self.tokenizer.eos_token_id or 0)
+
+    def encode(self, query: str, documents: Sequence[str], instruction: str | None) -> list[list[Encoded]]:
+        """The card's ``process_inputs`` per input: prompt, its end truncated, prefix and suffix."""
+        budget = self.max_length - len(self.prefix_ids) - len(self.suffix_ids)
+        per_doc = self.documents_as_chunks(documents)
+        texts = [format_instruction(instruction, query, c) for chunks in per_doc for c in chunks]
+        ids = self.tokenizer(
+            texts, padding=False, truncation="longest_first", return_attention_mask=False, max_length=budget
+        )["input_ids"]
+        out: list[list[Encoded]] = []
+        k = 0
+        for chunks in per_doc:
+            out.append([(self.prefix_ids + ids[k + j] + self.suffix_ids, None) for j in range(len(chunks))])
+            k += len(chunks)
+        return out
+
+    @torch.inference_mode()
+    def forward(self, batch: Sequence[Encoded]) -> list[float]:
+        """P(yes) for each input of the batch."""
+        width = max(len(ids) for ids, _ in batch)
+        input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, (ids, _) in enumerate(batch):
+            input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+            mask[row, width - len(ids) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        hidden = self.decoder(
+            input_ids=input_ids.to(self.device),
+            attention_mask=mask.to(self.device),
+            position_ids=positions.to(self.device),
+            use_cache=False,
+        ).last_hidden_state[:, -1, :]
+        logits = hidden.float() @ self.head.to(hidden.device).T
+        if self.head_bias is not None:
+            logits = logits + self.head_bias.to(hidden.device)
+        return [float(x) for x in torch.softmax(logits, dim=-1)[:, 1].tolist()]

@@ -1,0 +1,201 @@
+"""The batcher: coalescing, token budget, length order, waiting, overload, cancellation, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Sequence
+
+import pytest
+
+from sidecar.engine.batcher import Batcher, ModelTimeout, Overloaded
+from sidecar.engine.protocol import Encoded, PairBackend
+
+
+class RecordingBackend:
+    """A pair backend whose score is a pure function of the text; it records every batch it runs."""
+
+    name = "recording"
+    max_length = 512
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.fail_on: str | None = None
+        self.oom_above: int | None = None
+
+    def encode(self, query: str, documents: Sequence[str], instruction: str | None) -> list[list[Encoded]]:
+        return [[([ord(c) for c in f"{query}|{d}"], None)] for d in documents]
+
+    def forward(self, batch: Sequence[Encoded]) -> list[float]:
+        self.gate.wait(10)
+        if self.oom_above is not None and len(batch) > self.oom_above:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        texts = ["".join(chr(i) for i in ids) for ids, _ in batch]
+        if self.fail_on and any(self.fail_on in t for t in texts):
+            raise RuntimeError("device-side assert triggered")
+        self.batches.append([len(ids) for ids, _ in batch])
+        return [expected(t) for t in texts]
+
+    def score(self, query: str, documents: Sequence[str], instruction: str | None = None) -> list[float]:
+        return [expected(f"{query}|{d}") for d in documents]
+
+    def count_tokens(self, text: str) -> int:
+        return len(text)
+
+    def warm_up(self) -> None:
+        return None
+
+
+def expected(text: str) -> float:
+    return (sum(map(ord, text)) % 997) / 997
+
+
+async def _batcher(backend: RecordingBackend, **kw: object) -> Batcher:
+    b = Batcher("m", lambda: backend, **kw)  # type: ignore[arg-type]
+    await b.start()
+    backend.batches.clear()
+    return b
+
+
+def test_recording_backend_is_a_pair_backend() -> None:
+    assert isinstance(RecordingBackend(), PairBackend)
+
+
+async def test_concurrent_searches_share_batches_within_the_token_budget() -> None:
+    backend = RecordingBackend()
+    b = await _batcher(backend, batch_tokens=400, max_wait_ms=50, cache_size=0)
+    try:
+        docs = [[f"doc {i}-{j} " + "x" * (j * 7 % 23) for j in range(6)] for i in range(8)]
+        results = await asyncio.gather(*(b.score(f"query {i}", docs[i], None, 5.0) for i in range(8)))
+        for i in range(8):
+            assert results[i] == [expected(f"query {i}|{d}") for d in docs[i]]
+        assert len(backend.batches) < 8, "pairs of different searches must share forward passes"
+        assert sum(len(x) for x in backend.batches) == 48
+        for sizes in backend.batches:
+            assert max(sizes) * len(sizes) <= 400
+            assert sizes == sorted(sizes)
+        flat = [n for sizes in backend.batches for n in sizes]
+        assert flat == sorted(flat), "batches go shortest first"
+        assert b.stats.padding_waste < 0.2
+    finally:
+        b.stop()
+
+
+async def test_a_lone_request_waits_at_most_max_wait() -> None:
+    backend = RecordingBackend()
+    b = await _batcher(backend, max_wait_ms=150, cache_size=0)
+    try:
+        started = time.monotonic()
+        await b.score("q", ["a", "b"], None, 5.0)
+        waited = time.monotonic() - started
+        assert 0.1 <= waited < 2.0
+    finally:
+        b.stop()
+
+
+async def test_a_full_budget_does_not_wait() -> None:
+    backend = RecordingBackend()
+    b = await _batcher(backend, batch_tokens=256, max_wait_ms=3000, cache_size=0)
+    try:
+        started = time.monotonic()
+        await b.score("q", ["y" * 300] * 3, None, 10.0)
+        assert time.monotonic() - started < 2.0
+    finally:
+        b.stop()
+
+
+async def test_overload_fails_fast() -> None:
+    backend = RecordingBackend()
+    b = await _batcher(backend, max_queue=1, max_wait_ms=0, cache_size=0)
+    try:
+        backend.gate.clear()
+        first = asyncio.ensure_future(b.score("q", ["busy"], None, 5.0))
+        await asyncio.sleep(0.1)  # the thread is inside forward, blocked
+        second = asyncio.ensure_future(b.score("q", ["queued"], None, 5.0))
+        await asyncio.sleep(0.05)
+        with pytest.raises(Overloaded):
+            await b.score("q", ["one too many"], None, 5.0)
+        backend.gate.set()
+        await asyncio.gather(first, second)
+        b._tokens_per_s = 10.0  # as if measured: the next request would wait far past its budget
+        with pytest.raises(Overloaded):
+            await b.score("q", ["z" * 400] * 10, None, 0.5)
+        assert b.stats.overloaded == 2
+    finally:
+        backend.gate.set()
+        b.stop()
+
+
+async def test_a_cancelled_request_leaves_the_queue() -> None:
+    backend = RecordingBackend()
+    b = await _batcher(backend, max_wait_ms=0, cache_size=0)
+    try:
+        backend.gate.clear()
+        first = asyncio.ensure_future(b.score("q", ["busy"], None, 5.0))
+        await asyncio.sleep(0.1)
+        with pytest.raises(ModelTimeout):
+            await b.score("q", ["abandoned"], None, 0.1)
+        assert b.queue_depth == 0
+        backend.gate.set()
+        await first
+        await b.score("q", ["after"], None, 5.0)
+        seen = [n for sizes in backend.batches for n in sizes]
+        assert len("q|abandoned") not in seen
+    finally:
+        backend.gate.set()
+        b.stop()
+
+
+async def test_an_exception_reaches_exactly_the_affected_requests() -> None:
+    backend = RecordingBackend()
+    b = await _batcher(backend, batch_tokens=8, max_wait_ms=100, cache_size=0)  # one pair per batch
+    try:
+        backend.fail_on = "boom"
+        ok, bad = await asyncio.gather(
+            b.score("q", ["fine", "also fine"], None, 5.0),
+            b.score("q", ["fine too", "boom"], None, 5.0),
+            return_exceptions=True,
+        )
+        assert ok == [expected("q|fine"), expected("q|also fine")]
+        assert isinstance(bad, RuntimeError) and "device-side assert" in str(bad)
+    finally:
+        b.stop()
+
+
+async def test_out_of_memory_halves_the_batch() -> None:
+    backend = RecordingBackend()
+    b = await _batcher(backend, max_wait_ms=0, cache_size=0)
+    try:
+        backend.oom_above = 2
+        docs = [f"d{i}" for i in range(8)]
+        assert await b.score("q", docs, None, 5.0) == [expected(f"q|{d}") for d in docs]
+        assert all(len(x) <= 2 for x in backend.batches) and sum(map(len, backend.batches)) == 8
+    finally:
+        b.stop()
+
+
+async def test_the_score_cache_serves_repeats() -> None:
+    backend = RecordingBackend()
+    b = await _batcher(backend, max_wait_ms=0)
+    try:
+        first = await b.score("q", ["a", "b", "c"], None, 5.0)
+        runs = len(backend.batches)
+        assert await b.score("q", ["c", "a"], None, 5.0) == [first[2], first[0]]
+        assert len(backend.batches) == runs
+        await b.score("q", ["a"], "another instruction", 5.0)
+        assert len(backend.batches) == runs + 1, "the instruction is part of the key"
+        assert b.stats.cache_hits == 2
+    finally:
+        b.stop()
+
+
+async def test_a_model_that_fails_to_load_fails_start() -> None:
+    def broken() -> RecordingBackend:
+        raise OSError("no such model directory")
+
+    b = Batcher("m", broken)  # type: ignore[arg-type]
+    with pytest.raises(OSError, match="no such model"):
+        await b.start()
