@@ -105,14 +105,15 @@ class Batcher:
         name: str,
         load: Callable[[], Backend],
         *,
-        batch_tokens: int = 16384,
+        batch_tokens: int | None = None,
         max_wait_ms: float = 2.0,
         max_queue: int = 256,
         cache_size: int = 50_000,
     ) -> None:
         self.name = name
         self._load = load
-        self.batch_tokens = batch_tokens
+        self.batch_tokens = batch_tokens or 16384  # until the backend says what suits its device
+        self._batch_tokens_given = batch_tokens is not None
         self.max_wait = max_wait_ms / 1000
         self.max_queue = max_queue
         self.cache: LRUCache[float] = LRUCache(cache_size)
@@ -207,6 +208,8 @@ class Batcher:
             self._loop.call_soon_threadsafe(self._fail_start, e)
             return
         self.backend = backend
+        if not self._batch_tokens_given:
+            self.batch_tokens = int(getattr(backend, "batch_tokens", self.batch_tokens))
         self._loop.call_soon_threadsafe(self._started, backend)
         while True:
             requests = self._take()
@@ -248,8 +251,14 @@ class Batcher:
                 except Exception as e:
                     r.deliver(e)
             return
-        items: list[tuple[_Request, int, Encoded]] = []
+        # In arrival order, requests are grouped until a group holds a batch worth of
+        # tokens; each group's pairs are sorted by length together. Small searches share
+        # batches, and a large one does not wait for every other search to finish first.
+        group: list[tuple[_Request, int, Encoded]] = []
+        tokens = 0
         for r in requests:
+            if r.future.cancelled():
+                continue
             try:
                 encoded = backend.encode(r.query, r.documents, r.instruction)
             except Exception as e:
@@ -259,7 +268,15 @@ class Batcher:
             r.remaining = sum(len(chunks) for chunks in encoded)
             if r.remaining == 0:
                 r.deliver([])
-            items += [(r, d, e) for d, chunks in enumerate(encoded) for e in chunks]
+            group += [(r, d, e) for d, chunks in enumerate(encoded) for e in chunks]
+            tokens += sum(len(e[0]) for chunks in encoded for e in chunks)
+            if tokens >= self.batch_tokens:
+                self._run_group(backend, group)
+                group, tokens = [], 0
+        if group:
+            self._run_group(backend, group)
+
+    def _run_group(self, backend: PairBackend, items: list[tuple[_Request, int, Encoded]]) -> None:
         for batch in token_batches([len(e[0]) for _, _, e in items], self.batch_tokens):
             live = [items[i] for i in batch if not items[i][0].done and not items[i][0].future.cancelled()]
             if not live:

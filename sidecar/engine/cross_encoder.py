@@ -8,7 +8,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from sidecar.engine.models import pick_device, resolve_model
-from sidecar.engine.pairs import PairScorer, pick_attention, pick_dtype
+from sidecar.engine.pairs import PairScorer, default_batch_tokens, pick_attention, pick_dtype
 from sidecar.engine.protocol import Encoded
 
 
@@ -23,7 +23,7 @@ class CrossEncoderBackend(PairScorer):
         device: str = "auto",
         dtype: str = "auto",
         max_length: int | None = None,
-        batch_tokens: int = 16384,
+        batch_tokens: int | None = None,
         long_docs: str = "truncate",
         chunk_tokens: int = 512,
         max_chunks: int = 8,
@@ -48,7 +48,7 @@ class CrossEncoderBackend(PairScorer):
         limit = getattr(self.tokenizer, "model_max_length", None)
         limit = limit if isinstance(limit, int) and limit < 1_000_000 else 512
         self.max_length = min(max_length or limit, limit)
-        self.batch_tokens = batch_tokens
+        self.batch_tokens = batch_tokens or default_batch_tokens(self.device)
         self.long_docs = long_docs
         self.chunk_tokens = chunk_tokens
         self.max_chunks = max_chunks

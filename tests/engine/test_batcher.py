@@ -68,7 +68,7 @@ async def test_concurrent_searches_share_batches_within_the_token_budget() -> No
     backend = RecordingBackend()
     b = await _batcher(backend, batch_tokens=400, max_wait_ms=50, cache_size=0)
     try:
-        docs = [[f"doc {i}-{j} " + "x" * (j * 7 % 23) for j in range(6)] for i in range(8)]
+        docs = [[f"doc {i}-{j} " + "x" * (j % 2) for j in range(6)] for i in range(8)]
         results = await asyncio.gather(*(b.score(f"query {i}", docs[i], None, 5.0) for i in range(8)))
         for i in range(8):
             assert results[i] == [expected(f"query {i}|{d}") for d in docs[i]]
@@ -77,9 +77,13 @@ async def test_concurrent_searches_share_batches_within_the_token_budget() -> No
         for sizes in backend.batches:
             assert max(sizes) * len(sizes) <= 400
             assert sizes == sorted(sizes)
-        flat = [n for sizes in backend.batches for n in sizes]
-        assert flat == sorted(flat), "batches go shortest first"
         assert b.stats.padding_waste < 0.2
+        backend.batches.clear()
+        docs = [f"d{j} " + "x" * (j * 13 % 37) for j in range(40)]
+        await b.score("one search", docs, None, 5.0)
+        flat = [n for sizes in backend.batches for n in sizes]
+        assert flat == sorted(flat), "a search's pairs run shortest first"
+        assert len(backend.batches) > 1
     finally:
         b.stop()
 
