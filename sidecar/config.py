@@ -78,8 +78,7 @@ class ModelConfig(_Model):
     # tokens per (query, document) input; default: 8192 for qwen3, the tokenizer's limit otherwise
     max_length: int | None = Field(None, ge=16, le=131072)
     # padded tokens per forward pass: the batcher fills batches up to this budget
-    # (default: 16384 on CUDA, 4096 on CPU)
-    batch_tokens: int | None = Field(None, ge=64)
+    batch_tokens: int = Field(16384, ge=64)
     # how long the first request of a batch waits for others to join it
     max_wait_ms: float = Field(2.0, ge=0, le=1000)
     # requests waiting for the model at most; past it (or past their budget) they fall back at once

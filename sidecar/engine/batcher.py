@@ -105,15 +105,14 @@ class Batcher:
         name: str,
         load: Callable[[], Backend],
         *,
-        batch_tokens: int | None = None,
+        batch_tokens: int = 16384,
         max_wait_ms: float = 2.0,
         max_queue: int = 256,
         cache_size: int = 50_000,
     ) -> None:
         self.name = name
         self._load = load
-        self.batch_tokens = batch_tokens or 16384  # until the backend says what suits its device
-        self._batch_tokens_given = batch_tokens is not None
+        self.batch_tokens = batch_tokens
         self.max_wait = max_wait_ms / 1000
         self.max_queue = max_queue
         self.cache: LRUCache[float] = LRUCache(cache_size)
@@ -121,6 +120,7 @@ class Batcher:
         self.backend: Backend | None = None
         self._pending: deque[_Request] = deque()
         self._queued_tokens = 0
+        self._inflight_tokens = 0  # taken by the thread, not yet finished
         self._cond = threading.Condition()
         self._stopping = False
         self._tokens_per_s = 0.0  # measured; 0 until the first batch
@@ -176,7 +176,8 @@ class Batcher:
         loop = asyncio.get_running_loop()
         est = self._estimate(query, documents)
         with self._cond:
-            wait = (self._queued_tokens + est) / self._tokens_per_s if self._tokens_per_s else 0.0
+            work = self._queued_tokens + self._inflight_tokens + est
+            wait = work / self._tokens_per_s if self._tokens_per_s else 0.0
             if len(self._pending) >= self.max_queue or wait > timeout_s:
                 self.stats.overloaded += 1
                 raise Overloaded(
@@ -208,8 +209,6 @@ class Batcher:
             self._loop.call_soon_threadsafe(self._fail_start, e)
             return
         self.backend = backend
-        if not self._batch_tokens_given:
-            self.batch_tokens = int(getattr(backend, "batch_tokens", self.batch_tokens))
         self._loop.call_soon_threadsafe(self._started, backend)
         while True:
             requests = self._take()
@@ -217,6 +216,7 @@ class Batcher:
                 return
             if requests:
                 self._run(backend, requests)
+            self._inflight_tokens = 0
 
     def _started(self, backend: Backend) -> None:
         if self._ready is not None and not self._ready.done():
@@ -240,6 +240,7 @@ class Batcher:
                 self._cond.wait(left)
             taken = list(self._pending)
             self._pending.clear()
+            self._inflight_tokens = self._queued_tokens
             self._queued_tokens = 0
         return [r for r in taken if not r.future.cancelled()]
 

@@ -8,7 +8,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from sidecar.engine.models import pick_device, resolve_model
-from sidecar.engine.pairs import PairScorer, default_batch_tokens, pick_attention, pick_dtype
+from sidecar.engine.pairs import PairScorer, pick_attention, pick_dtype
 from sidecar.engine.protocol import Encoded
 
 
@@ -48,7 +48,7 @@ class CrossEncoderBackend(PairScorer):
         limit = getattr(self.tokenizer, "model_max_length", None)
         limit = limit if isinstance(limit, int) and limit < 1_000_000 else 512
         self.max_length = min(max_length or limit, limit)
-        self.batch_tokens = batch_tokens or default_batch_tokens(self.device)
+        self.batch_tokens = batch_tokens or 16384
         self.long_docs = long_docs
         self.chunk_tokens = chunk_tokens
         self.max_chunks = max_chunks

@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from sidecar.engine.models import pick_device, resolve_model
-from sidecar.engine.pairs import PairScorer, default_batch_tokens, pick_attention, pick_dtype
+from sidecar.engine.pairs import PairScorer, pick_attention, pick_dtype
 from sidecar.engine.protocol import Encoded
 from sidecar.engine.qwen3_card import PREFIX, SUFFIX, format_instruction
 
@@ -51,7 +51,7 @@ class Qwen3Reranker(PairScorer):
         lm = lm.to(self.device).eval()  # type: ignore[arg-type]
         self.decoder = lm.get_decoder()
         self.max_length = max_length or 8192
-        self.batch_tokens = batch_tokens or default_batch_tokens(self.device)
+        self.batch_tokens = batch_tokens or 16384
         self.long_docs = long_docs
         self.chunk_tokens = chunk_tokens
         self.max_chunks = max_chunks

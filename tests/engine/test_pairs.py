@@ -20,6 +20,7 @@ def test_batches_cover_everything_within_budget_and_padding(seed: int) -> None:
     for b in batches:
         padded = max(lengths[i] for i in b) * len(b)
         assert padded <= 4096 or len(b) == 1
+        assert padded - sum(lengths[i] for i in b) <= 0.05 * padded
     real = sum(lengths)
     total = sum(max(lengths[i] for i in b) * len(b) for b in batches)
     assert 1 - real / total < 0.05
