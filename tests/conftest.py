@@ -245,27 +245,10 @@ def proxied(sidecar: RunningSidecar) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random BERT with a real WordPiece tokenizer, saved the way the hub lays it out."""
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    """A tiny random BERT encoder with a real WordPiece tokenizer, saved the way the hub lays it out."""
+    from sidecar.engine.synthetic import save_bert
 
-    path = tmp_path_factory.mktemp("tiny-bert")
-    words = sorted({w.lower().strip(".,;:") for d in CORPUS for w in (d["title"] + " " + d["text"]).split()})
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
-    (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    BertTokenizerFast(vocab_file=str(path / "vocab.txt")).save_pretrained(path)
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    import torch
-
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(path)
-    return path
+    return save_bert(tmp_path_factory.mktemp("tiny-bert"), [f"{d['title']} {d['text']}" for d in CORPUS])
 
 
 Factory = Callable[..., RunningSidecar]
@@ -283,8 +266,7 @@ def tiny_qwen3_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer random BERT cross-encoder with one logit."""
-    from sidecar.engine.synthetic import save_bert_cross_encoder
+    from sidecar.engine.synthetic import save_bert
 
-    return save_bert_cross_encoder(
-        tmp_path_factory.mktemp("tiny-ce"), [f"{d['title']} {d['text']}" for d in CORPUS]
-    )
+    texts = [f"{d['title']} {d['text']}" for d in CORPUS]
+    return save_bert(tmp_path_factory.mktemp("tiny-ce"), texts, num_labels=1)

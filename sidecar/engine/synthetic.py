@@ -88,9 +88,15 @@ def save_qwen3_reranker(
     return path
 
 
-def save_bert_cross_encoder(path: Path, texts: Iterable[str], *, num_labels: int = 1, seed: int = 0) -> Path:
-    """A small BERT sequence classifier with a WordPiece vocabulary of the texts' words."""
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast  # type: ignore[attr-defined]
+def save_bert(path: Path, texts: Iterable[str], *, num_labels: int | None = None, seed: int = 0) -> Path:
+    """A small BERT with a WordPiece vocabulary of the texts' words: an encoder (bi-encoder
+    tests), or with ``num_labels`` a sequence classifier (cross-encoder tests)."""
+    from transformers import (  # type: ignore[attr-defined]
+        BertConfig,
+        BertForSequenceClassification,
+        BertModel,
+        BertTokenizerFast,
+    )
 
     words = sorted({w.lower().strip(".,;:!?\"'()") for t in texts for w in t.split()} - {""})
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
@@ -104,12 +110,13 @@ def save_bert_cross_encoder(path: Path, texts: Iterable[str], *, num_labels: int
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=512,
-        num_labels=num_labels,
+        num_labels=num_labels or 1,
     )
-    if num_labels > 1:
+    if num_labels and num_labels > 1:
         config.id2label = {i: f"LABEL_{i}" for i in range(num_labels)}
         config.id2label[num_labels - 1] = "relevant"
         config.label2id = {v: k for k, v in config.id2label.items()}
     torch.manual_seed(seed)
-    BertForSequenceClassification(config).save_pretrained(path)
+    model = BertModel(config) if num_labels is None else BertForSequenceClassification(config)
+    model.save_pretrained(path)
     return path

@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from sidecar.engine.cross_encoder import CrossEncoderBackend
-from sidecar.engine.synthetic import save_bert_cross_encoder
+from sidecar.engine.synthetic import save_bert
 from tests.conftest import CORPUS
 
 DOCS = [f"{d['title']}. {d['text']}" for d in CORPUS]
@@ -34,7 +34,7 @@ def test_single_logit_is_a_sigmoid(tiny_cross_encoder_dir: Path) -> None:
 
 
 def test_a_configured_label(tmp_path: Path) -> None:
-    path = save_bert_cross_encoder(tmp_path / "three", DOCS, num_labels=3)
+    path = save_bert(tmp_path / "three", DOCS, num_labels=3)
     backend = CrossEncoderBackend(str(path), device="cpu", label="relevant")
     want = torch.softmax(_reference(path, "gpu memory", DOCS[:4]), dim=-1)[:, 2].tolist()
     assert backend.score("gpu memory", DOCS[:4]) == pytest.approx(want, abs=1e-5)
