@@ -107,6 +107,19 @@ class RouteConfig(_Model):
     instruction: str | None = None
     annotate: bool = True
     max_chars: int = Field(4000, ge=16)
+    # thresholds on the model's score, applied to the reranked window before paging
+    min_score: float | None = None
+    relative_to_top: float | None = Field(None, gt=0, le=1)
+    max_drop: float | None = Field(None, gt=0)
+    max_hits: int | None = Field(None, ge=1)
+    # how the final order is made: the model's score, a blend with the cluster's, or ranks
+    fusion: Literal["replace", "linear", "rrf"] = "replace"
+    fusion_alpha: float = Field(0.5, ge=0, le=1)
+    rrf_k: int = Field(60, ge=1)
+    # diagnostics over the top scores: flat (too broad a query), low (weak document text)
+    diagnostic_top: int = Field(10, ge=1)
+    flat_std: float = Field(0.05, ge=0)
+    low_mean: float = Field(0.6)
 
     @model_validator(mode="after")
     def _template_fields(self) -> RouteConfig:

@@ -8,7 +8,7 @@ import logging
 import time
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -27,6 +27,7 @@ from sidecar.runtime import Runtime
 from sidecar.search.documents import document_text
 from sidecar.search.page import build_page, window_hits
 from sidecar.search.plan import Bypass, SearchPlan, plan_search
+from sidecar.search.policy import decide
 from sidecar.search.routes import match_route, split_indices
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ class Outcome:
     reason: str = ""
     model: str = ""
     took_ms: float = 0.0
+    cut: int = 0
+    flags: tuple[str, ...] = ()
 
 
 def _bypass_headers(reason: str) -> list[tuple[bytes, bytes]]:
@@ -57,6 +60,10 @@ def _outcome_headers(outcome: Outcome) -> list[tuple[bytes, bytes]]:
         headers.append((b"x-rerank-model", outcome.model.encode()))
     if outcome.status != "bypass":
         headers.append((b"x-rerank-took-ms", f"{outcome.took_ms:.1f}".encode()))
+    if outcome.status == "applied":
+        headers.append((b"x-rerank-cut", str(outcome.cut).encode()))
+        if outcome.flags:
+            headers.append((b"x-rerank-flags", ",".join(outcome.flags).encode()))
     return headers
 
 
@@ -132,7 +139,12 @@ async def _finish(
     rt: Runtime, route: RouteConfig, plan: SearchPlan, response: dict[str, Any]
 ) -> tuple[dict[str, Any], Outcome]:
     scores, outcome = await rerank_hits(rt, route, plan, response)
-    return build_page(response, plan, scores, route.annotate), outcome
+    if scores is None:
+        return build_page(response, plan, None, route.annotate), outcome
+    original = [h.get("_score") for h in response["hits"]["hits"]]
+    decision = decide(route, scores, [o if isinstance(o, (int, float)) else None for o in original])
+    outcome = replace(outcome, cut=decision.cut, flags=decision.flags)
+    return build_page(response, plan, scores, route.annotate, decision), outcome
 
 
 def _dumps(doc: Any, pretty: bool = False) -> bytes:

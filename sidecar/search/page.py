@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sidecar.search.plan import SearchPlan
+from sidecar.search.policy import Decision
 from sidecar.search.source_filter import apply_filter
 
 
@@ -34,27 +35,31 @@ def build_page(
     plan: SearchPlan,
     scores: Sequence[float] | None,
     annotate: bool,
+    decision: Decision | None = None,
 ) -> dict[str, Any]:
-    """Reorder the window by ``scores`` (or keep the cluster's order when None) and slice the page.
+    """Reorder the window by the decision (or keep the cluster's order when ``scores`` is None)
+    and slice the client's page; ``_score`` becomes the final score.
 
     ``hits.total``, aggregations, ``took`` and the rest stay as the cluster sent them.
     """
     hits = response["hits"]["hits"]
     if scores is None:
-        order = list(range(len(hits)))
+        order, final = list(range(len(hits))), None
+    elif decision is None:
+        order, final = sorted(range(len(hits)), key=lambda i: (-scores[i], i)), list(scores)
     else:
-        order = sorted(range(len(hits)), key=lambda i: (-scores[i], i))
+        order, final = decision.order, decision.final
     page = []
     for i in order[plan.from_ : plan.from_ + plan.size]:
         hit = hits[i]
-        if scores is not None:
+        if scores is not None and final is not None:
             original = hit.get("_score")
-            hit["_score"] = scores[i]
+            hit["_score"] = final[i]
             if annotate:
                 hit["_rerank"] = {"score": scores[i], "original_score": original, "original_rank": i + 1}
         _restore_source(hit, plan)
         page.append(hit)
     response["hits"]["hits"] = page
-    if scores is not None:
-        response["hits"]["max_score"] = max(scores) if scores else None
+    if final is not None:
+        response["hits"]["max_score"] = max((final[i] for i in order), default=None)
     return response

@@ -175,3 +175,26 @@ async def test_async_client_search_and_msearch(sidecar: RunningSidecar) -> None:
         assert "_rerank" not in ms["responses"][1]["hits"]["hits"][0]
     finally:
         await client.close()
+
+
+def test_thresholds_cut_and_flags_through_the_proxy(osmem: object, direct: httpx.Client) -> None:
+    from tests.conftest import sidecar_config
+
+    cfg = sidecar_config(osmem.url)  # type: ignore[attr-defined]
+    routes = [{**cfg.routes[0].model_dump(), "min_score": 0.3, "low_mean": 0.9}]
+    running = RunningSidecar(sidecar_config(osmem.url, routes=routes), backends={})  # type: ignore[attr-defined]
+    try:
+        r = httpx.post(running.url + "/kb/_search", json={**QUERY, "size": 12})
+        assert r.headers["x-rerank"] == "applied"
+        hits = r.json()["hits"]["hits"]
+        window = direct.post("/kb/_search", json={**QUERY, "size": 12}).json()["hits"]["hits"]
+        texts = [f"{h['_source']['title']}\n{h['_source']['text']}" for h in window]
+        scores = running.backend("minilm").score("what LoRA rank should I pick for fine-tuning", texts)
+        below = sum(1 for s in scores if s < 0.3)
+        assert below > 0, "the query should leave some hits under 0.3"
+        assert int(r.headers["x-rerank-cut"]) == below
+        assert len(hits) == len(window) - below
+        assert all(h["_score"] >= 0.3 for h in hits)
+        assert "low" in r.headers["x-rerank-flags"].split(",")
+    finally:
+        running.close()
