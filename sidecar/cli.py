@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Coroutine, Sequence
+from pathlib import Path
 from typing import Any
 
 from sidecar.config import Config, ConfigError, load_config
@@ -64,9 +65,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Run the proxy and the admin API until interrupted."""
     from sidecar.server import SidecarServer
 
-    config = _override(load_config(args.config), args)
+    path = Path(args.config)
+    config = _override(load_config(path), args)
     _setup_logging(config.log_level)
-    server = SidecarServer(config)
+    server = SidecarServer(config, config_path=path, reload=lambda: _override(load_config(path), args))
 
     async def main() -> None:
         task = asyncio.ensure_future(server.serve(install_signals=True))

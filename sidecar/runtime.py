@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from sidecar.config import Config
+from sidecar.config import Config, ConfigError
 from sidecar.engine.batcher import Batcher
 from sidecar.engine.protocol import Backend
 from sidecar.engine.registry import make_batcher
@@ -23,7 +24,8 @@ class Runtime:
 
     config: Config
     upstream: UpstreamPool
-    batchers: Mapping[str, Batcher]
+    batchers: dict[str, Batcher]
+    _swap: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def backends(self) -> dict[str, Backend]:
@@ -43,6 +45,34 @@ class Runtime:
         if len(scores) != len(documents):
             raise ValueError(f"model {model!r} returned {len(scores)} scores for {len(documents)} documents")
         return scores
+
+    async def apply(self, new: Config) -> None:
+        """Swap to a new config for the next search: models it adds or changes are loaded
+        first, then config and models change together, then retired models finish their
+        queued work and stop. Listeners and the upstream need a restart."""
+        for key in ("listen", "upstream", "admin"):
+            if getattr(new, key) != getattr(self.config, key):
+                raise ConfigError(f"{key}: changing it needs a restart of the sidecar")
+        async with self._swap:
+            used = {r.model for r in new.routes}
+            fresh: dict[str, Batcher] = {}
+            try:
+                for name in sorted(used):
+                    spec = new.models[name]
+                    if name in self.batchers and self.config.models.get(name) == spec:
+                        continue
+                    log.info("loading model %s (%s: %s)", name, spec.backend, spec.model)
+                    fresh[name] = make_batcher(name, spec)
+                    await fresh[name].start()
+            except Exception as e:
+                for b in fresh.values():
+                    await asyncio.to_thread(b.stop)
+                raise ConfigError(f"models.{name}: cannot load: {e}") from None
+            retired = [b for n, b in self.batchers.items() if n in fresh or n not in used]
+            self.batchers = {n: b for n, b in self.batchers.items() if n in used and n not in fresh} | fresh
+            self.config = new
+            for b in retired:
+                await asyncio.to_thread(b.stop)
 
 
 def ssl_context(config: Config) -> ssl.SSLContext | None:
@@ -67,6 +97,13 @@ async def open_runtime(
     """
     async with AsyncExitStack() as stack:
         batchers: dict[str, Batcher] = {}
+        runtime: Runtime | None = None
+
+        def stop_models() -> None:
+            for b in (runtime.batchers if runtime is not None else batchers).values():
+                b.stop()
+
+        stack.callback(stop_models)
         used = {r.model for r in config.routes}
         for name, spec in config.models.items():
             if name not in used:
@@ -74,7 +111,6 @@ async def open_runtime(
             given = (backends or {}).get(name)
             log.info("loading model %s (%s: %s)", name, spec.backend, spec.model)
             batcher = make_batcher(name, spec, (lambda b=given: b) if given is not None else None)  # type: ignore[misc]
-            stack.callback(batcher.stop)
             await batcher.start()
             batchers[name] = batcher
         up = config.upstream
@@ -87,4 +123,5 @@ async def open_runtime(
             max_idle=up.max_keepalive,
         )
         stack.push_async_callback(pool.aclose)
-        yield Runtime(config, pool, batchers)
+        runtime = Runtime(config, pool, batchers)
+        yield runtime

@@ -9,7 +9,8 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 
 import uvicorn
 
@@ -71,8 +72,21 @@ class _Server(uvicorn.Server):
 class SidecarServer:
     """The proxy and admin listeners over one runtime; ``serve`` runs until ``stop``."""
 
-    def __init__(self, config: Config, *, backends: Mapping[str, Backend] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        backends: Mapping[str, Backend] | None = None,
+        config_path: Path | None = None,
+        reload: Callable[[], Config] | None = None,
+        watch_interval_s: float = 1.0,
+        persist: bool = True,
+    ) -> None:
         self.config = config
+        self.config_path = config_path
+        self.persist = persist
+        self.reload = reload
+        self.watch_interval_s = watch_interval_s
         self.token = admin_token(config)
         self.backends = backends
         self.proxy_sock = bind(config.listen)
@@ -110,7 +124,8 @@ class SidecarServer:
         """Load models, open the upstream pool, serve both listeners."""
         async with open_runtime(self.config, backends=self.backends) as rt:
             self.runtime = rt
-            self._servers = [self._uvicorn(ProxyApp(rt)), self._uvicorn(AdminApp(rt, self.token))]
+            admin = AdminApp(rt, self.token, config_path=self.config_path if self.persist else None)
+            self._servers = [self._uvicorn(ProxyApp(rt)), self._uvicorn(admin)]
             if install_signals:
                 loop = asyncio.get_running_loop()
                 for sig in (signal.SIGINT, signal.SIGTERM):
@@ -123,12 +138,46 @@ class SidecarServer:
             while not all(s.started for s in self._servers) and not any(t.done() for t in serving):
                 await asyncio.sleep(0.01)
             self.ready.set()
-            await asyncio.gather(*serving)
+            watcher = None
+            if self.config_path is not None and self.reload is not None:
+                watcher = asyncio.ensure_future(
+                    watch_config(rt, self.config_path, self.reload, self.watch_interval_s)
+                )
+            try:
+                await asyncio.gather(*serving)
+            finally:
+                if watcher is not None:
+                    watcher.cancel()
 
     def stop(self) -> None:
         """Ask both listeners to finish in-flight requests and exit."""
         for s in self._servers:
             s.should_exit = True
+
+
+async def watch_config(rt: Runtime, path: Path, reload: Callable[[], Config], interval_s: float) -> None:
+    """Apply the config file's changes to the next search; log and ignore an invalid one."""
+
+    def mtime() -> int | None:
+        try:
+            return path.stat().st_mtime_ns
+        except OSError:
+            return None
+
+    last = mtime()
+    while True:
+        await asyncio.sleep(interval_s)
+        now = mtime()
+        if now == last or now is None:
+            continue
+        last = now
+        try:
+            new = await asyncio.to_thread(reload)
+            if new != rt.config:
+                await rt.apply(new)
+                log.info("config %s reloaded", path)
+        except ConfigError as e:
+            log.error("config %s not applied, the running one stays: %s", path, e)
 
 
 def _url(sock: socket.socket) -> str:

@@ -156,8 +156,8 @@ class BrokenBackend(SlowBackend):
 class RunningSidecar:
     """A SidecarServer serving on loopback from a background thread with its own loop."""
 
-    def __init__(self, config: Config, backends: Mapping[str, Backend] | None = None) -> None:
-        self.server = SidecarServer(config, backends=backends)
+    def __init__(self, config: Config, backends: Mapping[str, Backend] | None = None, **server: Any) -> None:
+        self.server = SidecarServer(config, backends=backends, **server)
         self.loop = uvloop.new_event_loop()  # as the CLI runs it
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)

@@ -1,26 +1,44 @@
-"""Admin ASGI app: ``/_sidecar/health`` now; stats, events and config come next."""
+"""Admin ASGI app: health, the running config (read, replace), and a rerank sandbox."""
 
 from __future__ import annotations
 
 import hmac
 import json
+import os
+import tempfile
 import time
+from pathlib import Path
+from typing import Any
 
 import torch
+import yaml
 
 from sidecar import __version__
-from sidecar.engine.batcher import model_info
-from sidecar.proxy.asgi import JSON_HEADERS, Receive, Scope, Send, send_response
+from sidecar.config import Config, ConfigError, parse_config
+from sidecar.engine.batcher import ModelTimeout, Overloaded, model_info
+from sidecar.proxy.asgi import JSON_HEADERS, BodyTooLarge, Receive, Scope, Send, read_body, send_response
 from sidecar.proxy.errors import error_body
 from sidecar.runtime import Runtime
+
+_REDACTED = "<redacted>"
+_MAX_BODY = 16 * 1024 * 1024
+
+
+class AdminError(Exception):
+    """A request the admin API answers with an OpenSearch-shaped error."""
+
+    def __init__(self, status: int, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.kind, self.reason = status, kind, reason
 
 
 class AdminApp:
     """Serves ``/_sidecar/*``; a bearer token is checked when one is configured."""
 
-    def __init__(self, runtime: Runtime, token: str | None) -> None:
+    def __init__(self, runtime: Runtime, token: str | None, *, config_path: Path | None = None) -> None:
         self.rt = runtime
         self.token = token.encode() if token else None
+        self.config_path = config_path
         self.started = time.time()
 
     def _authorized(self, scope: Scope) -> bool:
@@ -39,12 +57,30 @@ class AdminApp:
             body = error_body(401, "security_exception", "missing or wrong admin bearer token")
             await send_response(send, 401, [*JSON_HEADERS, (b"www-authenticate", b"Bearer")], body)
             return
-        path = scope["path"].rstrip("/")
-        if scope["method"] == "GET" and path == "/_sidecar/health":
-            await send_response(send, 200, JSON_HEADERS, json.dumps(self.health()).encode())
+        method, path = scope["method"], scope["path"].rstrip("/")
+        try:
+            result = await self._route(method, path, scope, receive)
+        except AdminError as e:
+            await send_response(send, e.status, JSON_HEADERS, error_body(e.status, e.kind, e.reason))
             return
-        body = error_body(404, "resource_not_found_exception", f"no handler for {scope['method']} {path}")
-        await send_response(send, 404, JSON_HEADERS, body)
+        await send_response(send, 200, JSON_HEADERS, json.dumps(result, ensure_ascii=False).encode())
+
+    async def _route(self, method: str, path: str, scope: Scope, receive: Receive) -> Any:
+        if method == "GET" and path == "/_sidecar/health":
+            return self.health()
+        if method == "GET" and path == "/_sidecar/config":
+            return self.config_view(self.rt.config)
+        if method == "PUT" and path == "/_sidecar/config":
+            return await self.put_config(scope, await self._body(receive))
+        if method == "POST" and path == "/_sidecar/rerank":
+            return await self.sandbox(await self._body(receive))
+        raise AdminError(404, "resource_not_found_exception", f"no handler for {method} {path}")
+
+    async def _body(self, receive: Receive) -> bytes:
+        try:
+            return await read_body(receive, _MAX_BODY)
+        except BodyTooLarge:
+            raise AdminError(413, "content_too_long_exception", f"body over {_MAX_BODY} bytes") from None
 
     def health(self) -> dict[str, object]:
         """Liveness and what is loaded."""
@@ -57,4 +93,90 @@ class AdminApp:
             "models": {name: model_info(b) for name, b in self.rt.batchers.items()},
             "routes": [{"indices": r.indices, "model": r.model, "window": r.window} for r in cfg.routes],
             "cuda": torch.cuda.is_available(),
+        }
+
+    @staticmethod
+    def config_view(config: Config) -> dict[str, Any]:
+        """The running config as JSON, the admin token redacted."""
+        data = config.model_dump(mode="json")
+        if data["admin"].get("token"):
+            data["admin"]["token"] = _REDACTED
+        return data
+
+    async def put_config(self, scope: Scope, raw: bytes) -> dict[str, Any]:
+        """Validate, apply to the next search, persist with a backup; a bad one changes nothing."""
+        ctype = next((v for k, v in scope["headers"] if k == b"content-type"), b"").decode("latin-1").lower()
+        try:
+            data = yaml.safe_load(raw) if "yaml" in ctype else json.loads(raw or b"null")
+        except (ValueError, yaml.YAMLError) as e:
+            raise AdminError(
+                400,
+                "parse_exception",
+                f"the config body is not valid {'YAML' if 'yaml' in ctype else 'JSON'}: {e}",
+            ) from None
+        if (
+            isinstance(data, dict)
+            and isinstance(data.get("admin"), dict)
+            and data["admin"].get("token") == _REDACTED
+        ):
+            data["admin"]["token"] = self.rt.config.admin.token
+        try:
+            new = parse_config(data)
+            await self.rt.apply(new)
+        except ConfigError as e:
+            raise AdminError(400, "config_exception", str(e)) from None
+        persisted = self._persist(new) if self.config_path is not None else None
+        return {"acknowledged": True, "persisted": persisted, "config": self.config_view(new)}
+
+    def _persist(self, config: Config) -> str:
+        assert self.config_path is not None
+        path = self.config_path
+        if path.exists():
+            backup = path.with_name(path.name + ".bak")
+            backup.write_bytes(path.read_bytes())
+        text = yaml.safe_dump(
+            config.model_dump(mode="json", exclude_defaults=True), sort_keys=False, allow_unicode=True
+        )
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+        return str(path)
+
+    async def sandbox(self, raw: bytes) -> dict[str, Any]:
+        """Score documents for a query without touching the cluster."""
+        try:
+            req = json.loads(raw or b"null")
+        except ValueError as e:
+            raise AdminError(400, "parse_exception", f"the body is not valid JSON: {e}") from None
+        if not isinstance(req, dict):
+            raise AdminError(
+                400, "illegal_argument_exception", "expected a JSON object with query and documents"
+            )
+        query, docs = req.get("query"), req.get("documents")
+        instruction, model = req.get("instruction"), req.get("model")
+        if not isinstance(query, str) or not query.strip():
+            raise AdminError(400, "illegal_argument_exception", "query: a non-empty string is required")
+        if not isinstance(docs, list) or not all(isinstance(d, str) for d in docs):
+            raise AdminError(400, "illegal_argument_exception", "documents: a list of strings is required")
+        if instruction is not None and not isinstance(instruction, str):
+            raise AdminError(400, "illegal_argument_exception", "instruction: a string is required")
+        if model is None and self.rt.config.routes:
+            model = self.rt.config.routes[0].model
+        if model not in self.rt.batchers:
+            known = ", ".join(sorted(self.rt.batchers)) or "none loaded"
+            raise AdminError(
+                400, "illegal_argument_exception", f"model: unknown model {model!r} (loaded: {known})"
+            )
+        started = time.perf_counter()
+        try:
+            scores = await self.rt.score(model, query, docs, 60.0, instruction)
+        except (ModelTimeout, Overloaded) as e:
+            raise AdminError(503, "unavailable_exception", str(e)) from None
+        ranking = sorted(range(len(docs)), key=lambda i: (-scores[i], i))
+        return {
+            "model": model,
+            "took_ms": round((time.perf_counter() - started) * 1000, 1),
+            "scores": scores,
+            "ranking": [{"index": i, "score": scores[i]} for i in ranking],
         }

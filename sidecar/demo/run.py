@@ -104,11 +104,17 @@ async def run_demo(args: argparse.Namespace) -> None:
 
     from sidecar.server import SidecarServer
 
-    base = load_config(demo_config_path(args.config))
+    path = demo_config_path(args.config)
+    base = load_config(path)
     cluster = await asyncio.to_thread(OsmemServer.start, japanese=False)
     try:
         count = await asyncio.to_thread(load_corpus, cluster.url, args.index)
-        server = SidecarServer(demo_config(base, cluster.url, args))
+        server = SidecarServer(
+            demo_config(base, cluster.url, args),
+            config_path=path,
+            reload=lambda: demo_config(load_config(path), cluster.url, args),
+            persist=False,  # the admin API's config changes stay in memory: the demo file is the checkout's
+        )
         task = asyncio.ensure_future(server.serve(install_signals=True))
         ready = asyncio.ensure_future(server.ready.wait())
         await asyncio.wait([task, ready], return_when=asyncio.FIRST_COMPLETED)

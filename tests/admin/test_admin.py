@@ -1,0 +1,148 @@
+"""The admin API: token, config read/replace/persist, hot reload of the file, the rerank sandbox."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from osmem_server import OsmemServer
+
+from sidecar.config import load_config
+from tests.conftest import RunningSidecar
+
+TOKEN = "t0k3n-for-tests"
+QUERY = {"query": {"match": {"text": "which LoRA rank should I use"}}, "size": 12}
+
+
+def _config(osmem: OsmemServer) -> dict[str, Any]:
+    return {
+        "listen": "127.0.0.1:0",
+        "upstream": {"url": osmem.url},
+        "admin": {"listen": "127.0.0.1:0", "token": TOKEN},
+        "models": {"minilm": {"backend": "bi-encoder", "model": "all-MiniLM-L6-v2", "device": "cpu"}},
+        "routes": [{"indices": ["kb"], "model": "minilm", "window": 12, "fields": ["title", "text"]}],
+    }
+
+
+@pytest.fixture
+def admin_sidecar(osmem: OsmemServer, tmp_path: Path) -> Iterator[tuple[RunningSidecar, Path]]:
+    path = tmp_path / "sidecar.yaml"
+    path.write_text(yaml.safe_dump(_config(osmem)))
+    running = RunningSidecar(
+        load_config(path), config_path=path, reload=lambda: load_config(path), watch_interval_s=0.1
+    )
+    yield running, path
+    running.close()
+
+
+def _auth() -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKEN}"}
+
+
+def test_token_is_enforced(admin_sidecar: tuple[RunningSidecar, Path]) -> None:
+    running, _ = admin_sidecar
+    url = running.admin_url + "/_sidecar/health"
+    assert httpx.get(url).status_code == 401
+    wrong = httpx.get(url, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and wrong.json()["error"]["type"] == "security_exception"
+    assert httpx.get(url, headers=_auth()).status_code == 200
+
+
+def test_get_config_redacts_the_token(admin_sidecar: tuple[RunningSidecar, Path]) -> None:
+    running, _ = admin_sidecar
+    cfg = httpx.get(running.admin_url + "/_sidecar/config", headers=_auth()).json()
+    assert cfg["admin"]["token"] == "<redacted>"
+    assert TOKEN not in httpx.get(running.admin_url + "/_sidecar/config", headers=_auth()).text
+    assert cfg["routes"][0]["window"] == 12
+
+
+def test_put_config_applies_persists_and_rejects_bad_input(
+    admin_sidecar: tuple[RunningSidecar, Path],
+) -> None:
+    running, path = admin_sidecar
+    before = httpx.post(running.url + "/kb/_search", json=QUERY)
+    assert before.headers["x-rerank-cut"] == "0"
+    cfg = httpx.get(running.admin_url + "/_sidecar/config", headers=_auth()).json()
+    cfg["routes"][0]["min_score"] = 0.3
+    r = httpx.put(running.admin_url + "/_sidecar/config", json=cfg, headers=_auth())
+    assert r.status_code == 200, r.text
+    assert r.json()["persisted"] == str(path)
+    after = httpx.post(running.url + "/kb/_search", json=QUERY)
+    assert int(after.headers["x-rerank-cut"]) > 0
+    assert yaml.safe_load(path.read_text())["routes"][0]["min_score"] == 0.3
+    assert yaml.safe_load(path.read_text())["admin"]["token"] == TOKEN
+    assert (path.parent / "sidecar.yaml.bak").exists()
+    cfg["routes"][0]["window"] = -5
+    bad = httpx.put(running.admin_url + "/_sidecar/config", json=cfg, headers=_auth())
+    assert bad.status_code == 400
+    assert bad.json()["error"]["type"] == "config_exception"
+    assert "routes.0.window" in bad.json()["error"]["reason"]
+    assert (
+        httpx.get(running.admin_url + "/_sidecar/config", headers=_auth()).json()["routes"][0]["window"] == 12
+    )
+    cfg["routes"][0]["window"] = 12
+    cfg["listen"] = "127.0.0.1:1"
+    assert (
+        "needs a restart"
+        in httpx.put(running.admin_url + "/_sidecar/config", json=cfg, headers=_auth()).json()["error"][
+            "reason"
+        ]
+    )
+    garbage = httpx.put(running.admin_url + "/_sidecar/config", content=b"{nope", headers=_auth())
+    assert garbage.status_code == 400 and garbage.json()["error"]["type"] == "parse_exception"
+
+
+def _wait_for(predicate: Any, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_the_config_file_is_watched(
+    admin_sidecar: tuple[RunningSidecar, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    running, path = admin_sidecar
+    data = yaml.safe_load(path.read_text())
+    data["routes"][0]["max_hits"] = 3
+    path.write_text(yaml.safe_dump(data))
+    assert _wait_for(
+        lambda: len(httpx.post(running.url + "/kb/_search", json=QUERY).json()["hits"]["hits"]) == 3
+    )
+    data["routes"][0]["windw"] = 3
+    path.write_text(yaml.safe_dump(data))
+    assert _wait_for(lambda: "routes.0.windw: unknown key" in caplog.text)
+    assert len(httpx.post(running.url + "/kb/_search", json=QUERY).json()["hits"]["hits"]) == 3
+
+
+def test_sandbox_scores_without_the_cluster(admin_sidecar: tuple[RunningSidecar, Path]) -> None:
+    running, _ = admin_sidecar
+    docs = [
+        "Items can be returned within 30 days.",
+        "Set the LoRA rank to 8 or 16.",
+        "Java has eight primitive types.",
+    ]
+    r = httpx.post(
+        running.admin_url + "/_sidecar/rerank",
+        json={"query": "lora rank", "documents": docs},
+        headers=_auth(),
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model"] == "minilm"
+    assert body["scores"] == pytest.approx(running.backend("minilm").score("lora rank", docs), abs=1e-6)
+    assert body["ranking"][0]["index"] == 1
+    for bad, reason in (
+        ({"documents": docs}, "query"),
+        ({"query": "q", "documents": "nope"}, "documents"),
+        ({"query": "q", "documents": docs, "model": "other"}, "unknown model"),
+    ):
+        r = httpx.post(running.admin_url + "/_sidecar/rerank", json=bad, headers=_auth())
+        assert r.status_code == 400 and reason in r.json()["error"]["reason"]
