@@ -134,12 +134,22 @@ class RouteConfig(_Model):
         return self
 
 
+class EventsConfig(_Model):
+    """Where search events are kept."""
+
+    sqlite: str | None = None  # a file path; none: memory only
+    buffer: int = Field(2000, ge=10)  # newest events kept in memory
+    max_events: int = Field(100_000, ge=100)  # rows kept in SQLite
+    max_age_days: float = Field(30.0, gt=0)
+
+
 class Config(_Model):
     """The whole sidecar config."""
 
     listen: str = "127.0.0.1:9200"
     upstream: UpstreamConfig = UpstreamConfig()
     admin: AdminConfig = AdminConfig()
+    events: EventsConfig = EventsConfig()
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     routes: list[RouteConfig] = Field(default_factory=list)
     max_search_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)

@@ -13,6 +13,7 @@ from sidecar.config import Config, ConfigError
 from sidecar.engine.batcher import Batcher
 from sidecar.engine.protocol import Backend
 from sidecar.engine.registry import make_batcher
+from sidecar.events.store import EventStore
 from sidecar.proxy.upstream import UpstreamPool
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ class Runtime:
     config: Config
     upstream: UpstreamPool
     batchers: dict[str, Batcher]
+    events: EventStore
     _swap: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
@@ -39,9 +41,10 @@ class Runtime:
         documents: Sequence[str],
         timeout_s: float,
         instruction: str | None = None,
+        timing: dict[str, float] | None = None,
     ) -> list[float]:
         """Scores within ``timeout_s``: ModelTimeout past it, Overloaded when the queue cannot make it."""
-        scores = await self.batchers[model].score(query, documents, instruction, timeout_s)
+        scores = await self.batchers[model].score(query, documents, instruction, timeout_s, timing)
         if len(scores) != len(documents):
             raise ValueError(f"model {model!r} returned {len(scores)} scores for {len(documents)} documents")
         return scores
@@ -50,7 +53,7 @@ class Runtime:
         """Swap to a new config for the next search: models it adds or changes are loaded
         first, then config and models change together, then retired models finish their
         queued work and stop. Listeners and the upstream need a restart."""
-        for key in ("listen", "upstream", "admin"):
+        for key in ("listen", "upstream", "admin", "events"):
             if getattr(new, key) != getattr(self.config, key):
                 raise ConfigError(f"{key}: changing it needs a restart of the sidecar")
         async with self._swap:
@@ -123,5 +126,11 @@ async def open_runtime(
             max_idle=up.max_keepalive,
         )
         stack.push_async_callback(pool.aclose)
-        runtime = Runtime(config, pool, batchers)
+        ev = config.events
+        events = EventStore(
+            ev.sqlite, buffer=ev.buffer, max_events=ev.max_events, max_age_days=ev.max_age_days
+        )
+        events.open()
+        stack.callback(events.close)
+        runtime = Runtime(config, pool, batchers, events)
         yield runtime

@@ -48,11 +48,14 @@ class _Request:
     scores: list[float] = field(default_factory=list)
     remaining: int = 0
     done: bool = False
+    first_batch: float | None = None  # when its first forward pass started (monotonic)
+    finished: float | None = None
 
     def deliver(self, result: list[float] | BaseException) -> None:
         if self.done:
             return
         self.done = True
+        self.finished = time.monotonic()
         try:
             self.loop.call_soon_threadsafe(_settle, self.future, result)
         except RuntimeError:
@@ -150,16 +153,24 @@ class Batcher:
 
     # event loop side
     async def score(
-        self, query: str, documents: Sequence[str], instruction: str | None, timeout_s: float
+        self,
+        query: str,
+        documents: Sequence[str],
+        instruction: str | None,
+        timeout_s: float,
+        timing: dict[str, float] | None = None,
     ) -> list[float]:
-        """Scores for the documents within ``timeout_s``: cached ones at once, the rest from the model."""
+        """Scores for the documents within ``timeout_s``: cached ones at once, the rest from the model.
+
+        ``timing`` receives ``queue_ms`` (waiting for the thread) and ``model_ms`` (forward passes).
+        """
         keys = [score_key(self.name, instruction, query, d) for d in documents]
         scores: list[float | None] = [self.cache.get(k) for k in keys]
         missing = [i for i, s in enumerate(scores) if s is None]
         self.stats.cache_hits += len(documents) - len(missing)
         self.stats.cache_misses += len(missing)
         if missing:
-            fresh = await self._submit(query, [documents[i] for i in missing], instruction, timeout_s)
+            fresh = await self._submit(query, [documents[i] for i in missing], instruction, timeout_s, timing)
             for i, s in zip(missing, fresh, strict=True):
                 scores[i] = s
                 self.cache.put(keys[i], s)
@@ -171,7 +182,12 @@ class Batcher:
         return sum(min(per_query + len(d) // 3, limit) for d in documents)
 
     async def _submit(
-        self, query: str, documents: Sequence[str], instruction: str | None, timeout_s: float
+        self,
+        query: str,
+        documents: Sequence[str],
+        instruction: str | None,
+        timeout_s: float,
+        timing: dict[str, float] | None,
     ) -> list[float]:
         loop = asyncio.get_running_loop()
         est = self._estimate(query, documents)
@@ -189,7 +205,12 @@ class Batcher:
             self._queued_tokens += est
             self._cond.notify()
         try:
-            return await asyncio.wait_for(request.future, timeout_s)
+            result = await asyncio.wait_for(request.future, timeout_s)
+            if timing is not None and request.finished is not None:
+                start = request.first_batch or request.finished
+                timing["queue_ms"] = (start - request.enqueued) * 1000
+                timing["model_ms"] = (request.finished - start) * 1000
+            return result
         except asyncio.TimeoutError:
             raise ModelTimeout(f"model {self.name!r} took longer than {timeout_s * 1000:.0f} ms") from None
         finally:
@@ -247,6 +268,7 @@ class Batcher:
     def _run(self, backend: Backend, requests: list[_Request]) -> None:
         if not isinstance(backend, PairBackend):
             for r in requests:  # a backend that scores whole requests (the bi-encoder)
+                r.first_batch = time.monotonic()
                 try:
                     r.deliver(backend.score(r.query, r.documents, r.instruction))
                 except Exception as e:
@@ -283,6 +305,10 @@ class Batcher:
             if not live:
                 continue
             started = time.perf_counter()
+            now = time.monotonic()
+            for r, _, _ in live:
+                if r.first_batch is None:
+                    r.first_batch = now
             try:
                 out = forward_splitting_on_oom(backend.forward, [e for _, _, e in live])
             except Exception as e:

@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from sidecar.config import RouteConfig
 from sidecar.engine.batcher import ModelTimeout, Overloaded
+from sidecar.events import record
 from sidecar.proxy.asgi import BodyTooLarge, Receive, Scope, Send, read_body, send_response
 from sidecar.proxy.forward import (
     forward,
@@ -113,14 +114,16 @@ def _json_body(scope: Scope, body: bytes) -> Any:
 
 
 async def rerank_hits(
-    rt: Runtime, route: RouteConfig, plan: SearchPlan, response: dict[str, Any]
+    rt: Runtime, route: RouteConfig, plan: SearchPlan, response: dict[str, Any], timing: dict[str, float]
 ) -> tuple[list[float] | None, Outcome]:
     """Score the window's hits; None scores (and a fallback outcome) on model error or timeout."""
     hits = response["hits"]["hits"]
     texts = [document_text(h.get("_source"), route.fields, route.template, route.max_chars) for h in hits]
     started = time.perf_counter()
     try:
-        scores = await rt.score(route.model, plan.query, texts, route.timeout_ms / 1000, plan.instruction)
+        scores = await rt.score(
+            route.model, plan.query, texts, route.timeout_ms / 1000, plan.instruction, timing
+        )
     except ModelTimeout:
         took = (time.perf_counter() - started) * 1000
         return None, Outcome("fallback", "timeout", route.model, took)
@@ -136,15 +139,28 @@ async def rerank_hits(
 
 
 async def _finish(
-    rt: Runtime, route: RouteConfig, plan: SearchPlan, response: dict[str, Any]
+    rt: Runtime, route: RouteConfig, plan: SearchPlan, response: dict[str, Any], event: dict[str, Any]
 ) -> tuple[dict[str, Any], Outcome]:
-    scores, outcome = await rerank_hits(rt, route, plan, response)
+    hits = response["hits"]["hits"]
+    event.update(route=plan.route_index, query=plan.query, window=route.window, model=route.model)
+    event["baseline"] = record.baseline(hits, route)
+    ids = [h.get("_id") for h in hits]
+    scores, outcome = await rerank_hits(rt, route, plan, response, event["timings"])
+    event["timings"]["rerank_ms"] = outcome.took_ms
     if scores is None:
         return build_page(response, plan, None, route.annotate), outcome
-    original = [h.get("_score") for h in response["hits"]["hits"]]
+    original = [h.get("_score") for h in hits]
     decision = decide(route, scores, [o if isinstance(o, (int, float)) else None for o in original])
     outcome = replace(outcome, cut=decision.cut, flags=decision.flags)
+    event.update(cut=decision.cut, flags=list(decision.flags))
+    event["final"] = record.final(ids, decision.order, decision.final, scores)
     return build_page(response, plan, scores, route.annotate, decision), outcome
+
+
+def _record(rt: Runtime, event: dict[str, Any], outcome: Outcome, started: float) -> None:
+    event.update(status=outcome.status, reason=outcome.reason)
+    event["timings"]["total_ms"] = round((time.perf_counter() - started) * 1000, 2)
+    rt.events.add(event)
 
 
 def _dumps(doc: Any, pretty: bool = False) -> bytes:
@@ -167,41 +183,56 @@ async def _read_or_forward(rt: Runtime, scope: Scope, receive: Receive, send: Se
 
 
 async def handle_search(rt: Runtime, scope: Scope, receive: Receive, send: Send, index: str | None) -> None:
-    """``/_search`` and ``/{index}/_search``."""
+    """``/_search`` and ``/{index}/_search``; every one leaves an event."""
+    started = time.perf_counter()
+    rerank_headers = _rerank_headers(scope)
+    event = record.new_event(index, rerank_headers)
     route_index = match_route(rt.config.routes, split_indices(index))
     if route_index is None:
+        _record(rt, event, Outcome("bypass", "no-route"), started)
         await forward(rt, scope, receive, send, extra_headers=_bypass_headers("no-route"))
         return
     route = rt.config.routes[route_index]
+    event["route"] = route_index
     raw = await _read_or_forward(rt, scope, receive, send)
     if raw is None:
+        _record(rt, event, Outcome("bypass", "body-too-large"), started)
         return
     params = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
     try:
         body = _json_body(scope, raw)
     except ValueError as e:
+        _record(rt, event, Outcome("bypass", str(e)), started)
         await forward(rt, scope, receive, send, body=raw, extra_headers=_bypass_headers(str(e)))
         return
-    plan = plan_search(route_index, route, body, params, _rerank_headers(scope))
+    plan = plan_search(route_index, route, body, params, rerank_headers)
     if isinstance(plan, Bypass):
+        _record(rt, event, Outcome("bypass", plan.reason), started)
         await forward(rt, scope, receive, send, body=raw, extra_headers=_bypass_headers(plan.reason))
         return
 
     headers = request_headers(scope, _WIDENED_DROP)
     headers.append((b"content-type", b"application/json"))
+    upstream_started = time.perf_counter()
     fetched = await _fetch(
         rt, send, target(scope, urlencode(plan.params).encode()), headers, _dumps(plan.body)
     )
+    event["timings"]["upstream_ms"] = round((time.perf_counter() - upstream_started) * 1000, 2)
     if fetched is None:
+        _record(rt, event, Outcome("bypass", "upstream-unavailable"), started)
         return
     resp, content = fetched
     parsed = _json_response(resp, content)
     if parsed is None or window_hits(parsed) is None:
-        extra = _bypass_headers(f"upstream-status-{resp.status}")
+        reason = f"upstream-status-{resp.status}"
+        _record(rt, event, Outcome("bypass", reason), started)
+        extra = _bypass_headers(reason)
         await send_response(send, resp.status, response_headers(resp, _RESPONSE_DROP) + extra, content)
         return
-    page, outcome = await _finish(rt, route, plan, parsed)
+    page, outcome = await _finish(rt, route, plan, parsed, event)
+    _record(rt, event, outcome, started)
     out_headers = response_headers(resp, _RESPONSE_DROP) + _outcome_headers(outcome)
+    out_headers.append((b"x-rerank-event", event["id"].encode()))
     await send_response(send, resp.status, out_headers, _dumps(page, _pretty(params)))
 
 
@@ -294,7 +325,7 @@ async def handle_msearch(rt: Runtime, scope: Scope, receive: Receive, send: Send
         extra = _bypass_headers(f"upstream-status-{resp.status}")
         await send_response(send, resp.status, response_headers(resp, _RESPONSE_DROP) + extra, content)
         return
-    outcomes = await _rerank_msearch(rt, subs, responses)
+    outcomes = await _rerank_msearch(rt, subs, responses, index, scope)
     summary = _summarize(outcomes)
     per_sub = ",".join(o.status if not o.reason else f"{o.status}:{o.reason}" for o in outcomes)
     out_headers = response_headers(resp, _RESPONSE_DROP) + _outcome_headers(summary)
@@ -303,20 +334,29 @@ async def handle_msearch(rt: Runtime, scope: Scope, receive: Receive, send: Send
     await send_response(send, resp.status, out_headers, _dumps(doc, pretty))
 
 
-async def _rerank_msearch(rt: Runtime, subs: Sequence[_SubSearch], responses: list[Any]) -> list[Outcome]:
+async def _rerank_msearch(
+    rt: Runtime, subs: Sequence[_SubSearch], responses: list[Any], default_index: str | None, scope: Scope
+) -> list[Outcome]:
+    started = time.perf_counter()
+    rerank_headers = _rerank_headers(scope)
+
     async def one(i: int, sub: _SubSearch) -> Outcome:
+        index = sub.header.get("index", default_index) if isinstance(sub.header, dict) else default_index
+        event = record.new_event(",".join(split_indices(index)), rerank_headers)
         plan = sub.plan
-        if isinstance(plan, Bypass):
-            return Outcome("bypass", plan.reason)
         response = responses[i]
-        if (
+        if isinstance(plan, Bypass):
+            outcome = Outcome("bypass", plan.reason)
+        elif (
             not isinstance(response, dict)
             or response.get("status", 200) != 200
             or window_hits(response) is None
         ):
-            return Outcome("bypass", "upstream-error")
-        route = rt.config.routes[plan.route_index]
-        responses[i], outcome = await _finish(rt, route, plan, response)
+            outcome = Outcome("bypass", "upstream-error")
+        else:
+            route = rt.config.routes[plan.route_index]
+            responses[i], outcome = await _finish(rt, route, plan, response, event)
+        _record(rt, event, outcome, started)
         return outcome
 
     return list(await asyncio.gather(*(one(i, s) for i, s in enumerate(subs))))

@@ -1,0 +1,1 @@
+"""Per-search records: ring buffer, SQLite sink, live subscribers."""

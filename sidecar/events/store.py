@@ -1,0 +1,229 @@
+"""The event store: a bounded ring buffer, a SQLite sink written off the request path, live feeds.
+
+``add`` is called on the event loop and does no I/O: the record goes into the ring buffer,
+to live subscribers (bounded queues; a slow one loses events, never blocks a search) and
+onto the writer thread's queue. The writer batches inserts into SQLite (WAL) and keeps the
+table within ``max_events`` rows and ``max_age_days``. On start the newest rows are read
+back, so a restart keeps history. A failing write is logged and reported in ``health``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY,
+    time REAL NOT NULL,
+    idx TEXT,
+    status TEXT,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_time ON events (time);
+"""
+
+
+class EventStore:
+    """Ring buffer in memory, SQLite on disk (optional), SSE subscribers."""
+
+    def __init__(
+        self, path: str | None, *, buffer: int = 2000, max_events: int = 100_000, max_age_days: float = 30.0
+    ) -> None:
+        self.path = path
+        self.ring: deque[dict[str, Any]] = deque(maxlen=buffer)
+        self.max_events = max_events
+        self.max_age_s = max_age_days * 86400
+        self.subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self.write_error: str | None = None
+        self.written = 0
+        self._queue: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def open(self) -> None:
+        """Read the newest stored events back and start the writer."""
+        if self.path is None:
+            return
+        try:
+            with closing(self._connect()) as db:
+                rows = db.execute(
+                    "SELECT body FROM events ORDER BY time DESC LIMIT ?", (self.ring.maxlen,)
+                ).fetchall()
+            for (body,) in reversed(rows):
+                self.ring.append(json.loads(body))
+        except sqlite3.Error as e:
+            self.write_error = f"cannot open {self.path}: {e}"
+            log.error("event store: %s", self.write_error)
+        self._thread = threading.Thread(target=self._writer, name="event-writer", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Flush what is queued and stop the writer."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _connect(self) -> sqlite3.Connection:
+        assert self.path is not None
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=5)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(_SCHEMA)
+        return db
+
+    def add(self, event: dict[str, Any]) -> None:
+        """Record one event: memory and subscribers now, disk soon."""
+        self.ring.append(event)
+        for q in list(self.subscribers):
+            try:
+                q.put_nowait(event)
+            except asyncio.QueueFull:
+                pass  # a slow reader misses events; searches never wait for it
+        if self._thread is not None:
+            self._queue.put(event)
+
+    def subscribe(self, size: int = 1000) -> asyncio.Queue[dict[str, Any]]:
+        """A live feed of new events."""
+        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(size)
+        self.subscribers.add(q)
+        return q
+
+    def unsubscribe(self, q: asyncio.Queue[dict[str, Any]]) -> None:
+        """End a live feed."""
+        self.subscribers.discard(q)
+
+    def _batches(self) -> Iterator[list[dict[str, Any]] | None]:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                yield None
+                return
+            batch = [first]
+            while len(batch) < 500:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    yield batch
+                    yield None
+                    return
+                batch.append(item)
+            yield batch
+
+    def _writer(self) -> None:
+        db: sqlite3.Connection | None = None
+        last_prune = 0.0
+        for batch in self._batches():
+            if batch is None:
+                break
+            try:
+                if db is None:
+                    db = self._connect()
+                rows = [
+                    (e["id"], e["time"], e.get("index"), e.get("status"), json.dumps(e, ensure_ascii=False))
+                    for e in batch
+                ]
+                with db:
+                    db.executemany("INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?, ?)", rows)
+                self.written += len(rows)
+                if time.monotonic() - last_prune > 5:
+                    self._prune(db)
+                    last_prune = time.monotonic()
+                if self.write_error:
+                    log.info("event store: writing to %s again", self.path)
+                self.write_error = None
+            except (sqlite3.Error, OSError) as e:
+                self.write_error = f"cannot write {self.path}: {e}"
+                log.error("event store: %s (%d events not stored)", self.write_error, len(batch))
+                if db is not None:
+                    db.close()
+                db = None
+        if db is not None:
+            self._prune(db)
+            db.close()
+
+    def _prune(self, db: sqlite3.Connection) -> None:
+        with db:
+            db.execute("DELETE FROM events WHERE time < ?", (time.time() - self.max_age_s,))
+            db.execute(
+                "DELETE FROM events WHERE time <= "
+                "(SELECT time FROM events ORDER BY time DESC LIMIT 1 OFFSET ?)",
+                (self.max_events,),
+            )
+
+    def query(
+        self,
+        *,
+        limit: int = 50,
+        before: float | None = None,
+        index: str | None = None,
+        status: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Newest first, from memory, then from disk for what memory no longer holds."""
+
+        def keep(e: dict[str, Any]) -> bool:
+            return (
+                (before is None or e["time"] < before)
+                and (index is None or e.get("index") == index)
+                and (status is None or e.get("status") == status)
+            )
+
+        out = [e for e in reversed(self.ring) if keep(e)][:limit]
+        if len(out) < limit and self.path is not None and self.write_error is None:
+            oldest = out[-1]["time"] if out else before
+            if not out and self.ring and before is None:
+                oldest = self.ring[0]["time"]
+            out += self._query_disk(limit - len(out), oldest, index, status)
+        return out
+
+    def _query_disk(
+        self, limit: int, before: float | None, index: str | None, status: str | None
+    ) -> list[dict[str, Any]]:
+        sql = "SELECT body FROM events WHERE 1=1"
+        args: list[float | str] = []
+        if before is not None:
+            sql += " AND time < ?"
+            args.append(before)
+        if index is not None:
+            sql += " AND idx = ?"
+            args.append(index)
+        if status is not None:
+            sql += " AND status = ?"
+            args.append(status)
+        sql += " ORDER BY time DESC LIMIT ?"
+        args.append(limit)
+        try:
+            with closing(self._connect()) as db:
+                return [json.loads(b) for (b,) in db.execute(sql, args).fetchall()]
+        except sqlite3.Error as e:
+            log.warning("event store: cannot read %s: %s", self.path, e)
+            return []
+
+    def get(self, event_id: str) -> dict[str, Any] | None:
+        """One event by id."""
+        for e in self.ring:
+            if e["id"] == event_id:
+                return e
+        if self.path is None:
+            return None
+        try:
+            with closing(self._connect()) as db:
+                row = db.execute("SELECT body FROM events WHERE id = ?", (event_id,)).fetchone()
+        except sqlite3.Error:
+            return None
+        return json.loads(row[0]) if row else None
