@@ -141,6 +141,10 @@ class EventsConfig(_Model):
     buffer: int = Field(2000, ge=10)  # newest events kept in memory
     max_events: int = Field(100_000, ge=100)  # rows kept in SQLite
     max_age_days: float = Field(30.0, gt=0)
+    # also bulk-index events into this OpenSearch index (of the upstream cluster unless url is set)
+    index: str | None = None
+    url: str | None = None
+    basic_auth_env: str | None = None  # env var holding user:password for that cluster
 
 
 class Config(_Model):

@@ -13,6 +13,8 @@ from sidecar.config import Config, ConfigError
 from sidecar.engine.batcher import Batcher
 from sidecar.engine.protocol import Backend
 from sidecar.engine.registry import make_batcher
+from sidecar.events.metrics import Metrics
+from sidecar.events.sink import OpenSearchSink
 from sidecar.events.store import EventStore
 from sidecar.proxy.upstream import UpstreamPool
 
@@ -27,6 +29,7 @@ class Runtime:
     upstream: UpstreamPool
     batchers: dict[str, Batcher]
     events: EventStore
+    metrics: Metrics
     _swap: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
@@ -127,10 +130,21 @@ async def open_runtime(
         )
         stack.push_async_callback(pool.aclose)
         ev = config.events
+        sink = None
+        if ev.index:
+            sink = OpenSearchSink(
+                ev.url or up.url,
+                ev.index,
+                verify=ssl_context(config) or up.verify,
+                basic_auth_env=ev.basic_auth_env,
+            )
+            stack.callback(sink.close)
         events = EventStore(
-            ev.sqlite, buffer=ev.buffer, max_events=ev.max_events, max_age_days=ev.max_age_days
+            ev.sqlite, buffer=ev.buffer, max_events=ev.max_events, max_age_days=ev.max_age_days, sink=sink
         )
         events.open()
         stack.callback(events.close)
-        runtime = Runtime(config, pool, batchers, events)
+        runtime = Runtime(
+            config, pool, batchers, events, Metrics(lambda: runtime.batchers if runtime else {})
+        )
         yield runtime

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import os
@@ -9,13 +10,16 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import torch
 import yaml
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from sidecar import __version__
 from sidecar.config import Config, ConfigError, parse_config
 from sidecar.engine.batcher import ModelTimeout, Overloaded, model_info
+from sidecar.events.metrics import summarize
 from sidecar.proxy.asgi import JSON_HEADERS, BodyTooLarge, Receive, Scope, Send, read_body, send_response
 from sidecar.proxy.errors import error_body
 from sidecar.runtime import Runtime
@@ -58,6 +62,13 @@ class AdminApp:
             await send_response(send, 401, [*JSON_HEADERS, (b"www-authenticate", b"Bearer")], body)
             return
         method, path = scope["method"], scope["path"].rstrip("/")
+        if method == "GET" and path == "/_sidecar/events/stream":
+            await self.stream(receive, send)
+            return
+        if method == "GET" and path == "/_sidecar/metrics":
+            body = self.rt.metrics.exposition()
+            await send_response(send, 200, [(b"content-type", CONTENT_TYPE_LATEST.encode())], body)
+            return
         try:
             result = await self._route(method, path, scope, receive)
         except AdminError as e:
@@ -74,7 +85,60 @@ class AdminApp:
             return await self.put_config(scope, await self._body(receive))
         if method == "POST" and path == "/_sidecar/rerank":
             return await self.sandbox(await self._body(receive))
+        if method == "GET" and path == "/_sidecar/stats":
+            return summarize(list(self.rt.events.ring), self.rt.batchers)
+        if method == "GET" and path == "/_sidecar/events":
+            return {"events": self.events(scope)}
+        if method == "GET" and path.startswith("/_sidecar/events/"):
+            event = self.rt.events.get(path.rsplit("/", 1)[1])
+            if event is None:
+                raise AdminError(404, "resource_not_found_exception", f"no event {path.rsplit('/', 1)[1]!r}")
+            return event
         raise AdminError(404, "resource_not_found_exception", f"no handler for {method} {path}")
+
+    def events(self, scope: Scope) -> list[dict[str, Any]]:
+        """Recent events, newest first: ``limit``, ``before`` (epoch seconds), ``index``, ``status``."""
+        params = dict(parse_qsl(scope["query_string"].decode("latin-1")))
+        try:
+            limit = int(params.get("limit", "50"))
+            before = float(params["before"]) if "before" in params else None
+        except ValueError:
+            raise AdminError(
+                400, "illegal_argument_exception", "limit must be an integer, before a number"
+            ) from None
+        if not 1 <= limit <= 10_000:
+            raise AdminError(400, "illegal_argument_exception", "limit must be between 1 and 10000")
+        return self.rt.events.query(
+            limit=limit, before=before, index=params.get("index"), status=params.get("status")
+        )
+
+    async def stream(self, receive: Receive, send: Send) -> None:
+        """Server-sent events: each new search event as it is recorded, a comment every 15 s."""
+        feed = self.rt.events.subscribe()
+        headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b": connected\n\n", "more_body": True})
+
+        async def disconnected() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass  # the (empty) request body comes first
+
+        gone = asyncio.ensure_future(disconnected())
+        try:
+            while not gone.done():
+                nxt = asyncio.ensure_future(feed.get())
+                done, _ = await asyncio.wait({nxt, gone}, timeout=15, return_when=asyncio.FIRST_COMPLETED)
+                if nxt in done:
+                    data = json.dumps(nxt.result(), ensure_ascii=False)
+                    chunk = f"id: {nxt.result()['id']}\nevent: search\ndata: {data}\n\n".encode()
+                else:
+                    nxt.cancel()
+                    chunk = b": keep-alive\n\n"
+                if not gone.done():
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        finally:
+            self.rt.events.unsubscribe(feed)
+            gone.cancel()
 
     async def _body(self, receive: Receive) -> bytes:
         try:
@@ -86,13 +150,21 @@ class AdminApp:
         """Liveness and what is loaded."""
         cfg = self.rt.config
         return {
-            "status": "ok",
+            "status": "degraded" if self.rt.events.write_error or self.rt.events.sink_error else "ok",
             "version": __version__,
             "uptime_s": round(time.time() - self.started, 1),
             "upstream": cfg.upstream.url,
             "models": {name: model_info(b) for name, b in self.rt.batchers.items()},
             "routes": [{"indices": r.indices, "model": r.model, "window": r.window} for r in cfg.routes],
             "cuda": torch.cuda.is_available(),
+            "events": {
+                "sqlite": self.rt.config.events.sqlite,
+                "in_memory": len(self.rt.events.ring),
+                "written": self.rt.events.written,
+                "error": self.rt.events.write_error,
+                "index": self.rt.config.events.index,
+                "sink_error": self.rt.events.sink_error,
+            },
         }
 
     @staticmethod

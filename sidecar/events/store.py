@@ -17,7 +17,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -40,9 +40,17 @@ class EventStore:
     """Ring buffer in memory, SQLite on disk (optional), SSE subscribers."""
 
     def __init__(
-        self, path: str | None, *, buffer: int = 2000, max_events: int = 100_000, max_age_days: float = 30.0
+        self,
+        path: str | None,
+        *,
+        buffer: int = 2000,
+        max_events: int = 100_000,
+        max_age_days: float = 30.0,
+        sink: Callable[[list[dict[str, Any]]], None] | None = None,
     ) -> None:
         self.path = path
+        self.sink = sink
+        self.sink_error: str | None = None
         self.ring: deque[dict[str, Any]] = deque(maxlen=buffer)
         self.max_events = max_events
         self.max_age_s = max_age_days * 86400
@@ -54,6 +62,10 @@ class EventStore:
 
     def open(self) -> None:
         """Read the newest stored events back and start the writer."""
+        if self.path is None and self.sink is None:
+            return
+        self._thread = threading.Thread(target=self._writer, name="event-writer", daemon=True)
+        self._thread.start()
         if self.path is None:
             return
         try:
@@ -63,11 +75,9 @@ class EventStore:
                 ).fetchall()
             for (body,) in reversed(rows):
                 self.ring.append(json.loads(body))
-        except sqlite3.Error as e:
+        except (sqlite3.Error, OSError) as e:
             self.write_error = f"cannot open {self.path}: {e}"
             log.error("event store: %s", self.write_error)
-        self._thread = threading.Thread(target=self._writer, name="event-writer", daemon=True)
-        self._thread.start()
 
     def close(self, timeout: float = 10.0) -> None:
         """Flush what is queued and stop the writer."""
@@ -131,6 +141,10 @@ class EventStore:
         for batch in self._batches():
             if batch is None:
                 break
+            if self.sink is not None:
+                self._send(batch)
+            if self.path is None:
+                continue
             try:
                 if db is None:
                     db = self._connect()
@@ -156,6 +170,15 @@ class EventStore:
         if db is not None:
             self._prune(db)
             db.close()
+
+    def _send(self, batch: list[dict[str, Any]]) -> None:
+        assert self.sink is not None
+        try:
+            self.sink(batch)
+            self.sink_error = None
+        except Exception as e:
+            self.sink_error = str(e)
+            log.error("event sink: %s (%d events not sent)", e, len(batch))
 
     def _prune(self, db: sqlite3.Connection) -> None:
         with db:
@@ -210,7 +233,7 @@ class EventStore:
         try:
             with closing(self._connect()) as db:
                 return [json.loads(b) for (b,) in db.execute(sql, args).fetchall()]
-        except sqlite3.Error as e:
+        except (sqlite3.Error, OSError) as e:
             log.warning("event store: cannot read %s: %s", self.path, e)
             return []
 
@@ -224,6 +247,6 @@ class EventStore:
         try:
             with closing(self._connect()) as db:
                 row = db.execute("SELECT body FROM events WHERE id = ?", (event_id,)).fetchone()
-        except sqlite3.Error:
+        except (sqlite3.Error, OSError):
             return None
         return json.loads(row[0]) if row else None

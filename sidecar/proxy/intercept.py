@@ -161,6 +161,7 @@ def _record(rt: Runtime, event: dict[str, Any], outcome: Outcome, started: float
     event.update(status=outcome.status, reason=outcome.reason)
     event["timings"]["total_ms"] = round((time.perf_counter() - started) * 1000, 2)
     rt.events.add(event)
+    rt.metrics.observe(event)
 
 
 def _dumps(doc: Any, pretty: bool = False) -> bytes:

@@ -1,0 +1,146 @@
+"""Prometheus metrics and the live stats summary, both fed by search events."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+STAGES = ("upstream_ms", "queue_ms", "model_ms", "rerank_ms", "total_ms")
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class _ModelCollector(Collector):
+    """Per-model figures read at scrape time from the batchers."""
+
+    def __init__(self, models: Callable[[], Mapping[str, Any]]) -> None:
+        self.models = models
+
+    def collect(self) -> Iterable[Any]:
+        depth = GaugeMetricFamily(
+            "rerank_sidecar_queue_depth", "Requests waiting for the model", labels=["model"]
+        )
+        batches = CounterMetricFamily("rerank_sidecar_batches", "Forward passes run", labels=["model"])
+        pairs = CounterMetricFamily("rerank_sidecar_pairs", "Pairs scored by the model", labels=["model"])
+        hits = CounterMetricFamily(
+            "rerank_sidecar_cache_hits", "Pairs served from the score cache", labels=["model"]
+        )
+        misses = CounterMetricFamily(
+            "rerank_sidecar_cache_misses", "Pairs the cache did not hold", labels=["model"]
+        )
+        waste = GaugeMetricFamily(
+            "rerank_sidecar_padding_waste_ratio",
+            "Share of computed tokens that were padding",
+            labels=["model"],
+        )
+        for name, b in self.models().items():
+            depth.add_metric([name], b.queue_depth)
+            batches.add_metric([name], b.stats.batches)
+            pairs.add_metric([name], b.stats.pairs)
+            hits.add_metric([name], b.stats.cache_hits)
+            misses.add_metric([name], b.stats.cache_misses)
+            waste.add_metric([name], b.stats.padding_waste)
+        yield from (depth, batches, pairs, hits, misses, waste)
+
+
+class Metrics:
+    """Counters and histograms of searches by outcome and stage."""
+
+    def __init__(self, models: Callable[[], Mapping[str, Any]]) -> None:
+        self.registry = CollectorRegistry()
+        self.searches = Counter(
+            "rerank_sidecar_searches", "Intercepted searches", ["status", "reason"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "rerank_sidecar_stage_seconds",
+            "Time per stage of a search",
+            ["stage"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self.cut = Counter("rerank_sidecar_hits_cut", "Hits cut by thresholds", registry=self.registry)
+        self.registry.register(_ModelCollector(models))
+
+    def observe(self, event: Mapping[str, Any]) -> None:
+        """Count one search and its stage timings."""
+        self.searches.labels(event["status"], event.get("reason") or "").inc()
+        for stage in STAGES:
+            value = event["timings"].get(stage)
+            if value is not None:
+                self.latency.labels(stage.removesuffix("_ms")).observe(value / 1000)
+        if event.get("cut"):
+            self.cut.inc(event["cut"])
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format."""
+        return generate_latest(self.registry)
+
+
+def _percentiles(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    values = sorted(values)
+
+    def at(p: float) -> float:
+        return round(values[min(len(values) - 1, int(p / 100 * len(values)))], 2)
+
+    return {"p50": at(50), "p95": at(95), "p99": at(99), "mean": round(statistics.fmean(values), 2)}
+
+
+def summarize(
+    events: Iterable[Mapping[str, Any]], models: Mapping[str, Any], window_s: float = 60.0
+) -> dict[str, Any]:
+    """QPS, latency per stage, outcome rates, cache and queue figures over the recent events."""
+    now = time.time()
+    recent = [e for e in events if now - e["time"] <= window_s]
+    n = len(recent)
+    by_status = {s: sum(1 for e in recent if e["status"] == s) for s in ("applied", "fallback", "bypass")}
+    reranked = [e for e in recent if e["status"] != "bypass"]
+    model_stats = {}
+    for name, b in models.items():
+        st = b.stats
+        looked = st.cache_hits + st.cache_misses
+        sizes = list(st.last_batch_sizes)
+        model_stats[name] = {
+            "queue_depth": b.queue_depth,
+            "batches": st.batches,
+            "mean_batch_size": round(statistics.fmean(sizes), 1) if sizes else None,
+            "padding_waste": round(st.padding_waste, 4),
+            "cache_hit_rate": round(st.cache_hits / looked, 4) if looked else None,
+            "overloaded": st.overloaded,
+        }
+    out: dict[str, Any] = {
+        "window_s": window_s,
+        "searches": n,
+        "qps": round(n / window_s, 2),
+        "applied_rate": round(by_status["applied"] / n, 4) if n else None,
+        "fallback_rate": round(by_status["fallback"] / n, 4) if n else None,
+        "bypass_rate": round(by_status["bypass"] / n, 4) if n else None,
+        "latency_ms": {
+            s.removesuffix("_ms"): _percentiles([e["timings"][s] for e in reranked if s in e["timings"]])
+            for s in STAGES
+        },
+        "models": model_stats,
+        "gpu_memory": _gpu_memory(),
+    }
+    return out
+
+
+def _gpu_memory() -> dict[str, float] | None:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return None
+    if not torch.cuda.is_available():
+        return None
+    free, total = torch.cuda.mem_get_info()
+    return {
+        "allocated_gib": round(torch.cuda.memory_allocated() / 2**30, 2),
+        "used_gib": round((total - free) / 2**30, 2),
+        "total_gib": round(total / 2**30, 2),
+    }

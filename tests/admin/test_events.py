@@ -1,0 +1,196 @@
+"""Events: one per search, in SQLite across restarts, live over SSE; stats and Prometheus metrics."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from opensearchpy import OpenSearch
+from osmem_server import OsmemServer
+from prometheus_client.parser import text_string_to_metric_families
+
+from sidecar.events.store import EventStore
+from tests.conftest import BrokenBackend, RunningSidecar, sidecar_config
+
+QUERY = {"query": {"match": {"text": "which LoRA rank should I use"}}, "size": 3}
+SECRET = "Bearer do-not-store-me"
+
+
+def _start(osmem: OsmemServer, db: Path) -> RunningSidecar:
+    return RunningSidecar(
+        sidecar_config(osmem.url, events={"sqlite": str(db), "buffer": 50}),
+        backends={"slow": BrokenBackend(), "broken": BrokenBackend()},
+    )
+
+
+def _events(running: RunningSidecar, **params: Any) -> list[dict[str, Any]]:
+    r = httpx.get(running.admin_url + "/_sidecar/events", params=params)
+    assert r.status_code == 200, r.text
+    return list(r.json()["events"])
+
+
+def test_every_search_leaves_an_event_that_survives_a_restart(osmem: OsmemServer, tmp_path: Path) -> None:
+    db = tmp_path / "events.sqlite"
+    running = _start(osmem, db)
+    try:
+        client = OpenSearch(hosts=[running.url], headers={"Authorization": SECRET})
+        applied = client.search(index="kb", body=QUERY)
+        client.search(index="broken", body=QUERY)
+        client.search(index="plain", body=QUERY)
+        client.search(index="kb", body={**QUERY, "size": 0})
+        client.msearch(body=[{"index": "kb"}, QUERY, {"index": "plain"}, QUERY])
+        events = _events(running, limit=10)
+        assert [e["status"] for e in events[:6]].count("applied") == 2
+        by = {(e["status"], e["reason"]) for e in events}
+        assert {
+            ("applied", ""),
+            ("fallback", "model-error"),
+            ("bypass", "no-route"),
+            ("bypass", "size-0"),
+        } <= by
+        first = _events(running, status="applied", index="kb")[-1]
+        assert first["query"] == "which LoRA rank should I use"
+        assert len(first["baseline"]) == min(12, applied["hits"]["total"]["value"])
+        assert first["baseline"][0]["rank"] == 1 and first["baseline"][0]["title"]
+        assert [f["id"] for f in first["final"][:3]] == [h["_id"] for h in applied["hits"]["hits"]]
+        assert {"upstream_ms", "queue_ms", "model_ms", "total_ms"} <= set(first["timings"])
+        assert first["model"] == "minilm" and first["window"] == 12
+        one = httpx.get(running.admin_url + f"/_sidecar/events/{first['id']}").json()
+        assert one == first
+        assert httpx.get(running.admin_url + "/_sidecar/events/nope").status_code == 404
+        ids = {e["id"] for e in events}
+    finally:
+        running.close()
+    assert "do-not-store-me" not in db.read_bytes().decode("utf-8", "replace")
+    again = _start(osmem, db)
+    try:
+        assert ids <= {e["id"] for e in _events(again, limit=100)}
+        assert "do-not-store-me" not in json.dumps(_events(again, limit=100))
+    finally:
+        again.close()
+
+
+def test_sse_delivers_a_search_within_a_second(osmem: OsmemServer, tmp_path: Path) -> None:
+    running = _start(osmem, tmp_path / "e.sqlite")
+    received: list[tuple[float, dict[str, Any]]] = []
+
+    def listen() -> None:
+        with httpx.stream("GET", running.admin_url + "/_sidecar/events/stream", timeout=10) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: "):
+                    received.append((time.monotonic(), json.loads(line[6:])))
+                    return
+
+    try:
+        t = threading.Thread(target=listen, daemon=True)
+        t.start()
+        time.sleep(0.3)
+        sent = time.monotonic()
+        r = httpx.post(running.url + "/kb/_search", json=QUERY)
+        t.join(5)
+        assert received, "no event arrived"
+        at, event = received[0]
+        assert event["id"] == r.headers["x-rerank-event"]
+        assert at - sent < 1.0
+    finally:
+        running.close()
+
+
+def test_stats_and_metrics(osmem: OsmemServer, tmp_path: Path) -> None:
+    running = _start(osmem, tmp_path / "e.sqlite")
+    try:
+        for _ in range(3):
+            httpx.post(running.url + "/kb/_search", json=QUERY)
+        httpx.post(running.url + "/plain/_search", json=QUERY)
+        stats = httpx.get(running.admin_url + "/_sidecar/stats").json()
+        assert stats["searches"] == 4 and stats["bypass_rate"] == 0.25
+        assert stats["latency_ms"]["total"]["p50"] > 0
+        assert stats["models"]["minilm"]["cache_hit_rate"] > 0  # the same search three times
+        text = httpx.get(running.admin_url + "/_sidecar/metrics").text
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        searches = {
+            tuple(sorted(s.labels.items())): s.value
+            for s in families["rerank_sidecar_searches"].samples
+            if s.name.endswith("_total")
+        }
+        assert searches[(("reason", ""), ("status", "applied"))] == 3
+        assert searches[(("reason", "no-route"), ("status", "bypass"))] == 1
+        assert "rerank_sidecar_stage_seconds" in families
+        assert "rerank_sidecar_queue_depth" in families
+    finally:
+        running.close()
+
+
+def test_the_store_stays_within_its_bounds(tmp_path: Path) -> None:
+    db = tmp_path / "bounded.sqlite"
+    store = EventStore(str(db), buffer=20, max_events=100, max_age_days=1)
+    store.open()
+    now = time.time()
+    for i in range(300):
+        age = 3 * 86400 if i < 50 else 0  # the first 50 are older than max_age_days
+        store.add(
+            {"id": f"e{i}", "time": now - age + i * 0.001, "index": "kb", "status": "applied", "timings": {}}
+        )
+    store.close()
+    assert len(store.ring) == 20
+    with sqlite3.connect(db) as conn:
+        (count,) = conn.execute("SELECT COUNT(*) FROM events").fetchone()
+        (oldest,) = conn.execute("SELECT MIN(time) FROM events").fetchone()
+    assert count <= 100
+    assert oldest > now - 86400
+
+
+def test_an_unwritable_store_does_not_break_searches(osmem: OsmemServer, tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where a directory should be")
+    running = RunningSidecar(
+        sidecar_config(osmem.url, events={"sqlite": str(blocked / "e.sqlite")}),
+        backends={"slow": BrokenBackend(), "broken": BrokenBackend()},
+    )
+    try:
+        r = httpx.post(running.url + "/kb/_search", json=QUERY)
+        assert r.status_code == 200 and r.headers["x-rerank"] == "applied"
+        deadline = time.monotonic() + 5
+        health: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            health = httpx.get(running.admin_url + "/_sidecar/health").json()
+            if health["events"]["error"]:
+                break
+            time.sleep(0.05)
+        assert health["status"] == "degraded" and "e.sqlite" in health["events"]["error"]
+        assert _events(running, limit=5)[0]["status"] == "applied"
+    finally:
+        running.close()
+
+
+@pytest.mark.parametrize("params", [{"limit": "x"}, {"limit": "0"}, {"before": "yesterday"}])
+def test_bad_event_queries_are_400(osmem: OsmemServer, tmp_path: Path, params: dict[str, str]) -> None:
+    running = _start(osmem, tmp_path / "e.sqlite")
+    try:
+        r = httpx.get(running.admin_url + "/_sidecar/events", params=params)
+        assert r.status_code == 400 and r.json()["error"]["type"] == "illegal_argument_exception"
+    finally:
+        running.close()
+
+
+def test_events_can_also_go_to_an_opensearch_index(osmem: OsmemServer) -> None:
+    running = RunningSidecar(
+        sidecar_config(osmem.url, events={"index": "sidecar-events"}),
+        backends={"slow": BrokenBackend(), "broken": BrokenBackend()},
+    )
+    try:
+        ids = [
+            httpx.post(running.url + "/kb/_search", json=QUERY).headers["x-rerank-event"] for _ in range(3)
+        ]
+    finally:
+        running.close()  # flushes the writer
+    httpx.post(osmem.url + "/sidecar-events/_refresh")
+    for event_id in ids:
+        doc = httpx.get(f"{osmem.url}/sidecar-events/_doc/{event_id}").json()
+        assert doc["found"] and doc["_source"]["status"] == "applied" and "@timestamp" in doc["_source"]
