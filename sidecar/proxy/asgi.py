@@ -30,18 +30,12 @@ async def read_body(receive: Receive, limit: int) -> bytes:
     """Buffer the whole request body, up to ``limit`` bytes."""
     parts: list[bytes] = []
     size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnected()
-        chunk = message.get("body", b"")
-        if chunk:
-            parts.append(chunk)
-            size += len(chunk)
-            if size > limit:
-                raise BodyTooLarge(b"".join(parts))
-        if not message.get("more_body", False):
-            return b"".join(parts)
+    async for chunk in stream_body(receive):
+        parts.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(b"".join(parts))
+    return b"".join(parts)
 
 
 async def stream_body(receive: Receive, head: bytes = b"") -> AsyncIterator[bytes]:
