@@ -1,4 +1,4 @@
-"""Admin ASGI app: health, the running config (read, replace), and a rerank sandbox."""
+"""Admin ASGI app: health, stats, metrics, events (and their live stream), the config, a rerank sandbox."""
 
 from __future__ import annotations
 
