@@ -57,6 +57,9 @@ def _dump(value: Any) -> Any:
 def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate a config file: exit 0, or 2 with one line naming the key path."""
     config = load_config(args.file)
+    from sidecar.rewrite.load import compile_rewriters
+
+    compile_rewriters(config, Path(args.file).parent)
     print(f"{args.file}: ok ({len(config.models)} models, {len(config.routes)} routes)")
     return 0
 

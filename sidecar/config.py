@@ -10,6 +10,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from sidecar.rewrite.settings import RewriteConfig
+
 
 class ConfigError(ValueError):
     """A config that cannot be used; the message names the key path and the problem."""
@@ -120,6 +122,8 @@ class RouteConfig(_Model):
     diagnostic_top: int = Field(10, ge=1)
     flat_std: float = Field(0.05, ge=0)
     low_mean: float = Field(0.6)
+    # query rewriting: rules, variants, and how retrieval and reranking use them
+    rewrite: RewriteConfig | None = None
 
     @model_validator(mode="after")
     def _template_fields(self) -> RouteConfig:
@@ -173,7 +177,8 @@ class Config(_Model):
         return self
 
 
-def _format_validation_error(err: ValidationError) -> str:
+def format_validation_error(err: ValidationError) -> str:
+    """The first error of a validation as ``key.path: problem (got value)``."""
     first = err.errors()[0]
     path = ".".join(str(p) for p in first["loc"])
     if first["type"] == "extra_forbidden":
@@ -206,7 +211,7 @@ def parse_config(data: Any) -> Config:
         cause = next((x.get("ctx", {}).get("error") for x in e.errors() if x.get("ctx")), None)
         if isinstance(cause, ConfigError):
             raise cause from None
-        raise ConfigError(_format_validation_error(e)) from None
+        raise ConfigError(format_validation_error(e)) from None
 
 
 def load_config(path: str | Path) -> Config:

@@ -8,6 +8,7 @@ import ssl
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sidecar.config import Config, ConfigError
 from sidecar.engine.batcher import Batcher
@@ -17,6 +18,9 @@ from sidecar.events.metrics import Metrics
 from sidecar.events.sink import OpenSearchSink
 from sidecar.events.store import EventStore
 from sidecar.proxy.upstream import UpstreamPool
+from sidecar.rewrite.llm import LlmRewriter
+from sidecar.rewrite.load import compile_rewriters
+from sidecar.rewrite.rules import Rewriter
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +34,25 @@ class Runtime:
     batchers: dict[str, Batcher]
     events: EventStore
     metrics: Metrics
+    rewriters: list[Rewriter | None] = field(default_factory=list)  # one per route
+    base_dir: Path | None = None  # where relative rules files are found: the config file's folder
+    _llms: dict[str, LlmRewriter] = field(default_factory=dict)
     _swap: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def rewriter(self, route_index: int) -> tuple[Rewriter | None, LlmRewriter | None]:
+        """A route's compiled rules and its LLM rewriter, if any."""
+        rewriter = self.rewriters[route_index] if route_index < len(self.rewriters) else None
+        if rewriter is None or rewriter.cfg.llm is None:
+            return rewriter, None
+        return rewriter, self._llms.get(rewriter.cfg.llm.model_dump_json())
+
+    def _llms_for(self, rewriters: Sequence[Rewriter | None]) -> dict[str, LlmRewriter]:
+        out: dict[str, LlmRewriter] = {}
+        for r in rewriters:
+            if r is not None and r.cfg.llm is not None:
+                key = r.cfg.llm.model_dump_json()
+                out[key] = self._llms.get(key) or out.get(key) or LlmRewriter(r.cfg.llm)
+        return out
 
     @property
     def backends(self) -> dict[str, Backend]:
@@ -59,6 +81,7 @@ class Runtime:
         for key in ("listen", "upstream", "admin", "events"):
             if getattr(new, key) != getattr(self.config, key):
                 raise ConfigError(f"{key}: changing it needs a restart of the sidecar")
+        rewriters = await asyncio.to_thread(compile_rewriters, new, self.base_dir)
         async with self._swap:
             used = {r.model for r in new.routes}
             fresh: dict[str, Batcher] = {}
@@ -75,10 +98,20 @@ class Runtime:
                     await asyncio.to_thread(b.stop)
                 raise ConfigError(f"models.{name}: cannot load: {e}") from None
             retired = [b for n, b in self.batchers.items() if n in fresh or n not in used]
+            llms = self._llms_for(rewriters)
+            old_llms = [c for k, c in self._llms.items() if k not in llms]
             self.batchers = {n: b for n, b in self.batchers.items() if n in used and n not in fresh} | fresh
-            self.config = new
+            self.config, self.rewriters, self._llms = new, rewriters, llms
             for b in retired:
                 await asyncio.to_thread(b.stop)
+            for c in old_llms:
+                await c.aclose()
+
+    async def aclose_rewriters(self) -> None:
+        """Close the LLM rewriters' connections."""
+        for c in self._llms.values():
+            await c.aclose()
+        self._llms = {}
 
 
 def ssl_context(config: Config) -> ssl.SSLContext | None:
@@ -95,12 +128,13 @@ def ssl_context(config: Config) -> ssl.SSLContext | None:
 
 @asynccontextmanager
 async def open_runtime(
-    config: Config, *, backends: Mapping[str, Backend] | None = None
+    config: Config, *, backends: Mapping[str, Backend] | None = None, base_dir: Path | None = None
 ) -> AsyncIterator[Runtime]:
-    """Load each routed model on its own inference thread, open the upstream pool.
-
-    ``backends`` supplies ready backends by model name in place of loading them (tests).
+    """Compile the rewrite rules, load each routed model on its own inference thread, open the
+    upstream pool. ``backends`` supplies ready backends by model name in place of loading them (tests);
+    ``base_dir`` is where relative rules files are looked for first.
     """
+    rewriters = compile_rewriters(config, base_dir)
     async with AsyncExitStack() as stack:
         batchers: dict[str, Batcher] = {}
         runtime: Runtime | None = None
@@ -145,6 +179,14 @@ async def open_runtime(
         events.open()
         stack.callback(events.close)
         runtime = Runtime(
-            config, pool, batchers, events, Metrics(lambda: runtime.batchers if runtime else {})
+            config,
+            pool,
+            batchers,
+            events,
+            Metrics(lambda: runtime.batchers if runtime else {}),
+            rewriters,
+            base_dir,
         )
+        runtime._llms = runtime._llms_for(rewriters)
+        stack.push_async_callback(runtime.aclose_rewriters)
         yield runtime

@@ -122,7 +122,8 @@ class SidecarServer:
 
     async def serve(self, *, install_signals: bool = False) -> None:
         """Load models, open the upstream pool, serve both listeners."""
-        async with open_runtime(self.config, backends=self.backends) as rt:
+        base_dir = self.config_path.parent if self.config_path is not None else None
+        async with open_runtime(self.config, backends=self.backends, base_dir=base_dir) as rt:
             self.runtime = rt
             admin = AdminApp(rt, self.token, config_path=self.config_path if self.persist else None)
             self._servers = [self._uvicorn(ProxyApp(rt)), self._uvicorn(admin)]

@@ -22,6 +22,7 @@ def new_event(index: str | None, headers: Mapping[str, str]) -> dict[str, Any]:
         "query": None,
         "variants": [],
         "rules": [],
+        "retrieval": "original",
         "window": None,
         "baseline": [],
         "final": [],
@@ -45,10 +46,19 @@ def baseline(hits: Sequence[Mapping[str, Any]], route: RouteConfig) -> list[dict
 
 
 def final(
-    hits_ids: Sequence[Any], order: Sequence[int], scores: Sequence[float], model: Sequence[float]
+    hits_ids: Sequence[Any],
+    order: Sequence[int],
+    scores: Sequence[float],
+    model: Sequence[float],
+    per_query: Sequence[Sequence[float]] = (),
 ) -> list[dict[str, Any]]:
-    """The reranked window after cuts: id, final score, model score, new rank, original rank."""
-    return [
-        {"id": hits_ids[i], "score": scores[i], "model_score": model[i], "rank": r, "original_rank": i + 1}
-        for r, i in enumerate(order, 1)
-    ]
+    """The reranked window after cuts: id, final score, model score, new rank, original rank,
+    and with variants the model's score against the original query and each variant."""
+    out = []
+    for r, i in enumerate(order, 1):
+        row: dict[str, Any] = {"id": hits_ids[i], "score": scores[i], "model_score": model[i]}
+        row.update(rank=r, original_rank=i + 1)
+        if len(per_query) > 1:
+            row["query_scores"] = [q[i] for q in per_query]
+        out.append(row)
+    return out

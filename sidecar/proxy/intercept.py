@@ -28,8 +28,9 @@ from sidecar.runtime import Runtime
 from sidecar.search.documents import document_text
 from sidecar.search.page import build_page, window_hits
 from sidecar.search.plan import Bypass, SearchPlan, plan_search
-from sidecar.search.policy import decide
+from sidecar.search.policy import aggregate, decide
 from sidecar.search.routes import match_route, split_indices
+from sidecar.search.variants import rewrite_plan
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class Outcome:
     took_ms: float = 0.0
     cut: int = 0
     flags: tuple[str, ...] = ()
+    variants: int = 0
 
 
 def _bypass_headers(reason: str) -> list[tuple[bytes, bytes]]:
@@ -61,6 +63,7 @@ def _outcome_headers(outcome: Outcome) -> list[tuple[bytes, bytes]]:
         headers.append((b"x-rerank-model", outcome.model.encode()))
     if outcome.status != "bypass":
         headers.append((b"x-rerank-took-ms", f"{outcome.took_ms:.1f}".encode()))
+        headers.append((b"x-rerank-variants", str(outcome.variants).encode()))
     if outcome.status == "applied":
         headers.append((b"x-rerank-cut", str(outcome.cut).encode()))
         if outcome.flags:
@@ -73,6 +76,24 @@ def _header(scope: Scope, name: bytes) -> str:
         if k == name:
             return bytes(v).decode("latin-1")
     return ""
+
+
+def _search_context(scope: Scope) -> str | None:
+    """The ``X-Search-Context`` header: the subject vague queries are about."""
+    for k, v in scope["headers"]:
+        if k == b"x-search-context":
+            return bytes(v).decode("utf-8", "replace").strip() or None
+    return None
+
+
+async def _rewritten(rt: Runtime, plan: SearchPlan, context: str | None) -> SearchPlan:
+    """The plan with its variants; on a fault in rewriting, the plan as it was."""
+    rewriter, llm = rt.rewriter(plan.route_index)
+    try:
+        return await rewrite_plan(rewriter, llm, plan, context)
+    except Exception:
+        log.exception("query rewriting failed; searching with the original query only")
+        return plan
 
 
 def _rerank_headers(scope: Scope) -> dict[str, str]:
@@ -115,15 +136,14 @@ def _json_body(scope: Scope, body: bytes) -> Any:
 
 async def rerank_hits(
     rt: Runtime, route: RouteConfig, plan: SearchPlan, response: dict[str, Any], timing: dict[str, float]
-) -> tuple[list[float] | None, Outcome]:
-    """Score the window's hits; None scores (and a fallback outcome) on model error or timeout."""
+) -> tuple[list[list[float]] | None, Outcome]:
+    """Score the window's hits against each of the plan's queries (the original first); None
+    (and a fallback outcome) on model error or timeout."""
     hits = response["hits"]["hits"]
     texts = [document_text(h.get("_source"), route.fields, route.template, route.max_chars) for h in hits]
     started = time.perf_counter()
     try:
-        scores = await rt.score(
-            route.model, plan.query, texts, route.timeout_ms / 1000, plan.instruction, timing
-        )
+        per_query = await _score_queries(rt, route, plan, texts, timing)
     except ModelTimeout:
         took = (time.perf_counter() - started) * 1000
         return None, Outcome("fallback", "timeout", route.model, took)
@@ -135,7 +155,28 @@ async def rerank_hits(
         log.warning("model %s failed, answering in the cluster's order: %s", route.model, e)
         return None, Outcome("fallback", "model-error", route.model, took)
     took = (time.perf_counter() - started) * 1000
-    return scores, Outcome("applied", "", route.model, took)
+    return per_query, Outcome("applied", "", route.model, took)
+
+
+async def _score_queries(
+    rt: Runtime, route: RouteConfig, plan: SearchPlan, texts: list[str], timing: dict[str, float]
+) -> list[list[float]]:
+    """Every candidate against the original query and each variant, in one batcher round where
+    they arrive together; the first failure cancels the rest."""
+    budget = route.timeout_ms / 1000
+    queries = plan.queries
+    if len(queries) == 1:
+        return [await rt.score(route.model, queries[0], texts, budget, plan.instruction, timing)]
+    tasks = [
+        asyncio.ensure_future(rt.score(route.model, q, texts, budget, plan.instruction, timing))
+        for q in queries
+    ]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for t in tasks:  # the queued work of the other queries leaves the batcher
+            t.cancel()
+        raise
 
 
 async def _finish(
@@ -143,18 +184,39 @@ async def _finish(
 ) -> tuple[dict[str, Any], Outcome]:
     hits = response["hits"]["hits"]
     event.update(route=plan.route_index, query=plan.query, window=route.window, model=route.model)
+    if plan.rewrite is not None:
+        event["variants"] = [{"text": v.text, "rules": list(v.rules)} for v in plan.rewrite.variants]
+        event["rules"] = plan.rewrite.rules
+        event["retrieval"] = plan.retrieval
     event["baseline"] = record.baseline(hits, route)
     ids = [h.get("_id") for h in hits]
-    scores, outcome = await rerank_hits(rt, route, plan, response, event["timings"])
+    per_query, outcome = await rerank_hits(rt, route, plan, response, event["timings"])
+    outcome = replace(outcome, variants=len(plan.queries) - 1)
     event["timings"]["rerank_ms"] = outcome.took_ms
-    if scores is None:
-        return build_page(response, plan, None, route.annotate), outcome
+    if per_query is None:
+        return _explained(build_page(response, plan, None, route.annotate), plan), outcome
+    cfg = route.rewrite
+    scores = aggregate(per_query, cfg.aggregate, cfg.original_weight) if cfg else per_query[0]
     original = [h.get("_score") for h in hits]
     decision = decide(route, scores, [o if isinstance(o, (int, float)) else None for o in original])
     outcome = replace(outcome, cut=decision.cut, flags=decision.flags)
     event.update(cut=decision.cut, flags=list(decision.flags))
-    event["final"] = record.final(ids, decision.order, decision.final, scores)
-    return build_page(response, plan, scores, route.annotate, decision), outcome
+    event["final"] = record.final(ids, decision.order, decision.final, scores, per_query)
+    return _explained(build_page(response, plan, scores, route.annotate, decision), plan), outcome
+
+
+def _explained(page: dict[str, Any], plan: SearchPlan) -> dict[str, Any]:
+    """With ``X-Rerank-Explain``, the query, its variants and the rules that made them under ``_rerank``."""
+    if plan.explain:
+        rewrite = plan.rewrite
+        variants = rewrite.variants if rewrite else ()
+        page["_rerank"] = {
+            "query": plan.query,
+            "variants": [{"text": v.text, "rules": list(v.rules)} for v in variants],
+            "rules": rewrite.rules if rewrite else [],
+            "retrieval": plan.retrieval,
+        }
+    return page
 
 
 def _record(rt: Runtime, event: dict[str, Any], outcome: Outcome, started: float) -> None:
@@ -211,6 +273,7 @@ async def handle_search(rt: Runtime, scope: Scope, receive: Receive, send: Send,
         _record(rt, event, Outcome("bypass", plan.reason), started)
         await forward(rt, scope, receive, send, body=raw, extra_headers=_bypass_headers(plan.reason))
         return
+    plan = await _rewritten(rt, plan, _search_context(scope))
 
     headers = request_headers(scope, _WIDENED_DROP)
     headers.append((b"content-type", b"application/json"))
@@ -309,6 +372,14 @@ async def handle_msearch(rt: Runtime, scope: Scope, receive: Receive, send: Send
         reasons = ",".join(s.plan.reason for s in subs if isinstance(s.plan, Bypass))
         await forward(rt, scope, receive, send, body=raw, extra_headers=_bypass_headers(reasons))
         return
+    context = _search_context(scope)
+
+    async def rewritten(sub: _SubSearch) -> _SubSearch:
+        if isinstance(sub.plan, SearchPlan):
+            return replace(sub, plan=await _rewritten(rt, sub.plan, context))
+        return sub
+
+    subs = list(await asyncio.gather(*(rewritten(s) for s in subs)))
 
     lines: list[bytes] = []
     for s in subs:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sidecar.config import RouteConfig
+from sidecar.rewrite.rules import Rewrite
 from sidecar.search.query_text import find_query_text, lucene_terms, text_at_path
 from sidecar.search.source_filter import (
     SourceFilter,
@@ -42,6 +43,14 @@ class SearchPlan:
     body: dict[str, Any]
     params: tuple[tuple[str, str], ...]
     instruction: str | None = None
+    explain: bool = False  # X-Rerank-Explain: the variants go back in the body under _rerank
+    rewrite: Rewrite | None = None
+    retrieval: str = "original"  # expanded: the cluster query carries the variants too
+
+    @property
+    def queries(self) -> list[str]:
+        """The original query and its variants: what each candidate is scored against."""
+        return [self.query, *(v.text for v in self.rewrite.variants)] if self.rewrite else [self.query]
 
 
 def _int(value: Any) -> int | None:
@@ -162,4 +171,5 @@ def plan_search(
         wide["_source"] = to_body(fetch)
     upstream_params = tuple((k, v) for k, v in params if k not in _WIDENED_PARAMS)
     instruction = headers.get("x-rerank-instruction", "").strip() or route.instruction
-    return SearchPlan(route_index, query, from_, size, source, wide, upstream_params, instruction)
+    explain = headers.get("x-rerank-explain", "").strip().lower() in ("1", "true", "yes")
+    return SearchPlan(route_index, query, from_, size, source, wide, upstream_params, instruction, explain)

@@ -19,6 +19,20 @@ class Decision:
     flags: tuple[str, ...]
 
 
+def aggregate(per_query: Sequence[Sequence[float]], mode: str, original_weight: float) -> list[float]:
+    """One model score per candidate from its scores against the original query (first) and
+    each variant: the best, the mean, or the original weighted against the variants' mean."""
+    if len(per_query) == 1:
+        return list(per_query[0])
+    columns = list(zip(*per_query, strict=True))
+    if mode == "max":
+        return [max(c) for c in columns]
+    if mode == "mean":
+        return [statistics.fmean(c) for c in columns]
+    w = original_weight
+    return [w * c[0] + (1 - w) * statistics.fmean(c[1:]) for c in columns]
+
+
 def fuse(route: RouteConfig, scores: Sequence[float], original: Sequence[float | None]) -> list[float]:
     """Final scores: the model's (replace), a linear blend, or reciprocal rank fusion."""
     if route.fusion == "replace":

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-_TEXT_QUERIES = ("match", "match_phrase", "match_phrase_prefix", "match_bool_prefix")
-_STRING_QUERIES = ("multi_match", "combined_fields", "query_string", "simple_query_string")
-_NEGATIVE_KEYS = frozenset({"must_not", "negative", "filter", "post_filter", "aggs", "aggregations"})
+TEXT_QUERIES = ("match", "match_phrase", "match_phrase_prefix", "match_bool_prefix")
+STRING_QUERIES = ("multi_match", "combined_fields", "query_string", "simple_query_string")
+NEGATIVE_KEYS = frozenset({"must_not", "negative", "filter", "post_filter", "aggs", "aggregations"})
 
 _LUCENE_FIELD = re.compile(r"(?<![\w\\])[\w.*]+:")
 _LUCENE_NEGATED = re.compile(r"(?<!\S)[-!]\S+")
@@ -28,10 +28,11 @@ def lucene_terms(query: str) -> str:
     return " ".join(text.split())
 
 
-def _text_of(kind: str, spec: Any) -> str | None:
+def clause_text(kind: str, spec: Any) -> str | None:
+    """The text of one full-text query clause (``match``, ``query_string``, ...), or None."""
     if not isinstance(spec, dict):
         return None
-    if kind in _TEXT_QUERIES:
+    if kind in TEXT_QUERIES:
         for field, value in spec.items():
             if field.startswith("_"):
                 continue
@@ -57,12 +58,12 @@ def find_query_text(dsl: Any) -> str | None:
     if not isinstance(dsl, dict):
         return None
     for key, value in dsl.items():
-        if key in _TEXT_QUERIES or key in _STRING_QUERIES:
-            text = _text_of(key, value)
+        if key in TEXT_QUERIES or key in STRING_QUERIES:
+            text = clause_text(key, value)
             if text and text.strip():
                 return text.strip()
             continue
-        if key in _NEGATIVE_KEYS:
+        if key in NEGATIVE_KEYS:
             continue
         if isinstance(value, (dict, list)):
             found = find_query_text(value)

@@ -1,0 +1,1 @@
+"""Query rewriting: rules compiled once per config load, variants for retrieval and reranking."""
