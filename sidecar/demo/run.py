@@ -23,6 +23,7 @@ MAPPINGS = {
     }
 }
 EXAMPLE_QUERY = "which lora rank should I use"
+VAGUE_QUERY = "k8s pod OOM"
 
 
 def demo_config_path(given: str | None) -> Path:
@@ -83,6 +84,16 @@ def banner(cluster: str, count: int, index: str, proxy: str, admin: str) -> str:
     body = json.dumps({"query": {"match": {"text": EXAMPLE_QUERY}}, "size": 3, "_source": ["title"]})
     url = shlex.quote(f"{proxy}/{index}/_search?pretty")
     curl = f"curl -s -i {url} -H 'content-type: application/json' -d {shlex.quote(body)}"
+    vague = json.dumps(
+        {
+            "query": {"multi_match": {"query": VAGUE_QUERY, "fields": ["title", "text"]}},
+            "size": 3,
+            "_source": ["title"],
+        }
+    )
+    explain = (
+        f"curl -s {url} -H 'content-type: application/json' -H 'X-Rerank-Explain: 1' -d {shlex.quote(vague)}"
+    )
     return "\n".join(
         [
             "rerank-sidecar demo (all-MiniLM-L6-v2 on the CPU, offline)",
@@ -93,6 +104,9 @@ def banner(cluster: str, count: int, index: str, proxy: str, admin: str) -> str:
             "Search through the sidecar:",
             f"  {curl}",
             "The same search in the cluster's own order: add -H 'X-Rerank: off'",
+            "",
+            "A vague query, rewritten by configs/rules/tech.yaml (the variants come back under _rerank):",
+            f"  {explain}",
             "Ctrl-C stops the demo.",
         ]
     )

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-STAGES = ("upstream_ms", "queue_ms", "model_ms", "rerank_ms", "total_ms")
+STAGES = ("rewrite_ms", "upstream_ms", "queue_ms", "model_ms", "rerank_ms", "total_ms")
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -64,6 +64,15 @@ class Metrics:
             registry=self.registry,
         )
         self.cut = Counter("rerank_sidecar_hits_cut", "Hits cut by thresholds", registry=self.registry)
+        self.variants = Counter(
+            "rerank_sidecar_rewrite_variants", "Query variants searched with", registry=self.registry
+        )
+        self.rules = Counter(
+            "rerank_sidecar_rewrite_rules",
+            "Rewrite rules fired, by kind (llm:timeout and llm:error: the LLM rewriter failed)",
+            ["kind"],
+            registry=self.registry,
+        )
         self.registry.register(_ModelCollector(models))
 
     def observe(self, event: Mapping[str, Any]) -> None:
@@ -75,6 +84,10 @@ class Metrics:
                 self.latency.labels(stage.removesuffix("_ms")).observe(value / 1000)
         if event.get("cut"):
             self.cut.inc(event["cut"])
+        if event.get("variants"):
+            self.variants.inc(len(event["variants"]))
+        for rule in event.get("rules") or ():
+            self.rules.labels(rule if rule.startswith("llm:") else rule.partition(":")[0]).inc()
 
     def exposition(self) -> bytes:
         """The Prometheus text format."""

@@ -188,6 +188,7 @@ async def _finish(
         event["variants"] = [{"text": v.text, "rules": list(v.rules)} for v in plan.rewrite.variants]
         event["rules"] = plan.rewrite.rules
         event["retrieval"] = plan.retrieval
+        event["timings"]["rewrite_ms"] = round(plan.rewrite.took_ms, 3)
     event["baseline"] = record.baseline(hits, route)
     ids = [h.get("_id") for h in hits]
     per_query, outcome = await rerank_hits(rt, route, plan, response, event["timings"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sidecar.rewrite.patterns import Pattern, compile_pattern
 from sidecar.rewrite.settings import Abbreviation, OneWaySynonym, RewriteConfig, as_pattern, parse_arrow
@@ -42,6 +42,7 @@ class Rewrite:
     query: str
     variants: tuple[Variant, ...] = ()
     notes: tuple[str, ...] = ()
+    took_ms: float = field(default=0.0, compare=False)
 
     @property
     def rules(self) -> list[str]:
@@ -120,10 +121,11 @@ class Rewriter:
             return Rewrite(query)
         text = clean(query, self.convert) if cfg.normalize else scrub(query).strip()
         rules: list[str] = ["normalize"] if text != query.strip() else []
-        for step in (self._standardize, self._apply_patterns):
-            text, fired = step(text)
-            rules += fired
-        text, fired = self._entities(text, scrub(context or "").strip() or cfg.context_entity)
+        text, fired = self._standardize(text)
+        asked = text  # the question as typed: patterns may strip the words that show it is one
+        text, fired_patterns = self._apply_patterns(text)
+        rules += fired + fired_patterns
+        text, fired = self._entities(text, scrub(context or "").strip() or cfg.context_entity, asked)
         clarified = (text, tuple(rules + fired))
         expanded_text, fired_abbr = self._expand_abbreviations(text)
         expanded = (expanded_text, clarified[1] + tuple(fired_abbr))
@@ -183,7 +185,7 @@ class Rewriter:
                 text = new
         return text, fired
 
-    def _entities(self, text: str, entity: str | None) -> tuple[str, list[str]]:
+    def _entities(self, text: str, entity: str | None, asked: str) -> tuple[str, list[str]]:
         if not entity or self.key(entity) in self.key(text):
             return text, []
         tokens = tokenize(text)
@@ -197,11 +199,12 @@ class Rewriter:
             edits.append((tokens[m.first].start, tokens[m.last].end, entity))
         if edits:
             return splice(text, edits), [f"entity:{text[s:e]}" for s, e, _ in edits]
-        if self.cfg.append_entity and self._objectless(tokens, text):
+        if self.cfg.append_entity and self._objectless(asked):
             return f"{text} {entity}", ["entity:append"]
         return text, []
 
-    def _objectless(self, tokens: list[Token], text: str) -> bool:
+    def _objectless(self, text: str) -> bool:
+        tokens = tokenize(text)
         fillers = self._fillers.find(tokens, text)
         if not fillers:
             return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Callable
@@ -33,6 +34,7 @@ def is_cjk(c: str) -> bool:
     )
 
 
+@functools.lru_cache(maxsize=8192)
 def char_class(c: str) -> str:
     """``cjk``, ``word`` (letters, digits, marks, underscore), ``space`` or ``punct``."""
     if is_cjk(c):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 from sidecar.rewrite.llm import LlmRewriter, rewrite_with_llm
@@ -16,11 +17,12 @@ async def rewrite_plan(
     """The plan with its variants; with ``retrieval: expanded`` the cluster query carries them too."""
     if rewriter is None:
         return plan
+    started = time.perf_counter()
     if llm is not None:
         rewrite = await rewrite_with_llm(rewriter, llm, plan.query, context)
     else:
         rewrite = rewriter.rewrite(plan.query, context)
-    plan = replace(plan, rewrite=rewrite)
+    plan = replace(plan, rewrite=replace(rewrite, took_ms=(time.perf_counter() - started) * 1000))
     if not rewrite.variants or rewriter.cfg.retrieval != "expanded":
         return plan
     body = expand_query(plan.body, plan.query, [v.text for v in rewrite.variants], rewriter.cfg.variant_boost)

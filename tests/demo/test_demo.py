@@ -63,6 +63,16 @@ def test_demo_serves_reranked_results_and_stops_on_ctrl_c() -> None:
             headers={"X-Rerank": "off"},
         )
         assert [h["_id"] for h in baseline["hits"]["hits"]] != [h["_id"] for h in res["hits"]["hits"]]
+        assert "X-Rerank-Explain: 1" in text
+        vague = client.search(
+            index="kb",
+            body={"query": {"multi_match": {"query": "k8s pod OOM", "fields": ["title", "text"]}}, "size": 3},
+            headers={"X-Rerank-Explain": "1"},
+        )
+        assert vague["_rerank"]["variants"] == [
+            {"text": "Kubernetes pod out of memory", "rules": ["abbreviation:k8s", "abbreviation:OOM"]}
+        ]
+        assert "OOMKilled" in vague["hits"]["hits"][0]["_source"]["title"]
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
     finally:

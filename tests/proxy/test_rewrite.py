@@ -210,3 +210,34 @@ def test_pairs_scored_once_are_not_scored_again(rewriting: RunningSidecar) -> No
     assert again.json()["hits"] == first.json()["hits"]
     assert stats.cache_misses == misses  # every (query or variant, document) pair came from the cache
     assert stats.cache_hits - hits == 3 * len(first.json()["hits"]["hits"])
+
+
+def test_metrics_count_variants_and_rules_by_kind(rewriting: RunningSidecar) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def counts() -> dict[tuple[str, str], float]:
+        text = httpx.get(f"{rewriting.admin_url}/_sidecar/metrics").text
+        return {
+            (s.name, s.labels.get("kind", "")): s.value
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+            if s.name.startswith("rerank_sidecar_rewrite") and s.name.endswith("_total")
+        }
+
+    before = counts()
+    r = search(rewriting, "rw-max", "k8s pod restart")
+    assert r.headers["x-rerank-variants"] == "2"
+    after = counts()
+    assert (
+        after[("rerank_sidecar_rewrite_variants_total", "")]
+        - before.get(("rerank_sidecar_rewrite_variants_total", ""), 0)
+        == 2
+    )
+    assert (
+        after[("rerank_sidecar_rewrite_rules_total", "synonym")]
+        - before.get(("rerank_sidecar_rewrite_rules_total", "synonym"), 0)
+        == 1
+    )
+    assert ("rerank_sidecar_rewrite_rules_total", "abbreviation") in after
+    event = httpx.get(f"{rewriting.admin_url}/_sidecar/events/{r.headers['x-rerank-event']}").json()
+    assert 0 <= event["timings"]["rewrite_ms"] < event["timings"]["total_ms"]
