@@ -18,6 +18,7 @@ from sidecar.admin.app import AdminApp
 from sidecar.config import Config, ConfigError, parse_listen
 from sidecar.engine.protocol import Backend
 from sidecar.proxy.app import ProxyApp
+from sidecar.rewrite.load import rules_paths
 from sidecar.runtime import Runtime, open_runtime
 
 log = logging.getLogger(__name__)
@@ -157,28 +158,34 @@ class SidecarServer:
 
 
 async def watch_config(rt: Runtime, path: Path, reload: Callable[[], Config], interval_s: float) -> None:
-    """Apply the config file's changes to the next search; log and ignore an invalid one."""
+    """Apply changes of the config file, or of a rules file it names, to the next search; log and
+    ignore an invalid one."""
 
-    def mtime() -> int | None:
+    def mtime(p: Path) -> int | None:
         try:
-            return path.stat().st_mtime_ns
+            return p.stat().st_mtime_ns
         except OSError:
             return None
 
-    last = mtime()
+    def rules_files() -> dict[Path, int | None]:
+        return {p: mtime(p) for p in rules_paths(rt.config, path.parent)}
+
+    last, last_rules = mtime(path), rules_files()
     while True:
         await asyncio.sleep(interval_s)
-        now = mtime()
-        if now == last or now is None:
+        now, now_rules = mtime(path), rules_files()
+        rules_changed = now_rules != last_rules
+        if (now == last or now is None) and not rules_changed:
             continue
-        last = now
+        last, last_rules = now, now_rules
         try:
             new = await asyncio.to_thread(reload)
-            if new != rt.config:
+            if new != rt.config or rules_changed:
                 await rt.apply(new)
                 log.info("config %s reloaded", path)
         except ConfigError as e:
             log.error("config %s not applied, the running one stays: %s", path, e)
+        last_rules = rules_files()  # the new config may name other rules files
 
 
 def _url(sock: socket.socket) -> str:

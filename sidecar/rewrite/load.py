@@ -27,6 +27,12 @@ def resolve_rules_path(name: str, base_dir: Path | None) -> Path:
     return path
 
 
+def rules_paths(config: Config, base_dir: Path | None) -> list[Path]:
+    """The rules files the routes name, resolved: the config watcher watches them too."""
+    names = {r.rewrite.rules for r in config.routes if r.rewrite is not None and r.rewrite.rules}
+    return sorted(resolve_rules_path(n, base_dir) for n in names)
+
+
 def read_rules(path: Path) -> RewriteRules:
     """A rules file: a YAML mapping of rule keys; ConfigError naming the file and key path."""
     try:

@@ -146,3 +146,32 @@ def test_sandbox_scores_without_the_cluster(admin_sidecar: tuple[RunningSidecar,
     ):
         r = httpx.post(running.admin_url + "/_sidecar/rerank", json=bad, headers=_auth())
         assert r.status_code == 400 and reason in r.json()["error"]["reason"]
+
+
+def test_a_rules_file_is_watched_too(
+    osmem: OsmemServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("abbreviations: {k8s: Kubernetes}\n")
+    data = _config(osmem)
+    data["routes"][0]["rewrite"] = {"rules": "rules.yaml"}
+    path = tmp_path / "sidecar.yaml"
+    path.write_text(yaml.safe_dump(data))
+    running = RunningSidecar(
+        load_config(path), config_path=path, reload=lambda: load_config(path), watch_interval_s=0.1
+    )
+    try:
+
+        def variants() -> list[str]:
+            body = {"query": {"match": {"text": "k8s pod"}}}
+            r = httpx.post(running.url + "/kb/_search", json=body, headers={"X-Rerank-Explain": "1"})
+            return [v["text"] for v in r.json()["_rerank"]["variants"]]
+
+        assert variants() == ["Kubernetes pod"]
+        rules.write_text("abbreviations: {k8s: Kubernetes, pod: container group}\n")
+        assert _wait_for(lambda: variants() == ["Kubernetes container group"])
+        rules.write_text("patterns: ['(x => y']\n")
+        assert _wait_for(lambda: "routes.0.rewrite.rules" in caplog.text and "invalid pattern" in caplog.text)
+        assert variants() == ["Kubernetes container group"]
+    finally:
+        running.close()
