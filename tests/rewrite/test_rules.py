@@ -171,3 +171,21 @@ def test_long_queries_are_not_rewritten() -> None:
 def test_bad_rules_are_rejected_with_the_reason(rules: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         RewriteConfig(**rules)
+
+
+@pytest.mark.parametrize(
+    ("rules", "query"),
+    [
+        ({"abbreviations": {"rank": "ordering"}}, "ranking lora"),
+        ({"abbreviations": {"GPU": "graphics card"}}, "eGPUs and multiGPU rigs"),
+        ({"synonyms": [["pod", "workload"]]}, "podman ipod pods"),
+        ({"replace": {"teh": "the"}}, "tehran"),
+        ({"replace": {"colour*": "color*"}}, "watercolours"),
+        ({"replace": {"*isation": "*ization"}}, "isations"),
+        ({"context_entity": "X"}, "items with italic titles"),
+        ({"context_entity": "X"}, "thistle and thatch"),
+        ({"abbreviations": {"k8s": "Kubernetes"}}, "k8s_cluster k8s2"),
+    ],
+)
+def test_no_rule_fires_inside_a_longer_token(rules: dict[str, Any], query: str) -> None:
+    assert texts(rewriter(**rules), query) == []
