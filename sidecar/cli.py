@@ -94,6 +94,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tui(args: argparse.Namespace) -> int:
+    """Watch and tune running sidecars in the terminal, through their admin API."""
+    import os
+
+    from tui.app import run
+
+    token = args.token or os.environ.get(args.token_env) or None
+    run(args.admin or ["http://127.0.0.1:9301"], token)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="rerank-sidecar", description=__doc__)
@@ -105,6 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--upstream", help="override upstream.url")
     p.add_argument("--admin-listen", help="override admin.listen (host:port)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("tui", help="the terminal UI: live feed, diffs, distribution, tuning, sandbox")
+    p.add_argument(
+        "--admin", action="append", help="a sidecar's admin URL (repeat for several; default 127.0.0.1:9301)"
+    )
+    p.add_argument("--token", help="admin bearer token (default: the env var named by --token-env)")
+    p.add_argument("--token-env", default="RERANK_SIDECAR_ADMIN_TOKEN", help="env var holding the token")
+    p.set_defaults(func=cmd_tui)
 
     p = sub.add_parser("check-config", help="validate a config file")
     p.add_argument("file")

@@ -17,6 +17,7 @@ import yaml
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from sidecar import __version__
+from sidecar.admin.preview import figures, proposed_route
 from sidecar.config import Config, ConfigError, parse_config
 from sidecar.engine.batcher import ModelTimeout, Overloaded, model_info
 from sidecar.events.metrics import summarize
@@ -85,6 +86,8 @@ class AdminApp:
             return await self.put_config(scope, await self._body(receive))
         if method == "POST" and path == "/_sidecar/rerank":
             return await self.sandbox(await self._body(receive))
+        if method == "POST" and path == "/_sidecar/preview":
+            return self.preview(await self._body(receive))
         if method == "GET" and path == "/_sidecar/stats":
             return summarize(list(self.rt.events.ring), self.rt.batchers)
         if method == "GET" and path == "/_sidecar/events":
@@ -215,16 +218,35 @@ class AdminApp:
         os.replace(tmp, path)
         return str(path)
 
+    def preview(self, raw: bytes) -> dict[str, Any]:
+        """Thresholds tried on the recorded searches of one route, beside the running ones."""
+        req = _json_object(raw, "route and thresholds")
+        routes = self.rt.config.routes
+        index, changes, limit = req.get("route", 0), req.get("thresholds", {}), req.get("limit", 500)
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(routes):
+            raise AdminError(
+                400, "illegal_argument_exception", f"route: an index below {len(routes)} is required"
+            )
+        if not isinstance(changes, dict):
+            raise AdminError(
+                400, "illegal_argument_exception", "thresholds: an object of route keys is required"
+            )
+        if not isinstance(limit, int) or not 1 <= limit <= 10_000:
+            raise AdminError(400, "illegal_argument_exception", "limit must be between 1 and 10000")
+        try:
+            proposed = proposed_route(routes[index], changes, f"routes.{index}")
+        except ConfigError as e:
+            raise AdminError(400, "config_exception", str(e)) from None
+        events = [e for e in self.rt.events.query(limit=limit) if e.get("route") == index]
+        return {
+            "route": index,
+            "current": figures(routes[index], events),
+            "proposed": figures(proposed, events),
+        }
+
     async def sandbox(self, raw: bytes) -> dict[str, Any]:
         """Score documents for a query without touching the cluster."""
-        try:
-            req = json.loads(raw or b"null")
-        except ValueError as e:
-            raise AdminError(400, "parse_exception", f"the body is not valid JSON: {e}") from None
-        if not isinstance(req, dict):
-            raise AdminError(
-                400, "illegal_argument_exception", "expected a JSON object with query and documents"
-            )
+        req = _json_object(raw, "query and documents")
         query, docs = req.get("query"), req.get("documents")
         instruction, model = req.get("instruction"), req.get("model")
         if not isinstance(query, str) or not query.strip():
@@ -252,3 +274,13 @@ class AdminApp:
             "scores": scores,
             "ranking": [{"index": i, "score": scores[i]} for i in ranking],
         }
+
+
+def _json_object(raw: bytes, what: str) -> dict[str, Any]:
+    try:
+        req = json.loads(raw or b"null")
+    except ValueError as e:
+        raise AdminError(400, "parse_exception", f"the body is not valid JSON: {e}") from None
+    if not isinstance(req, dict):
+        raise AdminError(400, "illegal_argument_exception", f"expected a JSON object with {what}")
+    return req

@@ -24,6 +24,7 @@ def new_event(index: str | None, headers: Mapping[str, str]) -> dict[str, Any]:
         "rules": [],
         "retrieval": "original",
         "window": None,
+        "page": None,
         "baseline": [],
         "final": [],
         "cut": 0,

@@ -184,6 +184,7 @@ async def _finish(
 ) -> tuple[dict[str, Any], Outcome]:
     hits = response["hits"]["hits"]
     event.update(route=plan.route_index, query=plan.query, window=route.window, model=route.model)
+    event["page"] = {"from": plan.from_, "size": plan.size}
     if plan.rewrite is not None:
         event["variants"] = [{"text": v.text, "rules": list(v.rules)} for v in plan.rewrite.variants]
         event["rules"] = plan.rewrite.rules
@@ -203,6 +204,8 @@ async def _finish(
     outcome = replace(outcome, cut=decision.cut, flags=decision.flags)
     event.update(cut=decision.cut, flags=list(decision.flags))
     event["final"] = record.final(ids, decision.order, decision.final, scores, per_query)
+    for row, score in zip(event["baseline"], scores, strict=True):
+        row["model_score"] = score  # the whole window's, cut hits too: what threshold previews need
     return _explained(build_page(response, plan, scores, route.annotate, decision), plan), outcome
 
 

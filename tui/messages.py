@@ -1,0 +1,35 @@
+"""Messages between the network workers, the app and its screens (named for what happened)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from textual.message import Message
+
+# Textual sets attributes on messages as it routes them, so these dataclasses cannot be frozen.
+
+
+@dataclass
+class EventReceived(Message):
+    """A sidecar recorded a search."""
+
+    source: str
+    event: dict[str, Any]
+
+
+@dataclass
+class StatsUpdated(Message):
+    """A sidecar's figures of the last minute arrived."""
+
+    source: str
+    stats: dict[str, Any]
+
+
+@dataclass
+class ConnectionChanged(Message):
+    """A sidecar became reachable or stopped being so."""
+
+    source: str
+    connected: bool
+    detail: str = ""

@@ -1,0 +1,109 @@
+"""One search: the cluster's order beside the reranked one, moves, cuts, variants and rules."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from tui.feed import bars, diff, histogram, model_scores, one_line
+
+
+def _score(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, (int, float)) else "–"
+
+
+class DiffScreen(Screen[None]):
+    """Baseline and reranked lists side by side; ←/→ walk through the feed."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "app.pop_screen", "back"),
+        Binding("left", "step(-1)", "previous", priority=True),
+        Binding("right", "step(1)", "next", priority=True),
+        Binding("s", "sandbox", "sandbox"),
+    ]
+
+    AUTO_FOCUS = "#diff-reranked"
+
+    def __init__(self, feed: list[tuple[str, dict[str, Any]]], index: int) -> None:
+        super().__init__()
+        self.feed = feed
+        self.index = index
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="diff-title")
+        yield Static(id="diff-rules")
+        with Horizontal(id="diff-lists"):
+            yield DataTable(id="diff-baseline", cursor_type="row")
+            yield DataTable(id="diff-reranked", cursor_type="row")
+        yield Static(id="diff-hist")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#diff-baseline", DataTable).add_columns("#", "baseline (cluster)", "score", "page")
+        self.query_one("#diff-reranked", DataTable).add_columns("#", "reranked", "score", "move")
+        self.show()
+
+    @property
+    def event(self) -> dict[str, Any]:
+        return self.feed[self.index][1]
+
+    def show(self) -> None:
+        e = self.event
+        source = self.feed[self.index][0]
+        ms = e.get("timings", {}).get("total_ms", 0)
+        flags = ",".join(e.get("flags") or []) or "–"
+        variants = e.get("variants") or []
+        reason = f" ({e['reason']})" if e.get("reason") else ""
+        self.query_one("#diff-title", Static).update(
+            Text.assemble(
+                ("Diff ▸ ", "bold"),
+                (f'"{one_line(str(e.get("query") or ""), 70)}"', "bold"),
+                f"   {e.get('index')}   {e.get('status')}{reason}   {float(ms):.0f} ms"
+                f"   variants {len(variants)}   flags {flags}   model {e.get('model') or '–'}   {source}"
+                f"   [{self.index + 1}/{len(self.feed)}]",
+            )
+        )
+        lines = [f"variants: {v['text']}  ({', '.join(v.get('rules', []))})" for v in variants]
+        if e.get("rules"):
+            lines.insert(0, "rules: " + ", ".join(e["rules"]))
+        self.query_one("#diff-rules", Static).update(Text("\n".join(lines) or "rules: none fired"))
+        before, after = diff(e)
+        width = max(12, self.size.width // 2 - 24)
+        for table_id, rows in (("#diff-baseline", before), ("#diff-reranked", after)):
+            table = self.query_one(table_id, DataTable)
+            table.clear()
+            for row in rows:
+                style = "" if row.on_page else "grey50"
+                if row.mark.startswith("▲"):
+                    mark_style = "green"
+                elif row.mark.startswith("▼") or row.mark == "left":
+                    mark_style = "red"
+                else:
+                    mark_style = "grey50"
+                table.add_row(
+                    Text("·" if row.rank is None else str(row.rank), style=style),
+                    Text(one_line(row.title, width), style=style),
+                    Text(_score(row.score), style=style),
+                    Text(row.mark, style=mark_style),
+                )
+        scores = model_scores(e)
+        counts = histogram(scores, bins=20)
+        span = f"{min(scores):.2f} … {max(scores):.2f}" if scores else "no scores"
+        self.query_one("#diff-hist", Static).update(f"scores {bars(counts)}  {span}   ({len(scores)} hits)")
+
+    def action_step(self, delta: int) -> None:
+        self.index = max(0, min(len(self.feed) - 1, self.index + delta))
+        self.show()
+
+    def action_sandbox(self) -> None:
+        from tui.screens.sandbox import SandboxScreen
+
+        e = self.event
+        titles = [str(b.get("title") or "") for b in e.get("baseline") or [] if b.get("title")]
+        self.app.push_screen(SandboxScreen(query=str(e.get("query") or ""), documents=titles))

@@ -1,0 +1,215 @@
+"""The home screen: searches as they happen, the sidecars' figures, a latency sparkline."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Sparkline, Static
+
+from tui.feed import Filter, feed_row
+
+if TYPE_CHECKING:
+    from tui.app import SidecarTUI
+
+COLUMNS = ("time", "src", "index", "query", "status", "top1", "top", "sd", "ms", "notes")
+STATUS_STYLE = {"applied": "green", "fallback": "yellow", "bypass": "grey50"}
+
+
+def _ms(value: Any) -> str:
+    return f"{value:.0f}" if isinstance(value, (int, float)) else "–"
+
+
+def _pct(value: Any) -> str:
+    return f"{value * 100:.1f}%" if isinstance(value, (int, float)) else "–"
+
+
+def figures_line(name: str | None, stats: dict[str, Any]) -> str:
+    """QPS, p50 by stage, p95, fallback and cache rates, queue depth, GPU memory."""
+    lat = stats.get("latency_ms") or {}
+    total, up, queue, model = (lat.get(k) or {} for k in ("total", "upstream", "queue", "model"))
+    models = stats.get("models") or {}
+    hit_rates = [m["cache_hit_rate"] for m in models.values() if m.get("cache_hit_rate") is not None]
+    depth = sum(m.get("queue_depth") or 0 for m in models.values())
+    gpu = stats.get("gpu_memory")
+    parts = [
+        f"QPS {stats.get('qps', 0):.1f}",
+        f"p50 {_ms(total.get('p50'))} ms (os {_ms(up.get('p50'))} · queue {_ms(queue.get('p50'))}"
+        f" · model {_ms(model.get('p50'))})",
+        f"p95 {_ms(total.get('p95'))} ms",
+        f"fallback {_pct(stats.get('fallback_rate'))}",
+        f"cache {_pct(max(hit_rates) if hit_rates else None)}",
+        f"queue {depth}",
+    ]
+    if gpu:
+        parts.append(f"GPU {gpu['used_gib']:.1f}/{gpu['total_gib']:.0f} GiB")
+    return ("" if name is None else f"{name}  ") + "   ".join(parts)
+
+
+class LiveScreen(Screen[None]):
+    """Feed, figures and sparkline; enter opens the diff of the selected search."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "diff", "diff", priority=True),
+        Binding("d", "distribution", "distribution"),
+        Binding("t", "tune", "tune"),
+        Binding("s", "sandbox", "sandbox"),
+        Binding("slash", "filter", "filter", key_display="/"),
+        Binding("p", "pause", "pause"),
+        Binding("c", "cycle_target", "next sidecar", show=False),
+        Binding("escape", "clear_filter", "clear filter", show=False),
+    ]
+
+    AUTO_FOCUS = "#live-feed"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dirty = True
+        self.paused = False
+        self.filter = Filter()
+        self.shown: list[tuple[str, dict[str, Any]]] = []
+
+    @property
+    def tui(self) -> SidecarTUI:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="live-title")
+        yield Static(id="live-figures")
+        with Horizontal(id="live-spark-row"):
+            yield Static("latency ", id="live-spark-label")
+            yield Sparkline([], id="live-spark")
+        yield Input(placeholder="filter: index:kb status:fallback src:host words", id="live-filter")
+        yield DataTable(id="live-feed", cursor_type="row", zebra_stripes=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#live-feed", DataTable)
+        for column in self._columns():
+            table.add_column(column, key=column)
+        self.query_one("#live-filter", Input).display = False
+        self.set_interval(0.25, self._refresh_if_dirty)
+        self.set_interval(1.0, self._tick)
+        self._tick()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # while the filter is typed, keys are text and enter submits it
+        if self.query_one("#live-filter", Input).has_focus and action != "clear_filter":
+            return False
+        return True
+
+    def _columns(self) -> list[str]:
+        return [c for c in COLUMNS if c != "src" or len(self.tui.clients) > 1]
+
+    def _tick(self) -> None:
+        self.dirty = True
+
+    def _refresh_if_dirty(self) -> None:
+        if not self.dirty:
+            return
+        self.dirty = False
+        self._header()
+        if not self.paused:
+            self._table()
+
+    def _header(self) -> None:
+        app = self.tui
+        sources = []
+        for i, c in enumerate(app.clients):
+            ok, detail = app.connected.get(c.name, (False, ""))
+            mark = "[green]●[/]" if ok else f"[red]○ {detail[:40] or 'disconnected'}[/]"
+            target = "▸" if i == app.target and len(app.clients) > 1 else ""
+            sources.append(f"{target}{c.name} {mark}")
+        clock = time.strftime("%H:%M:%S", time.localtime(app.clock()))
+        state = "  [b]paused[/]" if self.paused else ""
+        self.query_one("#live-title", Static).update(
+            f"[b]rerank-sidecar ▸ Live[/]{state}    {'  '.join(sources)}    {clock}"
+        )
+        many = len(app.clients) > 1
+        lines = [
+            figures_line(c.name if many else None, app.stats[c.name])
+            for c in app.clients
+            if c.name in app.stats
+        ]
+        self.query_one("#live-figures", Static).update(Text("\n".join(lines) or "waiting for figures…"))
+        recent = [float(e.get("timings", {}).get("total_ms", 0)) for _, e in app.recent()[:60]]
+        self.query_one("#live-spark", Sparkline).data = list(reversed(recent)) or [0.0]
+
+    def _table(self) -> None:
+        table = self.query_one("#live-feed", DataTable)
+        selected = None
+        if table.row_count and 0 <= table.cursor_row < len(self.shown):
+            source, event = self.shown[table.cursor_row]
+            selected = f"{source}:{event.get('id')}"
+        self.shown = [(s, e) for s, e in self.tui.recent() if self.filter(s, e)][:500]
+        table.clear()
+        columns = self._columns()
+        for source, event in self.shown:
+            row = feed_row(source, event)
+            style = STATUS_STYLE.get(row["status"], "")
+            table.add_row(*(Text(row[c], style=style) for c in columns), key=f"{source}:{event.get('id')}")
+        if selected is not None:
+            try:
+                table.move_cursor(row=table.get_row_index(selected), animate=False)
+            except Exception:  # the row scrolled out of the history
+                table.move_cursor(row=0, animate=False)
+
+    def selected(self) -> int | None:
+        """The index in ``shown`` of the row under the cursor."""
+        table = self.query_one("#live-feed", DataTable)
+        return table.cursor_row if self.shown and 0 <= table.cursor_row < len(self.shown) else None
+
+    def action_diff(self) -> None:
+        from tui.screens.diff import DiffScreen
+
+        i = self.selected()
+        if i is not None:
+            self.app.push_screen(DiffScreen(list(self.shown), i))
+
+    def action_distribution(self) -> None:
+        from tui.screens.distribution import DistributionScreen
+
+        self.app.push_screen(DistributionScreen())
+
+    def action_tune(self) -> None:
+        from tui.screens.tune import TuneScreen
+
+        self.app.push_screen(TuneScreen())
+
+    def action_sandbox(self) -> None:
+        from tui.screens.sandbox import SandboxScreen
+
+        self.app.push_screen(SandboxScreen())
+
+    def action_filter(self) -> None:
+        box = self.query_one("#live-filter", Input)
+        box.display = True
+        box.focus()
+
+    def on_input_submitted(self, message: Input.Submitted) -> None:
+        if message.input.id == "live-filter":
+            self.filter = Filter.parse(message.value)
+            message.input.display = bool(message.value)
+            self.query_one("#live-feed", DataTable).focus()
+            self.dirty = True
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#live-filter", Input)
+        box.value = ""
+        box.display = False
+        self.filter = Filter()
+        self.query_one("#live-feed", DataTable).focus()
+        self.dirty = True
+
+    def action_pause(self) -> None:
+        self.paused = not self.paused
+        self.dirty = True
+
+    def action_cycle_target(self) -> None:
+        self.tui.target = (self.tui.target + 1) % len(self.tui.clients)
+        self.dirty = True
