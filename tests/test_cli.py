@@ -87,3 +87,15 @@ def test_admin_beyond_loopback_needs_a_token() -> None:
     with pytest.raises(ConfigError, match=r"admin\.listen"):
         admin_token(cfg)
     assert admin_token(parse_config({"admin": {"listen": "0.0.0.0:9301", "token": "s3cret"}})) == "s3cret"
+
+
+def test_tui_takes_several_admins_and_a_token_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tui.app
+    from sidecar.cli import main
+
+    seen: list[tuple[list[str], str | None]] = []
+    monkeypatch.setattr(tui.app, "run", lambda urls, token: seen.append((list(urls), token)))
+    monkeypatch.setenv("RERANK_SIDECAR_ADMIN_TOKEN", "from-env")
+    assert main(["tui", "--admin", "http://a:9301", "--admin", "http://b:9301"]) == 0
+    assert main(["tui", "--token", "flag"]) == 0
+    assert seen == [(["http://a:9301", "http://b:9301"], "from-env"), (["http://127.0.0.1:9301"], "flag")]
