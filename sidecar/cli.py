@@ -22,7 +22,8 @@ def _run(coro: Coroutine[Any, Any, None]) -> None:
         uvloop.run(coro)
 
 
-def _setup_logging(level: str) -> None:
+def setup_logging(level: str) -> None:
+    """Log lines with time and level; quiet third-party loggers and progress bars."""
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "httpcore", "uvicorn.error"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
@@ -70,7 +71,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     path = Path(args.config)
     config = _override(load_config(path), args)
-    _setup_logging(config.log_level)
+    setup_logging(config.log_level)
     server = SidecarServer(config, config_path=path, reload=lambda: _override(load_config(path), args))
 
     async def main() -> None:
@@ -89,7 +90,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Start osmem-server with the demo corpus and the sidecar in front of it."""
     from sidecar.demo.run import run_demo
 
-    _setup_logging("warning")
+    setup_logging("warning")
     _run(run_demo(args))
     return 0
 
@@ -124,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token", help="admin bearer token (default: the env var named by --token-env)")
     p.add_argument("--token-env", default="RERANK_SIDECAR_ADMIN_TOKEN", help="env var holding the token")
     p.set_defaults(func=cmd_tui)
+
+    from sidecar.batch import add_parser as add_rerank
+    from sidecar.eval.command import add_parser as add_eval
+
+    add_eval(sub)
+    add_rerank(sub)
 
     p = sub.add_parser("check-config", help="validate a config file")
     p.add_argument("file")

@@ -86,13 +86,23 @@ class ModelConfig(_Model):
     # requests waiting for the model at most; past it (or past their budget) they fall back at once
     max_queue: int = Field(256, ge=1)
     cache_size: int = Field(50_000, ge=0)
-    long_docs: Literal["truncate", "chunk"] = "truncate"
+    # documents past max_length: cut, or split into overlapping chunks scored by the best one;
+    # default: chunk for bi-encoders (cheap: one embedding per chunk, cached), truncate otherwise
+    long_docs: Literal["truncate", "chunk"] | None = None
     chunk_tokens: int = Field(512, ge=16)
     max_chunks: int = Field(8, ge=1, le=256)
     # cross-encoder: which label's probability is the score (a name or an index); default: the single logit
     label: str | int | None = None
     # bi-encoder: texts per forward pass
     batch_size: int = Field(32, ge=1, le=4096)
+    # bi-encoder: a SQLite file that keeps document embeddings across restarts
+    embedding_store: str | None = None
+
+    @model_validator(mode="after")
+    def _long_docs_default(self) -> ModelConfig:
+        if self.long_docs is None:
+            object.__setattr__(self, "long_docs", "chunk" if self.backend == "bi-encoder" else "truncate")
+        return self
 
 
 class RouteConfig(_Model):
@@ -115,7 +125,8 @@ class RouteConfig(_Model):
     max_drop: float | None = Field(None, gt=0)
     max_hits: int | None = Field(None, ge=1)
     # how the final order is made: the model's score, a blend with the cluster's, or ranks
-    fusion: Literal["replace", "linear", "rrf"] = "replace"
+    # default: rrf for bi-encoder models (the best setting on SciFact), replace for the others
+    fusion: Literal["replace", "linear", "rrf"] | None = None
     fusion_alpha: float = Field(0.5, ge=0, le=1)
     rrf_k: int = Field(60, ge=1)
     # diagnostics over the top scores: flat (too broad a query), low (weak document text)
@@ -174,6 +185,16 @@ class Config(_Model):
             if route.model not in self.models:
                 known = ", ".join(sorted(self.models)) or "none defined"
                 raise ConfigError(f"routes.{i}.model: unknown model {route.model!r} (models: {known})")
+        # a route's fusion default depends on its model's kind
+        routes = [
+            r.model_copy(
+                update={"fusion": "rrf" if self.models[r.model].backend == "bi-encoder" else "replace"}
+            )
+            if r.fusion is None
+            else r
+            for r in self.routes
+        ]
+        object.__setattr__(self, "routes", routes)
         return self
 
 

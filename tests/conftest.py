@@ -204,6 +204,7 @@ def sidecar_config(upstream: str, **overrides: Any) -> Config:
                 "window": 12,
                 "fields": ["title", "text"],
                 "template": "{title}\n{text}",
+                "fusion": "replace",  # the model's own order: what most tests check
             },
             {
                 "indices": ["slow"],

@@ -99,3 +99,25 @@ def test_tui_takes_several_admins_and_a_token_from_the_environment(monkeypatch: 
     assert main(["tui", "--admin", "http://a:9301", "--admin", "http://b:9301"]) == 0
     assert main(["tui", "--token", "flag"]) == 0
     assert seen == [(["http://a:9301", "http://b:9301"], "from-env"), (["http://127.0.0.1:9301"], "flag")]
+
+
+def test_defaults_that_depend_on_the_model_kind() -> None:
+    from sidecar.config import parse_config
+
+    cfg = parse_config(
+        {
+            "models": {
+                "bi": {"backend": "bi-encoder", "model": "m"},
+                "q": {"backend": "qwen3", "model": "m"},
+            },
+            "routes": [
+                {"indices": ["a"], "model": "bi", "fields": ["t"]},
+                {"indices": ["b"], "model": "q", "fields": ["t"]},
+                {"indices": ["c"], "model": "bi", "fields": ["t"], "fusion": "linear"},
+            ],
+        }
+    )
+    assert [r.fusion for r in cfg.routes] == ["rrf", "replace", "linear"]
+    assert cfg.models["bi"].long_docs == "chunk" and cfg.models["q"].long_docs == "truncate"
+    # the resolved values survive a round trip through the admin API's JSON
+    assert parse_config(cfg.model_dump(mode="json")) == cfg

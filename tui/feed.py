@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import statistics
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
+
+from sidecar import docfiles
 
 BARS = " ▁▂▃▄▅▆▇█"
 
@@ -175,61 +173,7 @@ def bars(counts: Sequence[int]) -> str:
     return "".join(BARS[round(c / top * (len(BARS) - 1))] if c else BARS[0] for c in counts)
 
 
-class DocumentsError(ValueError):
-    """A documents file that cannot be read, with the reason."""
-
-
 def load_documents(spec: str) -> list[str]:
-    """Documents from ``file.txt`` (a line each), ``file.csv[#column]`` or ``file.jsonl[#field]``;
-    the column or field defaults to ``text``, else the first."""
+    """Documents from ``file.txt`` (a line each), ``file.csv[#column]`` or ``file.jsonl[#field]``."""
     name, _, column = spec.strip().partition("#")
-    path = Path(name).expanduser()
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise DocumentsError(f"{path}: {e.strerror}") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DocumentsError(f"{path}: not UTF-8 (byte {e.start})") from None
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        docs = _csv_column(text, column, path)
-    elif suffix in (".jsonl", ".ndjson"):
-        docs = _jsonl_field(text.splitlines(), column, path)
-    else:
-        docs = [line.strip() for line in text.splitlines()]
-    docs = [d for d in docs if d]
-    if not docs:
-        raise DocumentsError(f"{path}: no documents")
-    return docs
-
-
-def _csv_column(text: str, column: str, path: Path) -> list[str]:
-    rows = list(csv.DictReader(io.StringIO(text)))
-    fields = list(rows[0]) if rows else []
-    name = column or ("text" if "text" in fields else (fields[0] if fields else ""))
-    if not rows or name not in fields:
-        raise DocumentsError(f"{path}: no column {name!r} (columns: {', '.join(fields) or 'none'})")
-    return [str(r.get(name) or "").strip() for r in rows]
-
-
-def _jsonl_field(lines: Iterable[str], field: str, path: Path) -> list[str]:
-    out = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            doc = json.loads(line)
-        except ValueError:
-            raise DocumentsError(f"{path}:{n}: not JSON") from None
-        if isinstance(doc, str):
-            out.append(doc)
-            continue
-        if not isinstance(doc, dict):
-            raise DocumentsError(f"{path}:{n}: expected an object or a string")
-        name = field or ("text" if "text" in doc else next(iter(doc), ""))
-        if name not in doc:
-            raise DocumentsError(f"{path}:{n}: no field {name!r}")
-        out.append(str(doc[name]))
-    return out
+    return docfiles.load_documents(name, column or None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 
@@ -9,13 +10,15 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 from sidecar.engine.cache import LRUCache, text_key
+from sidecar.engine.embedding_store import EmbeddingStore
 from sidecar.engine.models import pick_device, resolve_model
 
 log = logging.getLogger(__name__)
 
 
 class BiEncoderBackend:
-    """Scores a document by the cosine of its embedding with the query's."""
+    """Scores a document by the cosine of its embedding with the query's; a long document, split
+    into overlapping chunks, by its best chunk."""
 
     def __init__(
         self,
@@ -26,6 +29,9 @@ class BiEncoderBackend:
         max_length: int = 256,
         batch_size: int = 32,
         cache_size: int = 50_000,
+        store: str | None = None,
+        chunk: bool = False,
+        max_chunks: int = 8,
     ) -> None:
         self.name = name
         self.source = resolve_model(model)
@@ -35,9 +41,23 @@ class BiEncoderBackend:
         self.model = AutoModel.from_pretrained(self.source, dtype=dtype).to(self.device).eval()
         limit = getattr(self.tokenizer, "model_max_length", max_length) or max_length
         self.max_length = min(max_length, limit)
+        self.tokenizer.model_max_length = 1 << 30  # whole documents are tokenized, then cut here
+        # the special tokens around a text ([CLS] ... [SEP]), read off the tokenizer's own output
+        plain = self.tokenizer("a", add_special_tokens=False)["input_ids"]
+        full = self.tokenizer("a", add_special_tokens=True)["input_ids"]
+        at = next(i for i in range(len(full)) if full[i : i + len(plain)] == plain)
+        self._prefix, self._suffix = list(full[:at]), list(full[at + len(plain) :])
+        self._pad = self.tokenizer.pad_token_id or 0
+        self.window = self.max_length - len(self._prefix) - len(self._suffix)
+        self.chunk = chunk
+        self.max_chunks = max_chunks
         self.batch_size = batch_size
         self.cache: LRUCache[torch.Tensor] = LRUCache(cache_size)
-        self._ns = f"{name}:{self.source}"[-16:]
+        # the key namespace: the model's files, the truncation and the chunking change an embedding
+        shape = f"{self.source}|{self.max_length}|{chunk and max_chunks}"
+        self._ns = hashlib.blake2b(shape.encode(), digest_size=8).hexdigest()
+        self.store = EmbeddingStore(store) if store else None
+        self.encoded = 0  # texts run through the model (not served by a cache)
 
     def count_tokens(self, text: str) -> int:
         """Tokens the model sees, before truncation."""
@@ -45,41 +65,68 @@ class BiEncoderBackend:
 
     def warm_up(self) -> None:
         """One small inference, outside the cache."""
-        self._encode(["warm up"])
+        self._encode([self._pieces("warm up", chunk=False)[0]])
+
+    def _pieces(self, text: str, *, chunk: bool) -> list[list[int]]:
+        """Token ids without special tokens: the text cut to the window, or overlapping windows."""
+        ids: list[int] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        w = self.window
+        if not chunk or len(ids) <= w:
+            return [ids[:w]]
+        stride = max(1, w * 3 // 4)
+        starts = range(0, len(ids) - w + stride, stride)
+        return [ids[s : s + w] for s in list(starts)[: self.max_chunks]]
 
     @torch.inference_mode()
-    def _encode(self, texts: Sequence[str]) -> torch.Tensor:
+    def _encode(self, pieces: Sequence[list[int]]) -> torch.Tensor:
         out: list[torch.Tensor] = []
-        for i in range(0, len(texts), self.batch_size):
-            batch = self.tokenizer(
-                list(texts[i : i + self.batch_size]),
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="pt",
-            ).to(self.device)
-            hidden = self.model(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        for i in range(0, len(pieces), self.batch_size):
+            inputs = [self._prefix + p + self._suffix for p in pieces[i : i + self.batch_size]]
+            width = max(len(x) for x in inputs)
+            ids = torch.tensor([x + [self._pad] * (width - len(x)) for x in inputs], device=self.device)
+            attention = torch.tensor(
+                [[1] * len(x) + [0] * (width - len(x)) for x in inputs], device=self.device
+            )
+            hidden = self.model(input_ids=ids, attention_mask=attention).last_hidden_state
+            mask = attention.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
             out.append(torch.nn.functional.normalize(pooled.float(), dim=-1).cpu())
         return torch.cat(out) if out else torch.empty(0)
 
-    def embed(self, texts: Sequence[str]) -> torch.Tensor:
-        """Normalized embeddings for texts, through the cache; longest-first batching."""
-        keys = [text_key(self._ns, t) for t in texts]
+    def embed(self, texts: Sequence[str], *, chunk: bool = False) -> list[torch.Tensor]:
+        """Per text, its normalized embeddings (one row per chunk), through the caches; the
+        longest texts are encoded first so batches pad little."""
+        ns = self._ns + ("c" if chunk else "q")
+        keys = [text_key(ns, t) for t in texts]
         rows: list[torch.Tensor | None] = [self.cache.get(k) for k in keys]
+        if self.store is not None:
+            stored = self.store.get([keys[i] for i, r in enumerate(rows) if r is None])
+            for i, k in enumerate(keys):
+                if rows[i] is None and k in stored:
+                    vec = stored[k].view(-1, self.model.config.hidden_size)
+                    rows[i] = vec
+                    self.cache.put(k, vec)
         missing = sorted({i for i, r in enumerate(rows) if r is None}, key=lambda i: -len(texts[i]))
         if missing:
-            fresh = self._encode([texts[i] for i in missing])
-            for j, i in enumerate(missing):
-                rows[i] = fresh[j]
-                self.cache.put(keys[i], fresh[j])
-        return torch.stack([r for r in rows if r is not None]) if rows else torch.empty(0)
+            pieces = [self._pieces(texts[i], chunk=chunk) for i in missing]
+            flat = [p for ps in pieces for p in ps]
+            fresh = self._encode(flat)
+            self.encoded += len(missing)
+            at = 0
+            encoded = []
+            for i, ps in zip(missing, pieces, strict=True):
+                vec = fresh[at : at + len(ps)].clone()
+                at += len(ps)
+                rows[i] = vec
+                self.cache.put(keys[i], vec)
+                encoded.append((keys[i], vec))
+            if self.store is not None:
+                self.store.put(encoded)
+        return [r for r in rows if r is not None]
 
     def score(self, query: str, documents: Sequence[str], instruction: str | None = None) -> list[float]:
-        """Cosine similarity of each document with the query."""
+        """Cosine similarity of each document (its best chunk) with the query."""
         if not documents:
             return []
-        q = self.embed([query])[0]
-        d = self.embed(documents)
-        return [float(x) for x in (d @ q).tolist()]
+        q = self.embed([query])[0][0]
+        return [float((d @ q).max()) for d in self.embed(documents, chunk=self.chunk)]

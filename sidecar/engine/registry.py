@@ -21,6 +21,9 @@ def build_backend(name: str, spec: ModelConfig) -> Backend:
             max_length=spec.max_length or 256,
             batch_size=spec.batch_size,
             cache_size=spec.cache_size,
+            store=spec.embedding_store,
+            chunk=spec.long_docs == "chunk",
+            max_chunks=spec.max_chunks,
         )
     common = {
         "name": name,

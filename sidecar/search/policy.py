@@ -35,7 +35,7 @@ def aggregate(per_query: Sequence[Sequence[float]], mode: str, original_weight: 
 
 def fuse(route: RouteConfig, scores: Sequence[float], original: Sequence[float | None]) -> list[float]:
     """Final scores: the model's (replace), a linear blend, or reciprocal rank fusion."""
-    if route.fusion == "replace":
+    if route.fusion in (None, "replace"):
         return list(scores)
     if route.fusion == "linear":
         known = [o for o in original if o is not None]

@@ -19,13 +19,54 @@ def test_loads_a_saved_model_and_scores_by_cosine(tiny_bert_dir: Path) -> None:
     docs = ["choosing a lora rank", "free shipping threshold", "java primitive types"]
     scores = backend.score("lora rank", docs)
     assert len(scores) == 3 and all(-1.0001 <= s <= 1.0001 for s in scores)
-    q = backend.embed(["lora rank"])[0]
-    d = backend.embed(docs)
+    q = backend.embed(["lora rank"])[0][0]
+    d = torch.cat(backend.embed(docs))
     assert torch.allclose(d.norm(dim=-1), torch.ones(3), atol=1e-5)
     assert scores == pytest.approx((d @ q).tolist(), abs=1e-6)
     # Same text, same embedding, whatever the batch it came in with (padding does not leak in).
-    alone = backend._encode([docs[0]])[0]
+    alone = backend._encode(backend._pieces(docs[0], chunk=False))[0]
     assert torch.allclose(alone, d[0], atol=1e-5)
+    # and the same as the tokenizer's own encoding of the text
+    batch = backend.tokenizer([docs[0]], return_tensors="pt")
+    hidden = backend.model(**batch).last_hidden_state
+    assert torch.allclose(torch.nn.functional.normalize(hidden.mean(1), dim=-1)[0], alone, atol=1e-5)
+
+
+def test_long_documents_are_scored_by_their_best_chunk(tiny_bert_dir: Path) -> None:
+    backend = BiEncoderBackend(str(tiny_bert_dir), device="cpu", max_length=16, chunk=True, max_chunks=4)
+    words = [f"w{i}" for i in range(200)]
+    long_doc = " ".join(words)
+    pieces = backend._pieces(long_doc, chunk=True)
+    assert len(pieces) == 4 and all(len(p) == backend.window for p in pieces)
+    stride = backend.window * 3 // 4
+    assert pieces[1][: backend.window - stride] == pieces[0][stride:]  # windows overlap by a quarter
+    chunks = backend.embed([long_doc], chunk=True)[0]
+    assert chunks.shape[0] == 4
+    q = backend.embed(["w3 w4"])[0][0]
+    assert backend.score("w3 w4", [long_doc])[0] == pytest.approx(float((chunks @ q).max()), abs=1e-6)
+    short = backend.embed(["w1 w2"], chunk=True)[0]
+    assert short.shape[0] == 1  # a text within the window is one chunk
+
+
+def test_the_embedding_store_keeps_documents_across_restarts(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    store = tmp_path / "emb.sqlite"
+    docs = ["a long text " * 30, "short one"]
+    first = BiEncoderBackend(str(tiny_bert_dir), device="cpu", max_length=16, chunk=True, store=str(store))
+    scores = first.score("query", docs)
+    assert first.encoded == 3  # the query and two documents
+    again = BiEncoderBackend(str(tiny_bert_dir), device="cpu", max_length=16, chunk=True, store=str(store))
+    assert again.score("query", docs) == pytest.approx(scores, abs=1e-6)
+    assert again.encoded == 0  # all from the file
+    other = BiEncoderBackend(str(tiny_bert_dir), device="cpu", max_length=32, chunk=True, store=str(store))
+    other.score("query", docs)
+    assert other.encoded == 3  # another truncation: other keys
+
+
+def test_an_unwritable_store_is_skipped(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "dir.sqlite").mkdir()  # a directory where the file should be
+    backend = BiEncoderBackend(str(tiny_bert_dir), device="cpu", store=str(tmp_path / "dir.sqlite"))
+    assert len(backend.score("q", ["a", "b"])) == 2
+    assert backend.store is not None and backend.store.failed
 
 
 def test_cache_serves_repeated_documents(tiny_bert_dir: Path) -> None:

@@ -29,6 +29,7 @@ def route(index: str, **rewrite: Any) -> dict[str, Any]:
         "fields": ["title", "text"],
         "template": "{title}\n{text}",
         "timeout_ms": 200 if index == "rw-slow" else 10_000,
+        "fusion": "replace",
         "rewrite": rewrite,
     }
 

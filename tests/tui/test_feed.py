@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from tui.feed import DocumentsError, Filter, bars, diff, feed_row, histogram, load_documents, one_line, top1
+from sidecar.docfiles import DocumentsError
+from tui.feed import Filter, bars, diff, feed_row, histogram, load_documents, one_line, top1
 
 
 def event(**kw: Any) -> dict[str, Any]:

@@ -13,8 +13,9 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static, TextArea
 
+from sidecar.docfiles import DocumentsError
 from tui.client import AdminError
-from tui.feed import DocumentsError, bars, histogram, load_documents, one_line
+from tui.feed import bars, histogram, load_documents, one_line
 
 if TYPE_CHECKING:
     from tui.app import SidecarTUI

@@ -1,0 +1,1 @@
+"""Offline evaluation on BEIR-layout datasets, and batch reranking from files."""

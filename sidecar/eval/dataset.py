@@ -1,0 +1,90 @@
+"""A retrieval test set in BEIR layout: corpus.jsonl, queries.jsonl, qrels.tsv (graded)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be read: the file, the line and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Queries and judgments in memory; the corpus is read as a stream."""
+
+    path: Path
+    name: str
+    queries: dict[str, str]  # query id -> text, in file order
+    qrels: dict[str, dict[str, int]]  # query id -> document id -> grade
+
+    @property
+    def corpus_path(self) -> Path:
+        return self.path / "corpus.jsonl"
+
+    def corpus(self) -> Iterator[dict[str, str]]:
+        """Documents as ``{"_id", "title", "text"}``."""
+        for n, doc in _jsonl(self.corpus_path):
+            if "_id" not in doc:
+                raise DatasetError(f"{self.corpus_path}:{n}: no _id")
+            title, text = str(doc.get("title") or ""), str(doc.get("text") or "")
+            yield {"_id": str(doc["_id"]), "title": title, "text": text}
+
+    def corpus_size(self) -> int:
+        """How many documents the corpus file holds."""
+        with self.corpus_path.open("rb") as f:
+            return sum(1 for line in f if line.strip())
+
+
+def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
+    try:
+        f = path.open(encoding="utf-8")
+    except OSError as e:
+        raise DatasetError(f"{path}: {e.strerror}") from None
+    with f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                raise DatasetError(f"{path}:{n}: not JSON") from None
+            if not isinstance(doc, dict):
+                raise DatasetError(f"{path}:{n}: expected an object")
+            yield n, doc
+
+
+def load_dataset(path: str | Path) -> Dataset:
+    """Read queries and qrels (only judged queries are kept); check the corpus file exists."""
+    root = Path(path)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: not a folder (expected corpus.jsonl, queries.jsonl, qrels.tsv)")
+    for name in ("corpus.jsonl", "queries.jsonl", "qrels.tsv"):
+        if not (root / name).is_file():
+            raise DatasetError(f"{root}: {name} is missing")
+    qrels: dict[str, dict[str, int]] = {}
+    qrels_path = root / "qrels.tsv"
+    with qrels_path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            parts = line.rstrip("\n").split("\t")
+            if not line.strip() or (n == 1 and parts[0] in ("query-id", "query_id", "qid")):
+                continue
+            if len(parts) != 3:
+                raise DatasetError(f"{qrels_path}:{n}: expected query-id, corpus-id, score separated by tabs")
+            try:
+                grade = int(float(parts[2]))
+            except ValueError:
+                raise DatasetError(f"{qrels_path}:{n}: score {parts[2]!r} is not a number") from None
+            qrels.setdefault(parts[0], {})[parts[1]] = grade
+    queries: dict[str, str] = {}
+    for n, doc in _jsonl(root / "queries.jsonl"):
+        if "_id" not in doc or not isinstance(doc.get("text"), str):
+            raise DatasetError(f"{root / 'queries.jsonl'}:{n}: expected _id and text")
+        if str(doc["_id"]) in qrels:
+            queries[str(doc["_id"])] = str(doc["text"])
+    if not queries:
+        raise DatasetError(f"{root}: no query in queries.jsonl has judgments in qrels.tsv")
+    return Dataset(root, root.resolve().name, queries, {q: qrels[q] for q in queries})
