@@ -174,7 +174,7 @@ def table(report: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def plot(report: Mapping[str, Any]) -> str:
+def plot(report: Mapping[str, Any], color: bool = False) -> str:
     """Per setting, the per-query NDCG@10 differences from the baseline, sorted, as a terminal bar chart."""
     import plotext as plt
 
@@ -187,7 +187,7 @@ def plot(report: Mapping[str, Any]) -> str:
         plt.title(f"{name}: NDCG@10 minus baseline, per query (sorted)")
         plt.plotsize(100, 20)
         plt.theme("clear")
-        out.append(plt.build())
+        out.append(plt.build() if color else plt.uncolorize(plt.build()))
     return "\n".join(out)
 
 
@@ -205,7 +205,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise
     print(table(report))
     if args.plot:
-        print(plot(report))
+        print(plot(report, color=sys.stdout.isatty()))
     if args.json:
         Path(args.json).write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
         print(f"wrote {args.json}")
