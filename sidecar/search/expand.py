@@ -6,7 +6,7 @@ import copy
 import re
 from typing import Any
 
-from sidecar.search.query_text import NEGATIVE_KEYS, STRING_QUERIES, TEXT_QUERIES, clause_text
+from sidecar.search.query_text import TEXT_QUERIES, clause_text, text_clauses
 
 # query_string reserves these; < and > cannot be escaped, so they go.
 _QS_RESERVED = re.compile(r'([+\-=&|!(){}\[\]^"~*?:\\/])')
@@ -23,35 +23,11 @@ def escape_simple_query_string(text: str) -> str:
     return _SQS_RESERVED.sub(r"\\\1", text)
 
 
-def _find(node: Any, query: str) -> tuple[Any, Any, str] | None:
+def _find(root: dict[str, Any], query: str) -> tuple[Any, Any, str] | None:
     """(container, key, kind) of the first full-text clause whose text is ``query``."""
-    if isinstance(node, list):
-        for i, item in enumerate(node):
-            if isinstance(item, dict) and len(item) == 1:
-                kind = next(iter(item))
-                if kind in TEXT_QUERIES or kind in STRING_QUERIES:
-                    if (clause_text(kind, item[kind]) or "").strip() == query:
-                        return node, i, kind
-                    continue
-            found = _find(item, query)
-            if found:
-                return found
-        return None
-    if not isinstance(node, dict):
-        return None
-    for key, value in node.items():
-        if key in NEGATIVE_KEYS:
-            continue
-        if isinstance(value, dict) and len(value) == 1:
-            kind = next(iter(value))
-            if kind in TEXT_QUERIES or kind in STRING_QUERIES:
-                if (clause_text(kind, value[kind]) or "").strip() == query:
-                    return node, key, kind
-                continue
-        if isinstance(value, (dict, list)):
-            found = _find(value, query)
-            if found:
-                return found
+    for parent, key, clause, kind in text_clauses(root):
+        if len(clause) == 1 and (clause_text(kind, clause[kind]) or "").strip() == query:
+            return parent, key, kind
     return None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 TEXT_QUERIES = ("match", "match_phrase", "match_phrase_prefix", "match_bool_prefix")
@@ -47,28 +48,30 @@ def clause_text(kind: str, spec: Any) -> str | None:
     return lucene_terms(value) if kind in ("query_string", "simple_query_string") else value
 
 
+def text_clauses(
+    node: Any, parent: Any = None, key: Any = None
+) -> Iterator[tuple[Any, Any, dict[str, Any], str]]:
+    """Full-text clauses depth first, as (parent, key, clause, kind) with ``parent[key] is clause``;
+    negative and filter clauses are skipped, and so is the inside of a clause."""
+    if isinstance(node, list):
+        for i, item in enumerate(node):
+            yield from text_clauses(item, node, i)
+        return
+    if not isinstance(node, dict):
+        return
+    for name, value in node.items():
+        if name in TEXT_QUERIES or name in STRING_QUERIES:
+            yield parent, key, node, name
+        elif name not in NEGATIVE_KEYS and isinstance(value, (dict, list)):
+            yield from text_clauses(value, node, name)
+
+
 def find_query_text(dsl: Any) -> str | None:
     """The first full-text query's text, depth first, skipping negative and filter clauses."""
-    if isinstance(dsl, list):
-        for item in dsl:
-            found = find_query_text(item)
-            if found:
-                return found
-        return None
-    if not isinstance(dsl, dict):
-        return None
-    for key, value in dsl.items():
-        if key in TEXT_QUERIES or key in STRING_QUERIES:
-            text = clause_text(key, value)
-            if text and text.strip():
-                return text.strip()
-            continue
-        if key in NEGATIVE_KEYS:
-            continue
-        if isinstance(value, (dict, list)):
-            found = find_query_text(value)
-            if found:
-                return found
+    for _, _, clause, kind in text_clauses(dsl):
+        text = clause_text(kind, clause[kind])
+        if text and text.strip():
+            return text.strip()
     return None
 
 
