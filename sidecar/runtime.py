@@ -36,23 +36,30 @@ class Runtime:
     metrics: Metrics
     rewriters: list[Rewriter | None] = field(default_factory=list)  # one per route
     base_dir: Path | None = None  # where relative rules files are found: the config file's folder
-    _llms: dict[str, LlmRewriter] = field(default_factory=dict)
+    _llms: dict[str, LlmRewriter] = field(default_factory=dict)  # by their settings, shared by routes
+    _route_llms: list[LlmRewriter | None] = field(default_factory=list)  # one per route
     _swap: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def rewriter(self, route_index: int) -> tuple[Rewriter | None, LlmRewriter | None]:
         """A route's compiled rules and its LLM rewriter, if any."""
-        rewriter = self.rewriters[route_index] if route_index < len(self.rewriters) else None
-        if rewriter is None or rewriter.cfg.llm is None:
-            return rewriter, None
-        return rewriter, self._llms.get(rewriter.cfg.llm.model_dump_json())
+        if route_index >= len(self.rewriters):
+            return None, None
+        return self.rewriters[route_index], self._route_llms[route_index]
 
-    def _llms_for(self, rewriters: Sequence[Rewriter | None]) -> dict[str, LlmRewriter]:
-        out: dict[str, LlmRewriter] = {}
+    def _set_rewriters(self, rewriters: list[Rewriter | None]) -> list[LlmRewriter]:
+        """Take the routes' rewriters, reusing the LLM clients whose settings did not change;
+        return the clients no route uses any more (to be closed)."""
+        llms: dict[str, LlmRewriter] = {}
+        per_route: list[LlmRewriter | None] = []
         for r in rewriters:
+            client = None
             if r is not None and r.cfg.llm is not None:
                 key = r.cfg.llm.model_dump_json()
-                out[key] = self._llms.get(key) or out.get(key) or LlmRewriter(r.cfg.llm)
-        return out
+                client = llms[key] = llms.get(key) or self._llms.get(key) or LlmRewriter(r.cfg.llm)
+            per_route.append(client)
+        retired = [c for k, c in self._llms.items() if k not in llms]
+        self.rewriters, self._llms, self._route_llms = rewriters, llms, per_route
+        return retired
 
     @property
     def backends(self) -> dict[str, Backend]:
@@ -98,10 +105,9 @@ class Runtime:
                     await asyncio.to_thread(b.stop)
                 raise ConfigError(f"models.{name}: cannot load: {e}") from None
             retired = [b for n, b in self.batchers.items() if n in fresh or n not in used]
-            llms = self._llms_for(rewriters)
-            old_llms = [c for k, c in self._llms.items() if k not in llms]
             self.batchers = {n: b for n, b in self.batchers.items() if n in used and n not in fresh} | fresh
-            self.config, self.rewriters, self._llms = new, rewriters, llms
+            self.config = new
+            old_llms = self._set_rewriters(rewriters)
             for b in retired:
                 await asyncio.to_thread(b.stop)
             for c in old_llms:
@@ -111,7 +117,7 @@ class Runtime:
         """Close the LLM rewriters' connections."""
         for c in self._llms.values():
             await c.aclose()
-        self._llms = {}
+        self._llms, self._route_llms = {}, [None] * len(self.rewriters)
 
 
 def ssl_context(config: Config) -> ssl.SSLContext | None:
@@ -184,9 +190,8 @@ async def open_runtime(
             batchers,
             events,
             Metrics(lambda: runtime.batchers if runtime else {}),
-            rewriters,
-            base_dir,
+            base_dir=base_dir,
         )
-        runtime._llms = runtime._llms_for(rewriters)
+        runtime._set_rewriters(rewriters)
         stack.push_async_callback(runtime.aclose_rewriters)
         yield runtime

@@ -8,12 +8,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import pytest
 from aiohttp import web
+from osmem_server import OsmemServer
 
 from sidecar.rewrite.llm import LlmRewriter, parse_variants, rewrite_with_llm
 from sidecar.rewrite.rules import Rewriter
 from sidecar.rewrite.settings import LlmRewriteConfig, RewriteConfig
+from tests.conftest import RunningSidecar, sidecar_config
 
 
 @dataclass
@@ -129,3 +132,35 @@ def test_replies_are_parsed_as_a_json_array_or_lines() -> None:
     assert parse_variants('Here you go:\n```json\n["x", 3, null, ""]\n```') == ["x", "3"]
     assert parse_variants("1. first one\n2) second\n- third\n\n") == ["first one", "second", "third"]
     assert parse_variants(json.dumps(["显存不足 怎么办"], ensure_ascii=False)) == ["显存不足 怎么办"]
+
+
+async def test_a_route_with_an_llm_rewriter_through_the_proxy(chat: ChatServer, osmem: OsmemServer) -> None:
+    chat.reply = '["Kubernetes pod OOMKilled"]'
+    rewrite = {"abbreviations": {"k8s": "Kubernetes"}, "llm": {"url": chat.url, "model": "m"}}
+    route = {
+        "indices": ["kb"],
+        "model": "minilm",
+        "window": 12,
+        "fields": ["title", "text"],
+        "rewrite": rewrite,
+    }
+    running = await asyncio.to_thread(RunningSidecar, sidecar_config(osmem.url, routes=[route]))
+    try:
+        body = {"query": {"match": {"title": "k8s pod"}}}
+        async with httpx.AsyncClient(base_url=running.url, timeout=60) as client:
+            r = await client.post("/kb/_search", json=body, headers={"X-Rerank-Explain": "1"})
+            assert r.json()["_rerank"]["variants"] == [
+                {"text": "Kubernetes pod OOMKilled", "rules": ["llm"]},
+                {"text": "Kubernetes pod", "rules": ["abbreviation:k8s"]},
+            ]
+            assert r.json()["hits"]["hits"][0]["_source"]["title"] == "Kubernetes pod OOMKilled"
+            assert len(chat.requests) == 1
+            # a config change that keeps the LLM settings keeps its client and its cache
+            admin = f"{running.admin_url}/_sidecar/config"
+            cfg = (await client.get(admin)).json()
+            cfg["routes"][0]["window"] = 10
+            assert (await client.put(admin, json=cfg)).status_code == 200
+            await client.post("/kb/_search", json=body)
+            assert len(chat.requests) == 1
+    finally:
+        await asyncio.to_thread(running.close)
