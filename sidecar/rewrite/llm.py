@@ -111,7 +111,7 @@ async def rewrite_with_llm(rewriter: Rewriter, llm: LlmRewriter, query: str, con
     """The endpoint's variants first, the rules' after them; the rules alone when it fails."""
     by_rules = rewriter.rewrite(query, context)
     cfg = rewriter.cfg
-    if cfg.max_variants == 0 or len(query) > cfg.max_query_chars or not query.strip():
+    if not rewriter.rewrites(query):
         return by_rules
     try:
         texts = await llm.variants(query, (context or "").strip() or cfg.context_entity, cfg.max_variants)

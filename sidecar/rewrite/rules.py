@@ -114,10 +114,15 @@ class Rewriter:
         """The comparison form used to drop duplicate variants."""
         return normalize(text, self.convert)
 
+    def rewrites(self, query: str) -> bool:
+        """Whether ``query`` gets variants at all: not empty, not too long, variants asked for."""
+        cfg = self.cfg
+        return cfg.max_variants > 0 and len(query) <= cfg.max_query_chars and bool(query.strip())
+
     def rewrite(self, query: str, context: str | None = None) -> Rewrite:
         """Up to ``max_variants`` distinct variants of ``query``, most rewritten first."""
         cfg = self.cfg
-        if cfg.max_variants == 0 or len(query) > cfg.max_query_chars or not query.strip():
+        if not self.rewrites(query):
             return Rewrite(query)
         text = clean(query, self.convert) if cfg.normalize else scrub(query).strip()
         rules: list[str] = ["normalize"] if text != query.strip() else []
