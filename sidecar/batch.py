@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sidecar.config import ConfigError, ModelConfig, load_config
-from sidecar.docfiles import DocumentsError, load_documents
+from sidecar.docfiles import DocumentsError, jsonl_values, load_documents
 from sidecar.engine.batcher import Batcher
 from sidecar.engine.registry import make_batcher
 
@@ -56,13 +56,10 @@ def read_queries(args: argparse.Namespace) -> list[tuple[str, str]]:
     path = Path(args.queries)
     if path.suffix.lower() in (".jsonl", ".ndjson"):
         out = []
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip():
-                try:
-                    doc = json.loads(line)
-                    out.append((str(doc.get("_id", n)), str(doc["text"])))
-                except (ValueError, KeyError, AttributeError):
-                    raise DocumentsError(f"{path}:{n}: expected an object with text") from None
+        for n, doc in jsonl_values(path.read_text(encoding="utf-8").splitlines(), path):
+            if not isinstance(doc, dict) or "text" not in doc:
+                raise DocumentsError(f"{path}:{n}: expected an object with text")
+            out.append((str(doc.get("_id", n)), str(doc["text"])))
         return out
     return [(str(i), q) for i, q in enumerate(load_documents(path), 1)]
 

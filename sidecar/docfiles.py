@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 
 class DocumentsError(ValueError):
@@ -49,15 +51,21 @@ def _csv_column(text: str, column: str | None, path: Path) -> list[str]:
     return [str(r.get(name) or "").strip() for r in rows]
 
 
-def _jsonl_field(lines: list[str], field: str | None, path: Path) -> list[str]:
-    out = []
+def jsonl_values(lines: Iterable[str], path: Path) -> Iterator[tuple[int, Any]]:
+    """Each non-blank line's JSON value with its line number; DocumentsError naming the line
+    that is not JSON."""
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            doc = json.loads(line)
+            yield n, json.loads(line)
         except ValueError:
             raise DocumentsError(f"{path}:{n}: not JSON") from None
+
+
+def _jsonl_field(lines: list[str], field: str | None, path: Path) -> list[str]:
+    out = []
+    for n, doc in jsonl_values(lines, path):
         if isinstance(doc, str):
             out.append(doc)
             continue

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from sidecar.docfiles import DocumentsError, jsonl_values
 
 
 class DatasetError(ValueError):
@@ -45,16 +46,13 @@ def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
     except OSError as e:
         raise DatasetError(f"{path}: {e.strerror}") from None
     with f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                doc = json.loads(line)
-            except ValueError:
-                raise DatasetError(f"{path}:{n}: not JSON") from None
-            if not isinstance(doc, dict):
-                raise DatasetError(f"{path}:{n}: expected an object")
-            yield n, doc
+        try:
+            for n, doc in jsonl_values(f, path):
+                if not isinstance(doc, dict):
+                    raise DatasetError(f"{path}:{n}: expected an object")
+                yield n, doc
+        except DocumentsError as e:
+            raise DatasetError(str(e)) from None
 
 
 def load_dataset(path: str | Path) -> Dataset:
