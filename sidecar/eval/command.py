@@ -92,7 +92,7 @@ def evaluate_settings(
                 f"the configs point at different clusters ({', '.join(sorted(cluster_urls))}): use --embedded"
             )
         cluster = cluster_urls.pop()
-        runnable = {n: setting_config(c, index, upstream, store, n) for n, c in configs.items()}
+        runnable = {n: setting_config(c, upstream, store) for n, c in configs.items()}
         report: dict[str, Any] = {
             "dataset": str(dataset.path),
             "index": index,

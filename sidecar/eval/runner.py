@@ -92,12 +92,9 @@ async def run_queries(
     return result
 
 
-def setting_config(config: Config, index: str, upstream: str | None, store: Path | None, name: str) -> Config:
+def setting_config(config: Config, upstream: str | None, store: Path | None) -> Config:
     """The config as the evaluation runs it: loopback listeners on free ports, events in memory,
     the embedded cluster as upstream, a generous rerank budget, embeddings kept on disk."""
-    route = match_route(config.routes, [index])
-    if route is None:
-        raise EvalError(f"{name}: no route covers index {index!r}")
     data = config.model_dump(mode="json")
     data["listen"] = "127.0.0.1:0"
     data["admin"] = {"listen": "127.0.0.1:0"}

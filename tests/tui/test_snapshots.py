@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -94,28 +94,27 @@ def test_live_screen(snap_compare: Any, recorded_admin: str) -> None:
     assert snap_compare(app(recorded_admin), terminal_size=(110, 24), run_before=loaded)
 
 
-def test_diff_screen(snap_compare: Any, recorded_admin: str) -> None:
-    async def open_diff(pilot: Pilot[Any]) -> None:
-        await loaded(pilot)
-        await pilot.press("down", "enter")
-        await pilot.pause(0.3)
+def after(*keys: str, wait: float) -> Callable[[Pilot[Any]], Awaitable[None]]:
+    """Once the recorded events are in, press ``keys`` and let the screen settle."""
 
-    assert snap_compare(app(recorded_admin), terminal_size=(110, 30), run_before=open_diff)
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await loaded(pilot)
+        await pilot.press(*keys)
+        await pilot.pause(wait)
+
+    return run_before
+
+
+def test_diff_screen(snap_compare: Any, recorded_admin: str) -> None:
+    run_before = after("down", "enter", wait=0.3)
+    assert snap_compare(app(recorded_admin), terminal_size=(110, 30), run_before=run_before)
 
 
 def test_tune_screen(snap_compare: Any, recorded_admin: str) -> None:
-    async def open_tune(pilot: Pilot[Any]) -> None:
-        await loaded(pilot)
-        await pilot.press("t")
-        await pilot.pause(0.8)
-
-    assert snap_compare(app(recorded_admin), terminal_size=(100, 20), run_before=open_tune)
+    run_before = after("t", wait=0.8)
+    assert snap_compare(app(recorded_admin), terminal_size=(100, 20), run_before=run_before)
 
 
 def test_help_screen(snap_compare: Any, recorded_admin: str) -> None:
-    async def open_help(pilot: Pilot[Any]) -> None:
-        await loaded(pilot)
-        await pilot.press("question_mark")
-        await pilot.pause(0.3)
-
-    assert snap_compare(app(recorded_admin), terminal_size=(100, 40), run_before=open_help)
+    run_before = after("question_mark", wait=0.3)
+    assert snap_compare(app(recorded_admin), terminal_size=(100, 40), run_before=run_before)
