@@ -92,7 +92,7 @@ class SidecarTUI(App[None]):
         self.events[key] = message.event
         while len(self.events) > self.history:
             self.events.popitem(last=False)
-        self._notify_live()
+        self._notify_live(feed=True)
 
     def on_stats_updated(self, message: StatsUpdated) -> None:
         self.stats[message.source] = message.stats
@@ -102,12 +102,13 @@ class SidecarTUI(App[None]):
         self.connected[message.source] = (message.connected, message.detail)
         self._notify_live()
 
-    def _notify_live(self) -> None:
+    def _notify_live(self, *, feed: bool = False) -> None:
         from tui.screens.live import LiveScreen
 
         for screen in self.screen_stack:
             if isinstance(screen, LiveScreen):
-                screen.dirty = True
+                screen.header_dirty = True
+                screen.dirty = screen.dirty or feed
 
     def recent(self) -> list[tuple[str, dict[str, Any]]]:
         """Every stored event, newest first, with its source."""

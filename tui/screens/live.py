@@ -69,7 +69,8 @@ class LiveScreen(Screen[None]):
 
     def __init__(self) -> None:
         super().__init__()
-        self.dirty = True
+        self.dirty = True  # the feed changed: rebuild the table
+        self.header_dirty = True  # figures, connections or the clock changed
         self.paused = False
         self.filter = Filter()
         self.shown: list[tuple[str, dict[str, Any]]] = []
@@ -107,14 +108,14 @@ class LiveScreen(Screen[None]):
         return [c for c in COLUMNS if c != "src" or len(self.tui.clients) > 1]
 
     def _tick(self) -> None:
-        self.dirty = True
+        self.header_dirty = True
 
     def _refresh_if_dirty(self) -> None:
-        if not self.dirty:
+        if not (self.dirty or self.header_dirty):
             return
-        self.dirty = False
+        feed, self.dirty, self.header_dirty = self.dirty, False, False
         self._header()
-        if not self.paused:
+        if feed and not self.paused:
             self._table()
 
     def _header(self) -> None:
@@ -212,4 +213,4 @@ class LiveScreen(Screen[None]):
 
     def action_cycle_target(self) -> None:
         self.tui.target = (self.tui.target + 1) % len(self.tui.clients)
-        self.dirty = True
+        self.header_dirty = True
