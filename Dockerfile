@@ -1,5 +1,5 @@
-# The sidecar image. For GPU inference build FROM a CUDA-enabled PyTorch image instead,
-# or keep this one and point a route at a remote inference server.
+# The sidecar image (CPU PyTorch). For GPU inference point a route at a remote serving engine
+# (vLLM, TEI, ...: docker-compose.yml's gpu profile), or build FROM a CUDA-enabled PyTorch image.
 FROM python:3.11-slim
 
 ENV PIP_NO_CACHE_DIR=1 PYTHONUNBUFFERED=1
@@ -10,6 +10,10 @@ COPY tui ./tui
 COPY configs ./configs
 RUN pip install --index-url https://download.pytorch.org/whl/cpu torch \
  && pip install .
+
+# model downloads go to a volume (docker-compose.yml mounts one here) writable by the service user
+ENV HF_HOME=/cache/huggingface
+RUN mkdir -p /cache/huggingface && chown nobody /cache/huggingface
 
 EXPOSE 9200 9301
 USER nobody

@@ -14,8 +14,9 @@ from typing import Any
 
 from sidecar.config import ConfigError, ModelConfig, load_config
 from sidecar.docfiles import DocumentsError, jsonl_values, load_documents
-from sidecar.engine.batcher import Batcher
-from sidecar.engine.registry import make_batcher
+from sidecar.engine.protocol import Scorer
+from sidecar.engine.registry import make_scorer
+from sidecar.engine.remote import RemoteError
 
 DEFAULT_MODEL = "Qwen/Qwen3-Reranker-0.6B"
 CHUNK = 256  # documents per request to the batcher: the progress bar moves, memory stays flat
@@ -65,7 +66,7 @@ def read_queries(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 
 async def rank_all(
-    batcher: Batcher,
+    scorer: Scorer,
     queries: list[tuple[str, str]],
     docs: list[str],
     instruction: str | None,
@@ -77,7 +78,7 @@ async def rank_all(
         scores: list[float] = []
         for i in range(0, len(docs), CHUNK):
             part = docs[i : i + CHUNK]
-            scores += await batcher.score(query, part, instruction, 3600.0)
+            scores += await scorer.score(query, part, instruction, 3600.0)
             advance(len(part))
         out.append(scores)
     return out
@@ -138,18 +139,22 @@ def cmd_rerank(args: argparse.Namespace) -> int:
         print(f"rerank-sidecar rerank: {e}", file=sys.stderr)
         return 2
     name, spec = model_spec(args)
-    batcher = make_batcher(name, spec)
+    scorer = make_scorer(name, spec)
 
     async def main() -> list[list[float]]:
-        await batcher.start()
         try:
+            await scorer.start()
             with progress(not args.quiet and len(docs) * len(queries) > CHUNK) as task:
                 advance = task(f"{name} ({spec.backend})", len(docs) * len(queries))
-                return await rank_all(batcher, queries, docs, args.instruction, advance)
+                return await rank_all(scorer, queries, docs, args.instruction, advance)
         finally:
-            await asyncio.to_thread(batcher.stop)
+            await scorer.aclose()
 
-    scores = asyncio.run(main())
+    try:
+        scores = asyncio.run(main())
+    except RemoteError as e:
+        print(f"rerank-sidecar rerank: models.{name}: {e}", file=sys.stderr)
+        return 2
     print(render(args.format, queries, docs, scores, args.top))
     return 0
 

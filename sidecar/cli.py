@@ -76,7 +76,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         task = asyncio.ensure_future(server.serve(install_signals=True))
-        await server.ready.wait()
+        ready = asyncio.ensure_future(server.ready.wait())
+        await asyncio.wait([task, ready], return_when=asyncio.FIRST_COMPLETED)
+        if not server.ready.is_set():  # it failed to start: the error, not a wait for ever
+            ready.cancel()
+            return task.result()
         logging.getLogger("sidecar").info(
             "proxy on %s -> %s, admin on %s", server.proxy_url, config.upstream.url, server.admin_url
         )

@@ -38,6 +38,12 @@ def _check_listen(value: str) -> str:
     return value
 
 
+def _base_url(value: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+    return value.rstrip("/")
+
+
 class UpstreamConfig(_Model):
     """The real cluster the sidecar stands in front of."""
 
@@ -52,9 +58,7 @@ class UpstreamConfig(_Model):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", v):
-            raise ValueError(f"expected an http:// or https:// URL, got {v!r}")
-        return v.rstrip("/")
+        return _base_url(v)
 
 
 class AdminConfig(_Model):
@@ -70,11 +74,29 @@ class AdminConfig(_Model):
         return _check_listen(v)
 
 
+REMOTE_APIS = ("vllm-rerank", "vllm-score", "tei", "infinity", "cohere")
+_REMOTE_KEYS = (
+    "api",
+    "url",
+    "urls",
+    "api_key_env",
+    "headers",
+    "headers_env",
+    "extra_body",
+    "max_docs_per_request",
+    "max_concurrency",
+    "request_timeout_s",
+    "retries",
+    "cooldown_s",
+)
+
+
 class ModelConfig(_Model):
     """One reranking model, named in ``models`` and referenced by routes."""
 
-    backend: Literal["qwen3", "cross-encoder", "bi-encoder"]
-    model: str
+    backend: Literal["qwen3", "cross-encoder", "bi-encoder", "remote"]
+    # the weights (a hub id or a folder); for a remote backend the name the server expects, if any
+    model: str | None = None
     device: str = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     # tokens per (query, document) input; default: 8192 for qwen3, the tokenizer's limit otherwise
@@ -97,6 +119,56 @@ class ModelConfig(_Model):
     batch_size: int = Field(32, ge=1, le=4096)
     # bi-encoder: a SQLite file that keeps document embeddings across restarts
     embedding_store: str | None = None
+    # remote: a serving engine's rerank API at url (or spread over urls)
+    api: Literal["vllm-rerank", "vllm-score", "tei", "infinity", "cohere"] | None = None
+    url: str | None = None
+    urls: list[str] | None = None
+    api_key_env: str | None = None  # env var holding the bearer key (cohere; any API behind a gateway)
+    headers: dict[str, str] = Field(default_factory=dict)  # extra headers, not secret
+    headers_env: dict[str, str] = Field(default_factory=dict)  # header name -> env var holding its value
+    extra_body: dict[str, Any] = Field(default_factory=dict)  # merged into every request body
+    # documents per request at most; default: 32 for tei (its --max-client-batch-size), else 100
+    max_docs_per_request: int | None = Field(None, ge=1, le=10_000)
+    max_concurrency: int = Field(16, ge=1, le=1024)  # requests in flight to the servers
+    request_timeout_s: float = Field(10.0, gt=0)  # per request, and never past the route's budget
+    retries: int = Field(1, ge=0, le=10)  # on connection errors only, on the next URL
+    cooldown_s: float = Field(10.0, ge=0)  # a URL that failed is skipped this long
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        return None if v is None else _base_url(v)
+
+    @field_validator("urls")
+    @classmethod
+    def _urls(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return None
+        if not v:
+            raise ValueError("at least one URL is required")
+        return [_base_url(u) for u in v]
+
+    @model_validator(mode="after")
+    def _backend_keys(self) -> ModelConfig:
+        if self.backend == "remote":
+            if self.api is None:
+                raise ValueError(f"api: required for backend remote (one of {', '.join(REMOTE_APIS)})")
+            if (self.url is None) == (self.urls is None):
+                raise ValueError("url or urls: exactly one is required for backend remote")
+            if self.api == "cohere" and (self.model is None or self.api_key_env is None):
+                raise ValueError("api cohere: model and api_key_env are required")
+            return self
+        if self.model is None:
+            raise ValueError("model: required key is missing")
+        for key in _REMOTE_KEYS:
+            if getattr(self, key) != ModelConfig.model_fields[key].get_default(call_default_factory=True):
+                raise ValueError(f"{key}: only for backend remote")
+        return self
+
+    @property
+    def remote_urls(self) -> list[str]:
+        """The servers of a remote model."""
+        return self.urls or ([self.url] if self.url else [])
 
     @model_validator(mode="after")
     def _long_docs_default(self) -> ModelConfig:

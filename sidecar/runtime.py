@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sidecar.config import Config, ConfigError
-from sidecar.engine.batcher import Batcher
-from sidecar.engine.protocol import Backend
-from sidecar.engine.registry import make_batcher
+from sidecar.engine.protocol import Backend, Scorer
+from sidecar.engine.registry import make_scorer
 from sidecar.events.metrics import Metrics
 from sidecar.events.sink import OpenSearchSink
 from sidecar.events.store import EventStore
@@ -27,11 +26,11 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Runtime:
-    """Config, the upstream pool, and each model behind its batcher."""
+    """Config, the upstream pool, and each model (local behind its batcher, or remote)."""
 
     config: Config
     upstream: UpstreamPool
-    batchers: dict[str, Batcher]
+    scorers: dict[str, Scorer]
     events: EventStore
     metrics: Metrics
     rewriters: list[Rewriter | None] = field(default_factory=list)  # one per route
@@ -64,7 +63,7 @@ class Runtime:
     @property
     def backends(self) -> dict[str, Backend]:
         """The loaded backends by model name."""
-        return {name: b.backend for name, b in self.batchers.items() if b.backend is not None}
+        return {name: b.backend for name, b in self.scorers.items() if b.backend is not None}
 
     async def score(
         self,
@@ -76,7 +75,7 @@ class Runtime:
         timing: dict[str, float] | None = None,
     ) -> list[float]:
         """Scores within ``timeout_s``: ModelTimeout past it, Overloaded when the queue cannot make it."""
-        scores = await self.batchers[model].score(query, documents, instruction, timeout_s, timing)
+        scores = await self.scorers[model].score(query, documents, instruction, timeout_s, timing)
         if len(scores) != len(documents):
             raise ValueError(f"model {model!r} returned {len(scores)} scores for {len(documents)} documents")
         return scores
@@ -91,25 +90,25 @@ class Runtime:
         rewriters = await asyncio.to_thread(compile_rewriters, new, self.base_dir)
         async with self._swap:
             used = {r.model for r in new.routes}
-            fresh: dict[str, Batcher] = {}
+            fresh: dict[str, Scorer] = {}
             try:
                 for name in sorted(used):
                     spec = new.models[name]
-                    if name in self.batchers and self.config.models.get(name) == spec:
+                    if name in self.scorers and self.config.models.get(name) == spec:
                         continue
                     log.info("loading model %s (%s: %s)", name, spec.backend, spec.model)
-                    fresh[name] = make_batcher(name, spec)
+                    fresh[name] = make_scorer(name, spec)
                     await fresh[name].start()
             except Exception as e:
                 for b in fresh.values():
-                    await asyncio.to_thread(b.stop)
+                    await b.aclose()
                 raise ConfigError(f"models.{name}: cannot load: {e}") from None
-            retired = [b for n, b in self.batchers.items() if n in fresh or n not in used]
-            self.batchers = {n: b for n, b in self.batchers.items() if n in used and n not in fresh} | fresh
+            retired = [b for n, b in self.scorers.items() if n in fresh or n not in used]
+            self.scorers = {n: b for n, b in self.scorers.items() if n in used and n not in fresh} | fresh
             self.config = new
             old_llms = self._set_rewriters(rewriters)
             for b in retired:
-                await asyncio.to_thread(b.stop)
+                await b.aclose()
             for c in old_llms:
                 await c.aclose()
 
@@ -142,23 +141,26 @@ async def open_runtime(
     """
     rewriters = compile_rewriters(config, base_dir)
     async with AsyncExitStack() as stack:
-        batchers: dict[str, Batcher] = {}
+        scorers: dict[str, Scorer] = {}
         runtime: Runtime | None = None
 
-        def stop_models() -> None:
-            for b in (runtime.batchers if runtime is not None else batchers).values():
-                b.stop()
+        async def stop_models() -> None:
+            for b in (runtime.scorers if runtime is not None else scorers).values():
+                await b.aclose()
 
-        stack.callback(stop_models)
+        stack.push_async_callback(stop_models)
         used = {r.model for r in config.routes}
         for name, spec in config.models.items():
             if name not in used:
                 continue
             given = (backends or {}).get(name)
             log.info("loading model %s (%s: %s)", name, spec.backend, spec.model)
-            batcher = make_batcher(name, spec, (lambda b=given: b) if given is not None else None)  # type: ignore[misc]
-            await batcher.start()
-            batchers[name] = batcher
+            scorer = make_scorer(name, spec, (lambda b=given: b) if given is not None else None)  # type: ignore[misc]
+            scorers[name] = scorer
+            try:
+                await scorer.start()
+            except Exception as e:
+                raise ConfigError(f"models.{name}: cannot load: {e}") from e
         up = config.upstream
         pool = UpstreamPool(
             up.url,
@@ -187,9 +189,9 @@ async def open_runtime(
         runtime = Runtime(
             config,
             pool,
-            batchers,
+            scorers,
             events,
-            Metrics(lambda: runtime.batchers if runtime else {}),
+            Metrics(lambda: runtime.scorers if runtime else {}),
             base_dir=base_dir,
         )
         runtime._set_rewriters(rewriters)

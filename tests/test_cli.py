@@ -1,4 +1,4 @@
-"""check-config through the real command line."""
+"""The command line, run for real: check-config, serve failing to start, tui arguments."""
 
 from __future__ import annotations
 
@@ -18,13 +18,6 @@ def _check(path: Path) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
     )
-
-
-@pytest.mark.parametrize("name", ["demo.yaml", "default.yaml", "compose.yaml"])
-def test_shipped_configs_are_valid(name: str) -> None:
-    r = _check(ROOT / "configs" / name)
-    assert r.returncode == 0, r.stderr
-    assert "ok" in r.stdout
 
 
 GOOD = """
@@ -121,3 +114,23 @@ def test_defaults_that_depend_on_the_model_kind() -> None:
     assert cfg.models["bi"].long_docs == "chunk" and cfg.models["q"].long_docs == "truncate"
     # the resolved values survive a round trip through the admin API's JSON
     assert parse_config(cfg.model_dump(mode="json")) == cfg
+
+
+def test_serve_exits_with_one_line_when_a_model_cannot_load(tmp_path: Path) -> None:
+    cfg = tmp_path / "co.yaml"
+    cfg.write_text(
+        "listen: 127.0.0.1:0\nadmin: {listen: 127.0.0.1:0}\nmodels:\n"
+        "  co: {backend: remote, api: cohere, url: 'https://api.cohere.com', model: rerank-v3.5,"
+        " api_key_env: RERANK_TEST_UNSET_KEY}\n"
+        "routes:\n  - {indices: ['*'], model: co, fields: [text]}\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "sidecar.cli", "serve", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1] == (
+        "rerank-sidecar: config error: models.co: cannot load: environment variable RERANK_TEST_UNSET_KEY is not set"
+    )

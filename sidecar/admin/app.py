@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from sidecar import __version__
 from sidecar.admin.preview import figures, proposed_route
 from sidecar.config import Config, ConfigError, parse_config
-from sidecar.engine.batcher import ModelTimeout, Overloaded, model_info
+from sidecar.engine.batcher import ModelTimeout, Overloaded
 from sidecar.events.metrics import summarize
 from sidecar.proxy.asgi import JSON_HEADERS, BodyTooLarge, Receive, Scope, Send, read_body, send_response
 from sidecar.proxy.errors import error_body
@@ -89,7 +89,7 @@ class AdminApp:
         if method == "POST" and path == "/_sidecar/preview":
             return self.preview(await self._body(receive))
         if method == "GET" and path == "/_sidecar/stats":
-            return summarize(list(self.rt.events.ring), self.rt.batchers)
+            return summarize(list(self.rt.events.ring), self.rt.scorers)
         if method == "GET" and path == "/_sidecar/events":
             return {"events": self.events(scope)}
         if method == "GET" and path.startswith("/_sidecar/events/"):
@@ -157,7 +157,7 @@ class AdminApp:
             "version": __version__,
             "uptime_s": round(time.time() - self.started, 1),
             "upstream": cfg.upstream.url,
-            "models": {name: model_info(b) for name, b in self.rt.batchers.items()},
+            "models": {name: b.info() for name, b in self.rt.scorers.items()},
             "routes": [{"indices": r.indices, "model": r.model, "window": r.window} for r in cfg.routes],
             "cuda": torch.cuda.is_available(),
             "events": {
@@ -257,8 +257,8 @@ class AdminApp:
             raise AdminError(400, "illegal_argument_exception", "instruction: a string is required")
         if model is None and self.rt.config.routes:
             model = self.rt.config.routes[0].model
-        if model not in self.rt.batchers:
-            known = ", ".join(sorted(self.rt.batchers)) or "none loaded"
+        if model not in self.rt.scorers:
+            known = ", ".join(sorted(self.rt.scorers)) or "none loaded"
             raise AdminError(
                 400, "illegal_argument_exception", f"model: unknown model {model!r} (loaded: {known})"
             )

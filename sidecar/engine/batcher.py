@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,6 +100,31 @@ def score_key(model: str, instruction: str | None, query: str, document: str) ->
     return h.digest()
 
 
+async def cached_scores(
+    cache: LRUCache[float],
+    stats: BatchStats,
+    model: str,
+    query: str,
+    documents: Sequence[str],
+    instruction: str | None,
+    fetch: Callable[[list[str]], Awaitable[list[float]]],
+) -> list[float]:
+    """Scores of the documents: cached ones at once, the others from ``fetch`` (then cached)."""
+    keys = [score_key(model, instruction, query, d) for d in documents]
+    scores: list[float | None] = [cache.get(k) for k in keys]
+    missing = [i for i, s in enumerate(scores) if s is None]
+    stats.cache_hits += len(documents) - len(missing)
+    stats.cache_misses += len(missing)
+    if missing:
+        fresh = await fetch([documents[i] for i in missing])
+        if len(fresh) != len(missing):
+            raise ValueError(f"model {model!r} returned {len(fresh)} scores for {len(missing)} documents")
+        for i, s in zip(missing, fresh, strict=True):
+            scores[i] = s
+            cache.put(keys[i], s)
+    return [s if s is not None else float("-inf") for s in scores]
+
+
 class Batcher:
     """Owns one model's inference thread; the model is built on that thread too."""
 
@@ -143,6 +168,19 @@ class Batcher:
         self._thread.start()
         return await self._ready
 
+    async def aclose(self) -> None:
+        """``stop`` off the event loop."""
+        await asyncio.to_thread(self.stop)
+
+    def info(self) -> dict[str, Any]:
+        """What the health endpoint shows of this model."""
+        return {
+            "backend": type(self.backend).__name__ if self.backend else None,
+            "queue_depth": self.queue_depth,
+            "batches": self.stats.batches,
+            "padding_waste": round(self.stats.padding_waste, 4),
+        }
+
     def stop(self, timeout: float = 10.0) -> None:
         """Finish what is queued, then end the thread."""
         with self._cond:
@@ -164,17 +202,15 @@ class Batcher:
 
         ``timing`` receives ``queue_ms`` (waiting for the thread) and ``model_ms`` (forward passes).
         """
-        keys = [score_key(self.name, instruction, query, d) for d in documents]
-        scores: list[float | None] = [self.cache.get(k) for k in keys]
-        missing = [i for i, s in enumerate(scores) if s is None]
-        self.stats.cache_hits += len(documents) - len(missing)
-        self.stats.cache_misses += len(missing)
-        if missing:
-            fresh = await self._submit(query, [documents[i] for i in missing], instruction, timeout_s, timing)
-            for i, s in zip(missing, fresh, strict=True):
-                scores[i] = s
-                self.cache.put(keys[i], s)
-        return [s if s is not None else float("-inf") for s in scores]
+        return await cached_scores(
+            self.cache,
+            self.stats,
+            self.name,
+            query,
+            documents,
+            instruction,
+            lambda missing: self._submit(query, missing, instruction, timeout_s, timing),
+        )
 
     def _estimate(self, query: str, documents: Sequence[str]) -> int:
         limit = getattr(self.backend, "max_length", 512)
@@ -334,13 +370,3 @@ class Batcher:
         st.last_batch_sizes.append(len(live))
         rate = padded / seconds if seconds > 0 else 0.0
         self._tokens_per_s = rate if not self._tokens_per_s else 0.8 * self._tokens_per_s + 0.2 * rate
-
-
-def model_info(batcher: Batcher) -> dict[str, Any]:
-    """What the health endpoint shows of a model."""
-    return {
-        "backend": type(batcher.backend).__name__ if batcher.backend else None,
-        "queue_depth": batcher.queue_depth,
-        "batches": batcher.stats.batches,
-        "padding_waste": round(batcher.stats.padding_waste, 4),
-    }

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from sidecar.engine.batcher import BatchStats
 
 # One model input: token ids, and token type ids where the model has them.
 Encoded = tuple[list[int], list[int] | None]
@@ -41,4 +44,42 @@ class PairBackend(Backend, Protocol):
 
     def forward(self, batch: Sequence[Encoded]) -> list[float]:
         """Scores of a batch of inputs, in order."""
+        ...
+
+
+class Scorer(Protocol):
+    """A model as the service uses it, on the event loop: a local backend behind its batcher,
+    or a remote serving engine. ``score`` raises ModelTimeout past ``timeout_s`` and
+    Overloaded when the work cannot start in time."""
+
+    name: str
+    stats: BatchStats
+    backend: Backend | None  # the local backend, once loaded; None for a remote model
+
+    @property
+    def queue_depth(self) -> int:
+        """Requests waiting for the model."""
+        ...
+
+    async def start(self) -> Any:
+        """Load the model, or open the connections."""
+        ...
+
+    async def aclose(self) -> None:
+        """Finish queued work and release the model or the connections."""
+        ...
+
+    async def score(
+        self,
+        query: str,
+        documents: Sequence[str],
+        instruction: str | None,
+        timeout_s: float,
+        timing: dict[str, float] | None = None,
+    ) -> list[float]:
+        """One score per document, higher is better; ``timing`` gets queue_ms and model_ms."""
+        ...
+
+    def info(self) -> dict[str, Any]:
+        """What the health endpoint shows of this model."""
         ...

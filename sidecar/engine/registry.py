@@ -1,4 +1,4 @@
-"""Build backends, each behind its batcher, from the models section of the config."""
+"""Build the models of the config: local backends, each behind its batcher, or remote clients."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ from collections.abc import Callable
 
 from sidecar.config import ModelConfig
 from sidecar.engine.batcher import Batcher
-from sidecar.engine.protocol import Backend
+from sidecar.engine.protocol import Backend, Scorer
 
 
 def build_backend(name: str, spec: ModelConfig) -> Backend:
     """Instantiate the backend a model entry names (loads weights: call it on the model's thread)."""
+    assert spec.model is not None  # required for local backends
     if spec.backend == "bi-encoder":
         from sidecar.engine.bi_encoder import BiEncoderBackend
 
@@ -46,8 +47,13 @@ def build_backend(name: str, spec: ModelConfig) -> Backend:
     raise ValueError(f"models.{name}.backend: unsupported backend {spec.backend!r}")
 
 
-def make_batcher(name: str, spec: ModelConfig, load: Callable[[], Backend] | None = None) -> Batcher:
-    """A batcher for a model entry; ``load`` replaces building it from the config (tests)."""
+def make_scorer(name: str, spec: ModelConfig, load: Callable[[], Backend] | None = None) -> Scorer:
+    """A model entry as the service uses it: a remote API client, or a local backend behind its
+    batcher; ``load`` replaces building the local backend from the config (tests)."""
+    if spec.backend == "remote" and load is None:
+        from sidecar.engine.remote import RemoteScorer
+
+        return RemoteScorer(name, spec)
     return Batcher(
         name,
         load or (lambda: build_backend(name, spec)),

@@ -16,7 +16,7 @@ _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5
 
 
 class _ModelCollector(Collector):
-    """Per-model figures read at scrape time from the batchers."""
+    """Per-model figures read at scrape time from the models (local batchers or remote clients)."""
 
     def __init__(self, models: Callable[[], Mapping[str, Any]]) -> None:
         self.models = models

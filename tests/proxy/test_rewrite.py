@@ -203,7 +203,7 @@ def test_rewrite_rules_are_changed_through_the_admin_api(rewriting: RunningSidec
 
 def test_pairs_scored_once_are_not_scored_again(rewriting: RunningSidecar) -> None:
     assert rewriting.server.runtime is not None
-    stats = rewriting.server.runtime.batchers["minilm"].stats
+    stats = rewriting.server.runtime.scorers["minilm"].stats
     first = search(rewriting, "rw-mean", "k8s restart")
     assert first.headers["x-rerank-variants"] == "2"
     misses, hits = stats.cache_misses, stats.cache_hits
