@@ -115,6 +115,9 @@ class ModelConfig(_Model):
     max_chunks: int = Field(8, ge=1, le=256)
     # cross-encoder: which label's probability is the score (a name or an index); default: the single logit
     label: str | int | None = None
+    # circuit breaker: after this many errors in a row the model is skipped (0: never)
+    circuit_failures: int = Field(5, ge=0)
+    circuit_cooldown_s: float = Field(30.0, gt=0)  # then one search probes it
     # bi-encoder: texts per forward pass
     batch_size: int = Field(32, ge=1, le=4096)
     # bi-encoder: a SQLite file that keeps document embeddings across restarts
@@ -234,6 +237,14 @@ class EventsConfig(_Model):
     basic_auth_env: str | None = None  # env var holding user:password for that cluster
 
 
+class TlsConfig(_Model):
+    """TLS on the sidecar's own listeners (proxy and admin)."""
+
+    certfile: str  # PEM: the certificate (chain)
+    keyfile: str  # PEM: its private key
+    ca_certs: str | None = None  # require client certificates signed by this CA (mutual TLS)
+
+
 class Config(_Model):
     """The whole sidecar config."""
 
@@ -241,9 +252,12 @@ class Config(_Model):
     upstream: UpstreamConfig = UpstreamConfig()
     admin: AdminConfig = AdminConfig()
     events: EventsConfig = EventsConfig()
+    tls: TlsConfig | None = None  # https on the listeners; none: plain http
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     routes: list[RouteConfig] = Field(default_factory=list)
     max_search_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    # any request body past this is refused with 413 (OpenSearch's http.max_content_length default)
+    max_request_body_bytes: int = Field(100 * 1024 * 1024, ge=1024)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("listen")

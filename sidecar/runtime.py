@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sidecar.config import Config, ConfigError
+from sidecar.engine.batcher import ModelTimeout, Overloaded
+from sidecar.engine.circuit import CircuitBreaker
 from sidecar.engine.protocol import Backend, Scorer
 from sidecar.engine.registry import make_scorer
 from sidecar.events.metrics import Metrics
@@ -38,6 +40,7 @@ class Runtime:
     _llms: dict[str, LlmRewriter] = field(default_factory=dict)  # by their settings, shared by routes
     _route_llms: list[LlmRewriter | None] = field(default_factory=list)  # one per route
     _swap: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _breakers: dict[str, tuple[Scorer, CircuitBreaker]] = field(default_factory=dict)
 
     def rewriter(self, route_index: int) -> tuple[Rewriter | None, LlmRewriter | None]:
         """A route's compiled rules and its LLM rewriter, if any."""
@@ -60,6 +63,16 @@ class Runtime:
         self.rewriters, self._llms, self._route_llms = rewriters, llms, per_route
         return retired
 
+    def breaker(self, model: str) -> CircuitBreaker:
+        """The model's circuit breaker (a new one for a model loaded anew)."""
+        scorer = self.scorers[model]
+        found = self._breakers.get(model)
+        if found is None or found[0] is not scorer:
+            spec = self.config.models[model]
+            found = (scorer, CircuitBreaker(model, spec.circuit_failures, spec.circuit_cooldown_s))
+            self._breakers[model] = found
+        return found[1]
+
     @property
     def backends(self) -> dict[str, Backend]:
         """The loaded backends by model name."""
@@ -75,7 +88,23 @@ class Runtime:
         timing: dict[str, float] | None = None,
     ) -> list[float]:
         """Scores within ``timeout_s``: ModelTimeout past it, Overloaded when the queue cannot make it."""
-        scores = await self.scorers[model].score(query, documents, instruction, timeout_s, timing)
+        query, documents = _valid_text(query), [_valid_text(d) for d in documents]
+        breaker = self.breaker(model)
+        probe = breaker.before()
+        told = False
+        try:
+            scores = await self.scorers[model].score(query, documents, instruction, timeout_s, timing)
+            breaker.success()
+            told = True
+        except (ModelTimeout, Overloaded):
+            raise
+        except Exception:
+            breaker.failure()
+            told = True
+            raise
+        finally:
+            if not told:
+                breaker.neutral(probe)
         if len(scores) != len(documents):
             raise ValueError(f"model {model!r} returned {len(scores)} scores for {len(documents)} documents")
         return scores
@@ -84,7 +113,7 @@ class Runtime:
         """Swap to a new config for the next search: models it adds or changes are loaded
         first, then config and models change together, then retired models finish their
         queued work and stop. Listeners and the upstream need a restart."""
-        for key in ("listen", "upstream", "admin", "events"):
+        for key in ("listen", "upstream", "admin", "events", "tls"):
             if getattr(new, key) != getattr(self.config, key):
                 raise ConfigError(f"{key}: changing it needs a restart of the sidecar")
         rewriters = await asyncio.to_thread(compile_rewriters, new, self.base_dir)
@@ -117,6 +146,16 @@ class Runtime:
         for c in self._llms.values():
             await c.aclose()
         self._llms, self._route_llms = {}, [None] * len(self.rewriters)
+
+
+def _valid_text(text: str) -> str:
+    """The text as tokenizers and JSON encoders take it: lone surrogates (a JSON body may carry
+    them as escapes) become U+FFFD."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text
 
 
 def ssl_context(config: Config) -> ssl.SSLContext | None:

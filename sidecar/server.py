@@ -9,15 +9,18 @@ import logging
 import os
 import signal
 import socket
+import ssl
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from sidecar.admin.app import AdminApp
 from sidecar.config import Config, ConfigError, parse_listen
 from sidecar.engine.protocol import Backend
 from sidecar.proxy.app import ProxyApp
+from sidecar.proxy.errors import error_body
 from sidecar.rewrite.load import rules_paths
 from sidecar.runtime import Runtime, open_runtime
 
@@ -63,6 +66,18 @@ def bind(listen: str) -> socket.socket:
     return sock
 
 
+class SidecarHttpProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol, answering a malformed request (a CR or LF inside a header
+    value, a bad request line) with a 400 in OpenSearch's error shape rather than plain text."""
+
+    def send_400_response(self, msg: str) -> None:
+        body = error_body(400, "http_parse_exception", f"invalid HTTP request: {msg}")
+        head = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json; charset=UTF-8\r\n"
+        head += b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
+        self.transport.write(head + body)
+        self.transport.close()
+
+
 class _Server(uvicorn.Server):
     # Signals are handled once for both listeners by SidecarServer.
     @contextlib.contextmanager
@@ -99,16 +114,22 @@ class SidecarServer:
     @property
     def proxy_url(self) -> str:
         """The proxy's address as a URL."""
-        return _url(self.proxy_sock)
+        return _url(self.proxy_sock, self.config.tls is not None)
 
     @property
     def admin_url(self) -> str:
         """The admin API's address as a URL."""
-        return _url(self.admin_sock)
+        return _url(self.admin_sock, self.config.tls is not None)
 
     def _uvicorn(self, app: object) -> _Server:
+        tls = self.config.tls
         cfg = uvicorn.Config(
             app,  # type: ignore[arg-type]
+            http=SidecarHttpProtocol,
+            ssl_certfile=tls.certfile if tls else None,
+            ssl_keyfile=tls.keyfile if tls else None,
+            ssl_ca_certs=tls.ca_certs if tls else None,
+            ssl_cert_reqs=ssl.CERT_REQUIRED if tls and tls.ca_certs else ssl.CERT_NONE,
             lifespan="off",
             proxy_headers=False,  # the sidecar is the proxy: it appends to X-Forwarded-For
             server_header=False,
@@ -188,6 +209,7 @@ async def watch_config(rt: Runtime, path: Path, reload: Callable[[], Config], in
         last_rules = rules_files()  # the new config may name other rules files
 
 
-def _url(sock: socket.socket) -> str:
+def _url(sock: socket.socket, tls: bool = False) -> str:
     host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    scheme = "https" if tls else "http"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"

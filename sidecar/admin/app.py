@@ -20,6 +20,7 @@ from sidecar import __version__
 from sidecar.admin.preview import figures, proposed_route
 from sidecar.config import Config, ConfigError, parse_config
 from sidecar.engine.batcher import ModelTimeout, Overloaded
+from sidecar.engine.circuit import CircuitOpen
 from sidecar.events.metrics import summarize
 from sidecar.proxy.asgi import JSON_HEADERS, BodyTooLarge, Receive, Scope, Send, read_body, send_response
 from sidecar.proxy.errors import error_body
@@ -157,7 +158,10 @@ class AdminApp:
             "version": __version__,
             "uptime_s": round(time.time() - self.started, 1),
             "upstream": cfg.upstream.url,
-            "models": {name: b.info() for name, b in self.rt.scorers.items()},
+            "models": {
+                name: b.info() | {"circuit": self.rt.breaker(name).info()}
+                for name, b in self.rt.scorers.items()
+            },
             "routes": [{"indices": r.indices, "model": r.model, "window": r.window} for r in cfg.routes],
             "cuda": torch.cuda.is_available(),
             "events": {
@@ -265,7 +269,7 @@ class AdminApp:
         started = time.perf_counter()
         try:
             scores = await self.rt.score(model, query, docs, 60.0, instruction)
-        except (ModelTimeout, Overloaded) as e:
+        except (ModelTimeout, Overloaded, CircuitOpen) as e:
             raise AdminError(503, "unavailable_exception", str(e)) from None
         ranking = sorted(range(len(docs)), key=lambda i: (-scores[i], i))
         return {

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from urllib.parse import unquote
 
-from sidecar.proxy.asgi import JSON_HEADERS, ClientDisconnected, Receive, Scope, Send, send_response
+from sidecar.proxy.asgi import JSON_HEADERS, ClientDisconnected, Message, Receive, Scope, Send, send_response
 from sidecar.proxy.errors import error_body
 from sidecar.proxy.forward import forward
 from sidecar.proxy.intercept import handle_msearch, handle_search
@@ -44,6 +46,12 @@ class ProxyApp:
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
+        if _admin_path(scope):
+            reason = "the admin API is not served on the proxy listener"
+            await send_response(
+                send, 400, JSON_HEADERS, error_body(400, "illegal_argument_exception", reason)
+            )
+            return
         if method in ("GET", "POST") and ("_search" in scope["path"] or "_msearch" in scope["path"]):
             m = _SEARCH_PATH.match(scope["path"])
             if m:
@@ -51,9 +59,69 @@ class ProxyApp:
                 index = unquote(index) if index is not None else None
                 if index is not None and index.startswith("_") and index != "_all":
                     await forward(self.rt, scope, receive, send)
-                elif m.group("op") == "_search":
-                    await handle_search(self.rt, scope, receive, send, index)
-                else:
-                    await handle_msearch(self.rt, scope, receive, send, index)
+                    return
+                handler = handle_search if m.group("op") == "_search" else handle_msearch
+                await _unless_client_leaves(receive, lambda r: handler(self.rt, scope, r, send, index))
                 return
         await forward(self.rt, scope, receive, send)
+
+
+def _admin_path(scope: Scope) -> bool:
+    """Whether the path names /_sidecar in any spelling: percent-encoded (even twice), with
+    repeated slashes, dot segments or backslashes."""
+    path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+    for _ in range(4):
+        decoded = unquote(path)
+        if decoded == path:
+            break
+        path = decoded
+    parts: list[str] = []
+    for part in path.replace("\\", "/").split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if parts:
+                parts.pop()
+            continue
+        parts.append(part)
+    return bool(parts) and parts[0].strip().lower() == "_sidecar"
+
+
+class _BodyWatch:
+    """``receive`` for a handler, noting when the request body has been read in full."""
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self.body_read = asyncio.Event()
+
+    async def __call__(self) -> Message:
+        message = await self._receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            self.body_read.set()
+        return message
+
+    async def disconnected(self) -> None:
+        """Return once the client has gone (only listens after the body was read)."""
+        await self.body_read.wait()
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
+
+
+async def _unless_client_leaves(receive: Receive, handler: Callable[[Receive], Awaitable[None]]) -> None:
+    """Run a search handler; a client that disconnects meanwhile cancels it, so its queued model
+    work leaves the batcher instead of running for nobody."""
+    watch = _BodyWatch(receive)
+    work = asyncio.ensure_future(handler(watch))
+    gone = asyncio.ensure_future(watch.disconnected())
+    try:
+        await asyncio.wait([work, gone], return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        work.cancel()
+        raise
+    finally:
+        gone.cancel()
+    if not work.done():
+        work.cancel()
+        log.debug("client disconnected during a search: its work was cancelled")
+        raise ClientDisconnected()
+    work.result()

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 from sidecar.proxy.asgi import (
     JSON_HEADERS,
+    BodyTooLarge,
     RawHeaders,
     Receive,
     Scope,
@@ -86,6 +87,24 @@ async def send_upstream_error(send: Send, exc: UpstreamError) -> None:
     await send_response(send, status, JSON_HEADERS, error_body(status, kind, reason))
 
 
+async def send_too_large(send: Send, size: int | None, limit: int) -> None:
+    """413 in OpenSearch's error shape; the connection is closed (the body was not read)."""
+    got = f"of {size} bytes " if size is not None else ""
+    reason = f"request body {got}is over the limit of {limit} bytes (max_request_body_bytes)"
+    headers = [*JSON_HEADERS, (b"connection", b"close")]
+    await send_response(send, 413, headers, error_body(413, "content_too_long_exception", reason))
+
+
+async def _limited(chunks: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+    """The body as it streams, failing once it passes ``limit`` bytes."""
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(b"")
+        yield chunk
+
+
 def _content_length(scope: Scope) -> tuple[bool, int | None]:
     """Whether the request has a body, and its declared length."""
     for k, v in scope["headers"]:
@@ -118,12 +137,16 @@ async def forward(
     """
     content: bytes | AsyncIterator[bytes] | None
     has_body, length = _content_length(scope)
+    limit = rt.config.max_request_body_bytes
+    if (length or 0) > limit or (body is not None and len(body) > limit):
+        await send_too_large(send, length if body is None else len(body), limit)
+        return
     if body is not None:
         content = body
     elif not head and length is not None and 0 < length <= _SMALL_BODY:
         content = await read_body(receive, length)  # one write upstream instead of a streamed few
     elif has_body or head:
-        content = stream_body(receive, head)
+        content = _limited(stream_body(receive, head), limit)
     else:
         content = None
     try:
@@ -132,6 +155,9 @@ async def forward(
         )
     except UpstreamError as e:
         await send_upstream_error(send, e)
+        return
+    except BodyTooLarge:  # a chunked body ran past the limit: the cluster got an unfinished request
+        await send_too_large(send, None, limit)
         return
     try:
         headers = response_headers(resp)

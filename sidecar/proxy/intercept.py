@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from sidecar.config import RouteConfig
 from sidecar.engine.batcher import ModelTimeout, Overloaded
+from sidecar.engine.circuit import CircuitOpen
 from sidecar.events import record
 from sidecar.proxy.asgi import BodyTooLarge, Receive, Scope, Send, read_body, send_response
 from sidecar.proxy.forward import (
@@ -150,6 +151,9 @@ async def rerank_hits(
     except Overloaded:
         took = (time.perf_counter() - started) * 1000
         return None, Outcome("fallback", "overloaded", route.model, took)
+    except CircuitOpen:
+        took = (time.perf_counter() - started) * 1000
+        return None, Outcome("fallback", "circuit-open", route.model, took)
     except Exception as e:
         took = (time.perf_counter() - started) * 1000
         log.warning("model %s failed, answering in the cluster's order: %s", route.model, e)
@@ -231,9 +235,15 @@ def _record(rt: Runtime, event: dict[str, Any], outcome: Outcome, started: float
 
 
 def _dumps(doc: Any, pretty: bool = False) -> bytes:
-    if pretty:
-        return json.dumps(doc, ensure_ascii=False, indent=2, separators=(",", " : ")).encode() + b"\n"
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+    """JSON as UTF-8; text with lone surrogates (valid as JSON escapes, not as UTF-8) stays escaped."""
+    layout: dict[str, Any] = (
+        {"indent": 2, "separators": (",", " : ")} if pretty else {"separators": (",", ":")}
+    )
+    end = b"\n" if pretty else b""
+    try:
+        return json.dumps(doc, ensure_ascii=False, **layout).encode() + end
+    except UnicodeEncodeError:
+        return json.dumps(doc, ensure_ascii=True, **layout).encode() + end
 
 
 def _pretty(params: Sequence[tuple[str, str]]) -> bool:
