@@ -111,8 +111,11 @@ class ModelConfig(_Model):
     # documents past max_length: cut, or split into overlapping chunks scored by the best one;
     # default: chunk for bi-encoders (cheap: one embedding per chunk, cached), truncate otherwise
     long_docs: Literal["truncate", "chunk"] | None = None
-    chunk_tokens: int = Field(512, ge=16)
-    max_chunks: int = Field(8, ge=1, le=256)
+    # tokens per chunk (default 512; 128 for bi-encoders, whose models were trained on short
+    # passages: each chunk also carries the document's first line, its title) and chunks at most
+    # (default 8; 16 for bi-encoders)
+    chunk_tokens: int | None = Field(None, ge=16)
+    max_chunks: int | None = Field(None, ge=1, le=256)
     # cross-encoder: which label's probability is the score (a name or an index); default: the single logit
     label: str | int | None = None
     # circuit breaker: after this many errors in a row the model is skipped (0: never)
@@ -175,8 +178,13 @@ class ModelConfig(_Model):
 
     @model_validator(mode="after")
     def _long_docs_default(self) -> ModelConfig:
+        bi = self.backend == "bi-encoder"
         if self.long_docs is None:
-            object.__setattr__(self, "long_docs", "chunk" if self.backend == "bi-encoder" else "truncate")
+            object.__setattr__(self, "long_docs", "chunk" if bi else "truncate")
+        if self.chunk_tokens is None:
+            object.__setattr__(self, "chunk_tokens", 128 if bi else 512)
+        if self.max_chunks is None:
+            object.__setattr__(self, "max_chunks", 16 if bi else 8)
         return self
 
 

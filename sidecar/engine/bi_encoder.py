@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 class BiEncoderBackend:
     """Scores a document by the cosine of its embedding with the query's; a long document, split
-    into overlapping chunks, by its best chunk."""
+    into overlapping chunks that each carry its title, by its best chunk."""
 
     def __init__(
         self,
@@ -31,7 +31,8 @@ class BiEncoderBackend:
         cache_size: int = 50_000,
         store: str | None = None,
         chunk: bool = False,
-        max_chunks: int = 8,
+        chunk_tokens: int = 128,
+        max_chunks: int = 16,
     ) -> None:
         self.name = name
         self.source = resolve_model(model)
@@ -50,11 +51,12 @@ class BiEncoderBackend:
         self._pad = self.tokenizer.pad_token_id or 0
         self.window = self.max_length - len(self._prefix) - len(self._suffix)
         self.chunk = chunk
+        self.chunk_window = max(8, min(self.max_length, chunk_tokens) - len(self._prefix) - len(self._suffix))
         self.max_chunks = max_chunks
         self.batch_size = batch_size
         self.cache: LRUCache[torch.Tensor] = LRUCache(cache_size)
         # the key namespace: the model's files, the truncation and the chunking change an embedding
-        shape = f"{self.source}|{self.max_length}|{chunk and max_chunks}"
+        shape = f"{self.source}|{self.max_length}|{chunk and (chunk_tokens, max_chunks, 'heading')}"
         self._ns = hashlib.blake2b(shape.encode(), digest_size=8).hexdigest()
         self.store = EmbeddingStore(store) if store else None
         self.encoded = 0  # texts run through the model (not served by a cache)
@@ -68,14 +70,26 @@ class BiEncoderBackend:
         self._encode([self._pieces("warm up", chunk=False)[0]])
 
     def _pieces(self, text: str, *, chunk: bool) -> list[list[int]]:
-        """Token ids without special tokens: the text cut to the window, or overlapping windows."""
+        """Token ids without special tokens: the text cut to the window; or, in chunk mode, a text
+        longer than a chunk as overlapping windows that each begin with its first line (the
+        title, when the document text starts with one), so every chunk knows what it is about."""
         ids: list[int] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        w = self.window
-        if not chunk or len(ids) <= w:
-            return [ids[:w]]
-        stride = max(1, w * 3 // 4)
-        starts = range(0, len(ids) - w + stride, stride)
-        return [ids[s : s + w] for s in list(starts)[: self.max_chunks]]
+        if not chunk:
+            return [ids[: self.window]]
+        w = self.chunk_window
+        if len(ids) <= w:
+            return [ids]
+        heading: list[int] = []
+        first, newline, rest = text.partition("\n")
+        if newline and rest.strip():
+            first_ids = self.tokenizer(first, add_special_tokens=False)["input_ids"]
+            if len(first_ids) <= w // 2:
+                heading = first_ids
+                ids = self.tokenizer(rest, add_special_tokens=False)["input_ids"]
+        room = w - len(heading)
+        stride = max(1, room * 3 // 4)
+        starts = list(range(0, max(1, len(ids) - room + stride), stride))[: self.max_chunks]
+        return [heading + ids[s : s + room] for s in starts]
 
     @torch.inference_mode()
     def _encode(self, pieces: Sequence[list[int]]) -> torch.Tensor:

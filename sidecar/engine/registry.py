@@ -24,7 +24,8 @@ def build_backend(name: str, spec: ModelConfig) -> Backend:
             cache_size=spec.cache_size,
             store=spec.embedding_store,
             chunk=spec.long_docs == "chunk",
-            max_chunks=spec.max_chunks,
+            chunk_tokens=spec.chunk_tokens or 128,
+            max_chunks=spec.max_chunks or 16,
         )
     common = {
         "name": name,

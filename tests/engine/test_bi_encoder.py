@@ -11,6 +11,7 @@ from sidecar.engine.bi_encoder import BiEncoderBackend
 from sidecar.engine.cache import LRUCache
 from sidecar.engine.models import resolve_model
 from sidecar.engine.protocol import Backend
+from tests.conftest import CORPUS
 
 
 def test_loads_a_saved_model_and_scores_by_cosine(tiny_bert_dir: Path) -> None:
@@ -46,6 +47,27 @@ def test_long_documents_are_scored_by_their_best_chunk(tiny_bert_dir: Path) -> N
     assert backend.score("w3 w4", [long_doc])[0] == pytest.approx(float((chunks @ q).max()), abs=1e-6)
     short = backend.embed(["w1 w2"], chunk=True)[0]
     assert short.shape[0] == 1  # a text within the window is one chunk
+
+
+def test_every_chunk_carries_the_documents_first_line(tiny_bert_dir: Path) -> None:
+    backend = BiEncoderBackend(str(tiny_bert_dir), device="cpu", max_length=64, chunk=True, chunk_tokens=16)
+
+    def ids(text: str) -> list[int]:
+        return list(backend.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    title, body = "gpu memory fraction", " ".join(d["text"] for d in CORPUS[4:9])
+    pieces = backend._pieces(f"{title}\n{body}", chunk=True)
+    assert backend.chunk_window == 14 and len(pieces) > 3 and len(ids(title)) == 3
+    assert all(p[:3] == ids(title) and len(p) <= 14 for p in pieces)
+    stride = (14 - 3) * 3 // 4
+    assert [p[3:] for p in pieces] == [ids(body)[s : s + 11] for s in range(0, stride * len(pieces), stride)]
+    assert pieces[-1][-1] == ids(body)[-1]  # to the end of the body
+    # no first line, or one longer than half a chunk: plain windows of the whole text
+    assert backend._pieces(body, chunk=True)[1] == ids(body)[10:24]
+    long_title = CORPUS[0]["text"]
+    assert backend._pieces(f"{long_title}\n{body}", chunk=True)[0] == ids(f"{long_title}\n{body}")[:14]
+    # a short document is one piece, whole
+    assert backend._pieces(f"{title}\nlora rank", chunk=True) == [ids(f"{title}\nlora rank")]
 
 
 def test_the_embedding_store_keeps_documents_across_restarts(tiny_bert_dir: Path, tmp_path: Path) -> None:

@@ -108,7 +108,9 @@ class PeakRss:
 
 @pytest.fixture(scope="module")
 def stream_sidecar(sink: str) -> Iterator[RunningSidecar]:
-    running = RunningSidecar(sidecar_config(sink, routes=[], models={}, max_request_body_bytes=300 * 1024 * 1024))
+    running = RunningSidecar(
+        sidecar_config(sink, routes=[], models={}, max_request_body_bytes=300 * 1024 * 1024)
+    )
     yield running
     running.close()
 
