@@ -192,11 +192,25 @@ async def run_load(
 
 def check_writes(cluster: str, report: Report, index: str = "loadwrites") -> dict[str, int]:
     """Every acknowledged write present exactly once; how many were sent, acknowledged, stored."""
+    seqs: list[int] = []
     with httpx.Client(base_url=cluster, timeout=60) as c:
         c.post(f"/{index}/_refresh")
-        r = c.post(f"/{index}/_search", json={"size": 10_000, "_source": ["seq"], "query": {"match_all": {}}})
-        r.raise_for_status()
-        seqs = [h["_source"]["seq"] for h in r.json()["hits"]["hits"]]
+        after: list[Any] | None = None
+        while True:  # every document, in pages sorted by seq
+            body: dict[str, Any] = {
+                "size": 5000,
+                "_source": ["seq"],
+                "sort": [{"seq": "asc"}, {"_id": "asc"}],
+            }
+            if after is not None:
+                body["search_after"] = after
+            r = c.post(f"/{index}/_search", json=body)
+            r.raise_for_status()
+            hits = r.json()["hits"]["hits"]
+            if not hits:
+                break
+            seqs += [h["_source"]["seq"] for h in hits]
+            after = hits[-1]["sort"]
     counts: dict[int, int] = {}
     for s in seqs:
         counts[s] = counts.get(s, 0) + 1
@@ -290,7 +304,7 @@ async def _main(args: argparse.Namespace) -> int:
             except httpx.HTTPError:
                 pass
             await asyncio.sleep(0.1)
-        await run_load(proxy, 2.0, args.clients)  # warm-up: model, caches, connections
+        await run_load(proxy, 2.0, args.clients, write_index="loadwarmup")  # model, caches, connections
         rss_before = _rss_kb(proc.pid)
         outage = tuple(float(x) for x in args.outage.split(":")) if args.outage else None
         report = await run_load(proxy, args.seconds, args.clients, outage=outage, relay=relay)  # type: ignore[arg-type]
