@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import resource
+import signal
+import socket
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -11,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from opensearchpy import OpenSearch
 from osmem_server import OsmemServer
 from prometheus_client.parser import text_string_to_metric_families
@@ -194,3 +200,69 @@ def test_events_can_also_go_to_an_opensearch_index(osmem: OsmemServer) -> None:
     for event_id in ids:
         doc = httpx.get(f"{osmem.url}/sidecar-events/_doc/{event_id}").json()
         assert doc["found"] and doc["_source"]["status"] == "applied" and "@timestamp" in doc["_source"]
+
+
+def test_a_full_disk_does_not_break_searches(osmem: OsmemServer, tmp_path: Path) -> None:
+    """The sidecar runs as its own process whose files may not grow past 256 KB (RLIMIT_FSIZE,
+    SIGXFSZ ignored): the kernel refuses the event store's writes as it would on a full disk."""
+    db = tmp_path / "events.sqlite"
+    proxy_port, admin_port = _free_port(), _free_port()
+    cfg = {
+        "listen": f"127.0.0.1:{proxy_port}",
+        "admin": {"listen": f"127.0.0.1:{admin_port}"},
+        "upstream": {"url": osmem.url},
+        "events": {"sqlite": str(db), "buffer": 20},
+        "models": {"minilm": {"backend": "bi-encoder", "model": "all-MiniLM-L6-v2", "device": "cpu"}},
+        "routes": [{"indices": ["kb"], "model": "minilm", "window": 16, "fields": ["title", "text"]}],
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+
+    def limit_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, 256 * 1024))
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sidecar.cli", "serve", "--config", str(tmp_path / "c.yaml")],
+        preexec_fn=limit_files,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        admin = f"http://127.0.0.1:{admin_port}/_sidecar"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{admin}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                assert proc.poll() is None and time.monotonic() < deadline, "the sidecar did not start"
+                time.sleep(0.2)
+        with httpx.Client(base_url=f"http://127.0.0.1:{proxy_port}", timeout=30) as c:
+            for i in range(150):  # each event holds 16 hits before and after: well past 256 KB
+                body = {"query": {"match": {"text": f"gpu memory lora rank pod {i} " + "x" * 400}}, "size": 3}
+                r = c.post("/kb/_search", json=body)
+                assert r.status_code == 200 and r.headers["x-rerank"] == "applied"
+                if i % 20 == 19:
+                    time.sleep(0.3)  # let the writer catch up
+        health: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            health = httpx.get(f"{admin}/health").json()
+            if health["events"]["error"]:
+                break
+            time.sleep(0.1)
+        assert health["status"] == "degraded"
+        assert "cannot write" in health["events"]["error"] and "full" in health["events"]["error"]
+        assert (
+            len(httpx.get(f"{admin}/events", params={"limit": 20}).json()["events"]) == 20
+        )  # memory keeps them
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert "event store: cannot write" in err and "events not stored" in err
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
