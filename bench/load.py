@@ -1,12 +1,13 @@
 """Mixed load and an upstream outage through the sidecar, on loopback, for a bounded time.
 
 Searches (reranked and bypassed), `_bulk` writes and document gets run concurrently through a
-sidecar (started as its own process, so its RSS is its own) in front of osmem-server. A TCP relay
-between the sidecar and the cluster is stopped for a while in the middle of the run: the sidecar
-sees the cluster go away (connections cut and refused) and come back. It prints throughput, p50
-and p99 per kind of request, errors outside the outage, what clients saw during it, how long the
-sidecar took to recover, the sidecar's RSS before and after, and whether every acknowledged write
-is in the index exactly once.
+sidecar (started as its own process, so its RSS is its own) in front of osmem-server. First the
+same load without faults goes straight to the cluster and through the sidecar, side by side
+(throughput ratio, p50, p99 per kind of request). Then a TCP relay between the sidecar and the
+cluster is stopped for a while in the middle of a run: the sidecar sees the cluster go away
+(connections cut and refused) and come back. It prints errors outside the outage, what clients
+saw during it, how long the sidecar took to recover, its RSS before and after, and whether every
+acknowledged write is in the index exactly once.
 
     python bench/load.py --seconds 30 --clients 16 --outage 10:14
 
@@ -184,9 +185,12 @@ async def run_load(
         await asyncio.sleep(max(0.0, begin + outage[1] - time.monotonic()))
         await relay.start()
 
-    limits = httpx.Limits(max_connections=2, max_keepalive_connections=2)
-    async with httpx.AsyncClient(base_url=proxy, timeout=30, limits=limits) as c:
-        await asyncio.gather(faults(), *(worker(n, c) for n in range(clients)))
+    async def client(n: int) -> None:  # each client one keep-alive connection, as an app instance has
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        async with httpx.AsyncClient(base_url=proxy, timeout=30, limits=limits) as c:
+            await worker(n, c)
+
+    await asyncio.gather(faults(), *(client(n) for n in range(clients)))
     return report
 
 
@@ -306,6 +310,11 @@ async def _main(args: argparse.Namespace) -> int:
             await asyncio.sleep(0.1)
         await run_load(proxy, 2.0, args.clients, write_index="loadwarmup")  # model, caches, connections
         rss_before = _rss_kb(proc.pid)
+        # side by side, no faults: the same load straight to the cluster, then through the sidecar
+        direct = summarize(
+            await run_load(relay.url, args.seconds, args.clients, write_index="loaddirect"), None
+        )
+        steady = summarize(await run_load(proxy, args.seconds, args.clients, write_index="loadsteady"), None)
         outage = tuple(float(x) for x in args.outage.split(":")) if args.outage else None
         report = await run_load(proxy, args.seconds, args.clients, outage=outage, relay=relay)  # type: ignore[arg-type]
         rss_after = _rss_kb(proc.pid)
@@ -316,24 +325,32 @@ async def _main(args: argparse.Namespace) -> int:
         proc.wait(30)
         await relay.stop()
         cluster.close()
+    print(
+        f"{args.seconds:.0f} s per run, {args.clients} clients; no faults: the cluster alone vs the sidecar"
+    )
+    print(f"{'kind':8} {'direct/s':>9} {'sidecar/s':>9} {'ratio':>6} {'p50 ms':>15} {'p99 ms':>17}")
+    for kind, k in steady["kinds"].items():
+        d = direct["kinds"][kind]
+        ratio = k["per_s"] / d["per_s"] if d["per_s"] else 0.0
+        p50, p99 = f"{d['p50_ms']} / {k['p50_ms']}", f"{d['p99_ms']} / {k['p99_ms']}"
+        print(f"{kind:8} {d['per_s']:>9} {k['per_s']:>9} {ratio:>6.2f} {p50:>15} {p99:>17}")
+    print("(rerank: direct is the cluster's BM25 alone; through the sidecar the model reranks it)")
+    n_direct, n_steady = len(direct["errors_outside_outage"]), len(steady["errors_outside_outage"])
+    print(f"errors: {n_direct} direct, {n_steady} via sidecar")
     where = args.outage or "none"
-    print(f"{args.seconds:.0f} s, {args.clients} clients, outage {where} (upstream relay stopped)")
+    print(f"\nthrough the sidecar, outage {where} (upstream relay stopped)")
     print(f"{'kind':8} {'requests':>9} {'per s':>8} {'p50 ms':>8} {'p99 ms':>8}")
     for kind, k in summary["kinds"].items():
         print(f"{kind:8} {k['requests']:>9} {k['per_s']:>8} {k['p50_ms']:>8} {k['p99_ms']:>8}")
-    errors = summary["errors_outside_outage"]
+    errors = summary["errors_outside_outage"] + steady["errors_outside_outage"]
     print(f"errors outside the outage: {len(errors)} {errors[:5]}")
     if outage:
         print(f"during the outage clients saw: {summary['during_outage']}")
         print(f"first success {summary['recovered_after_s']} s after the cluster came back")
     print(f"writes: {writes}")
-    grew = (rss_after - rss_before) / 1024
-    print(f"sidecar RSS: {rss_before / 1024:.0f} MB before, {rss_after / 1024:.0f} MB after ({grew:+.0f} MB)")
-    ok = (
-        not summary["errors_outside_outage"]
-        and not writes["acknowledged_missing"]
-        and not writes["duplicated"]
-    )
+    before, after = rss_before / 1024, rss_after / 1024
+    print(f"sidecar RSS: {before:.0f} MB before, {after:.0f} MB after both ({after - before:+.0f} MB)")
+    ok = not errors and not writes["acknowledged_missing"] and not writes["duplicated"]
     return 0 if ok else 1
 
 
