@@ -91,20 +91,15 @@ class Runtime:
         query, documents = _valid_text(query), [_valid_text(d) for d in documents]
         breaker = self.breaker(model)
         probe = breaker.before()
-        told = False
         try:
             scores = await self.scorers[model].score(query, documents, instruction, timeout_s, timing)
-            breaker.success()
-            told = True
-        except (ModelTimeout, Overloaded):
+        except (ModelTimeout, Overloaded, asyncio.CancelledError):
+            breaker.neutral(probe)
             raise
         except Exception:
             breaker.failure()
-            told = True
             raise
-        finally:
-            if not told:
-                breaker.neutral(probe)
+        breaker.success()
         if len(scores) != len(documents):
             raise ValueError(f"model {model!r} returned {len(scores)} scores for {len(documents)} documents")
         return scores
