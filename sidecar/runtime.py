@@ -22,6 +22,7 @@ from sidecar.proxy.upstream import UpstreamPool
 from sidecar.rewrite.llm import LlmRewriter
 from sidecar.rewrite.load import compile_rewriters
 from sidecar.rewrite.rules import Rewriter
+from sidecar.rewrite.text import scrub
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ class Runtime:
         timing: dict[str, float] | None = None,
     ) -> list[float]:
         """Scores within ``timeout_s``: ModelTimeout past it, Overloaded when the queue cannot make it."""
-        query, documents = _valid_text(query), [_valid_text(d) for d in documents]
+        query, documents = scrub(query), [scrub(d) for d in documents]  # lone surrogates -> U+FFFD
         breaker = self.breaker(model)
         probe = breaker.before()
         try:
@@ -141,16 +142,6 @@ class Runtime:
         for c in self._llms.values():
             await c.aclose()
         self._llms, self._route_llms = {}, [None] * len(self.rewriters)
-
-
-def _valid_text(text: str) -> str:
-    """The text as tokenizers and JSON encoders take it: lone surrogates (a JSON body may carry
-    them as escapes) become U+FFFD."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-    return text
 
 
 def ssl_context(config: Config) -> ssl.SSLContext | None:
