@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -12,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import uvloop
+from aiohttp import web
 from osmem_server import OsmemServer
 
 from sidecar.config import Config, parse_config
@@ -184,6 +187,36 @@ class RunningSidecar:
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.server.stop)
         self.thread.join(30)
+
+
+class ThreadedApp:
+    """An aiohttp app on loopback in a thread and loop of its own, so that a sidecar running in
+    another thread can call it; ``stop`` ends it (a new one may take the same port)."""
+
+    def __init__(
+        self, app: web.Application, port: int = 0, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.runner = web.AppRunner(app)
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+            self.loop.run_until_complete(self.runner.setup())
+            site = web.TCPSite(self.runner, "127.0.0.1", port, ssl_context=ssl_context, reuse_address=True)
+            self.loop.run_until_complete(site.start())
+            self.port: int = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            ready.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        assert ready.wait(10)
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
 
 
 def sidecar_config(upstream: str, **overrides: Any) -> Config:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ from sidecar.cli import main
 from sidecar.config import ConfigError, ModelConfig, parse_config
 from sidecar.engine.batcher import ModelTimeout, Overloaded
 from sidecar.engine.remote import PATHS, RemoteError, RemoteScorer
-from tests.conftest import RunningSidecar, sidecar_config
+from tests.conftest import RunningSidecar, ThreadedApp, sidecar_config
 
 APIS = ("vllm-rerank", "vllm-score", "tei", "infinity", "cohere")
 KEY = "co-test-key-5f1e2d"
@@ -51,29 +50,13 @@ class RerankServer:
         return f"http://127.0.0.1:{self.port}"
 
     def _start(self, port: int) -> None:
-        self.loop = asyncio.new_event_loop()
-        ready = threading.Event()
-
-        def run() -> None:
-            asyncio.set_event_loop(self.loop)
-            app = web.Application()
-            app.router.add_post(PATHS[self.api], self._handle)
-            self.runner = web.AppRunner(app)
-            self.loop.run_until_complete(self.runner.setup())
-            site = web.TCPSite(self.runner, "127.0.0.1", port, reuse_address=True)
-            self.loop.run_until_complete(site.start())
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            ready.set()
-            self.loop.run_forever()
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-        assert ready.wait(10)
+        app = web.Application()
+        app.router.add_post(PATHS[self.api], self._handle)
+        self.server = ThreadedApp(app, port)
+        self.port = self.server.port
 
     def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
+        self.server.stop()
 
     def restart(self) -> None:
         self._start(self.port)

@@ -3,7 +3,6 @@ headers, secrets, the circuit breaker, disconnects, slow clients, shutdown, TLS 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import socket
@@ -22,7 +21,15 @@ from aiohttp import web
 from osmem_server import OsmemServer
 
 from sidecar.config import parse_config
-from tests.conftest import CORPUS, BrokenBackend, RunningSidecar, SlowBackend, index_corpus, sidecar_config
+from tests.conftest import (
+    CORPUS,
+    BrokenBackend,
+    RunningSidecar,
+    SlowBackend,
+    ThreadedApp,
+    index_corpus,
+    sidecar_config,
+)
 
 FAULTS = {"slow": SlowBackend(), "broken": BrokenBackend()}
 SEARCH = {"query": {"match": {"text": "GPU memory"}}, "size": 3}
@@ -406,33 +413,15 @@ def tls_upstream(ca: trustme.CA, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     chain, key, ca_file = _pem_files(ca, tmp_path)
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(str(chain), str(key))
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    holder: dict[str, Any] = {}
 
     async def root(request: web.Request) -> web.Response:
         return web.json_response({"name": "tls-node", "tagline": "The OpenSearch Project"})
 
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        app = web.Application()
-        app.router.add_get("/", root)
-        runner = web.AppRunner(app)
-        loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
-        loop.run_until_complete(site.start())
-        holder["runner"] = runner
-        holder["port"] = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        ready.set()
-        loop.run_forever()
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    assert ready.wait(10)
-    yield f"https://127.0.0.1:{holder['port']}", ca_file
-    asyncio.run_coroutine_threadsafe(holder["runner"].cleanup(), loop).result(10)
-    loop.call_soon_threadsafe(loop.stop)
-    t.join(10)
+    app = web.Application()
+    app.router.add_get("/", root)
+    server = ThreadedApp(app, ssl_context=ctx)
+    yield f"https://127.0.0.1:{server.port}", ca_file
+    server.stop()
 
 
 @pytest.mark.parametrize("mode", ["ca_certs", "system store", "verify off"])
