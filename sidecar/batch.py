@@ -14,8 +14,9 @@ from typing import Any
 
 from sidecar.config import ConfigError, ModelConfig, load_config
 from sidecar.docfiles import DocumentsError, jsonl_values, load_documents
+from sidecar.engine.calibration import Calibration, apply
 from sidecar.engine.protocol import Scorer
-from sidecar.engine.registry import make_scorer
+from sidecar.engine.registry import make_scorer, model_calibration
 from sidecar.engine.remote import RemoteError
 
 DEFAULT_MODEL = "Qwen/Qwen3-Reranker-0.6B"
@@ -71,14 +72,16 @@ async def rank_all(
     docs: list[str],
     instruction: str | None,
     advance: Callable[[int], None],
+    calibration: Calibration | None = None,
 ) -> list[list[float]]:
-    """Scores of every document for every query, streamed through the batcher in chunks."""
+    """Scores of every document for every query (calibrated into [0, 1] as the proxy's are),
+    streamed through the batcher in chunks."""
     out = []
     for _, query in queries:
         scores: list[float] = []
         for i in range(0, len(docs), CHUNK):
             part = docs[i : i + CHUNK]
-            scores += await scorer.score(query, part, instruction, 3600.0)
+            scores += apply(calibration, await scorer.score(query, part, instruction, 3600.0))
             advance(len(part))
         out.append(scores)
     return out
@@ -146,7 +149,8 @@ def cmd_rerank(args: argparse.Namespace) -> int:
             await scorer.start()
             with progress(not args.quiet and len(docs) * len(queries) > CHUNK) as task:
                 advance = task(f"{name} ({spec.backend})", len(docs) * len(queries))
-                return await rank_all(scorer, queries, docs, args.instruction, advance)
+                cal = model_calibration(spec)
+                return await rank_all(scorer, queries, docs, args.instruction, advance, cal)
         finally:
             await scorer.aclose()
 

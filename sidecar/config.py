@@ -74,6 +74,13 @@ class AdminConfig(_Model):
         return _check_listen(v)
 
 
+class CalibrationConfig(_Model):
+    """A raw score mapped to [0, 1] as ``sigmoid((raw - center) / scale)``."""
+
+    center: float
+    scale: float = Field(gt=0)
+
+
 REMOTE_APIS = ("vllm-rerank", "vllm-score", "tei", "infinity", "cohere")
 _REMOTE_KEYS = (
     "api",
@@ -118,6 +125,10 @@ class ModelConfig(_Model):
     max_chunks: int | None = Field(None, ge=1, le=256)
     # cross-encoder: which label's probability is the score (a name or an index); default: the single logit
     label: str | int | None = None
+    # the model's raw score mapped to [0, 1] (0.5: as likely relevant as not); default: none for
+    # qwen3, cross-encoders and remote engines (probabilities already), for bi-encoders the
+    # shipped fit of the model, else a generic cosine fit; `eval --tune` fits one
+    calibration: CalibrationConfig | None = None
     # circuit breaker: after this many errors in a row the model is skipped (0: never)
     circuit_failures: int = Field(5, ge=0)
     circuit_cooldown_s: float = Field(30.0, gt=0)  # then one search probes it
@@ -207,15 +218,20 @@ class RouteConfig(_Model):
     relative_to_top: float | None = Field(None, gt=0, le=1)
     max_drop: float | None = Field(None, gt=0)
     max_hits: int | None = Field(None, ge=1)
-    # how the final order is made: the model's score, a blend with the cluster's, or ranks
-    # default: rrf for bi-encoder models (the best setting on SciFact), replace for the others
-    fusion: Literal["replace", "linear", "rrf"] | None = None
+    # how the final order is made: auto (rrf in which the cluster's order counts as far as it
+    # can tell: fully when it picked the window from more hits, n/rrf_k when the window holds
+    # all n of its hits, not at all when its scores are all equal), the model's score alone
+    # (replace), a blend with the cluster's score (linear), or plain reciprocal rank fusion
+    fusion: Literal["auto", "replace", "linear", "rrf"] = "auto"
     fusion_alpha: float = Field(0.5, ge=0, le=1)
     rrf_k: int = Field(60, ge=1)
-    # diagnostics over the top scores: flat (too broad a query), low (weak document text)
+    # diagnostics on the model's calibrated scores (in [0, 1] for every backend): flat when the
+    # top diagnostic_top scores hardly differ (a too-broad query), low when even the best
+    # candidate is less likely relevant than not (vague query, or weak document text)
     diagnostic_top: int = Field(10, ge=1)
     flat_std: float = Field(0.05, ge=0)
-    low_mean: float = Field(0.6)
+    low_score: float = Field(0.5, ge=0, le=1)
+    low_mean: float | None = Field(None, ge=0, le=1)  # also low when the top scores' mean is under it
     # query rewriting: rules, variants, and how retrieval and reranking use them
     rewrite: RewriteConfig | None = None
 
@@ -279,16 +295,6 @@ class Config(_Model):
             if route.model not in self.models:
                 known = ", ".join(sorted(self.models)) or "none defined"
                 raise ConfigError(f"routes.{i}.model: unknown model {route.model!r} (models: {known})")
-        # a route's fusion default depends on its model's kind
-        routes = [
-            r.model_copy(
-                update={"fusion": "rrf" if self.models[r.model].backend == "bi-encoder" else "replace"}
-            )
-            if r.fusion is None
-            else r
-            for r in self.routes
-        ]
-        object.__setattr__(self, "routes", routes)
         return self
 
 

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sidecar.config import Config, ConfigError
+from sidecar.engine import calibration
 from sidecar.engine.batcher import ModelTimeout, Overloaded
 from sidecar.engine.circuit import CircuitBreaker
 from sidecar.engine.protocol import Backend, Scorer
-from sidecar.engine.registry import make_scorer
+from sidecar.engine.registry import make_scorer, model_calibration
 from sidecar.events.metrics import Metrics
 from sidecar.events.sink import OpenSearchSink
 from sidecar.events.store import EventStore
@@ -103,7 +104,12 @@ class Runtime:
         breaker.success()
         if len(scores) != len(documents):
             raise ValueError(f"model {model!r} returned {len(scores)} scores for {len(documents)} documents")
-        return scores
+        return calibration.apply(self.calibrations.get(model), scores)
+
+    @property
+    def calibrations(self) -> dict[str, calibration.Calibration | None]:
+        """Each model's calibration of its raw scores into [0, 1]."""
+        return {name: model_calibration(spec) for name, spec in self.config.models.items()}
 
     async def apply(self, new: Config) -> None:
         """Swap to a new config for the next search: models it adds or changes are loaded

@@ -18,6 +18,7 @@ from aiohttp import web
 from osmem_server import OsmemServer
 
 from sidecar.config import Config, parse_config
+from sidecar.engine import calibration
 from sidecar.engine.protocol import Backend
 from sidecar.server import SidecarServer
 
@@ -183,6 +184,12 @@ class RunningSidecar:
         """A loaded backend, for computing expected scores."""
         assert self.server.runtime is not None
         return self.server.runtime.backends[name]
+
+    def scores(self, name: str, query: str, documents: list[str]) -> list[float]:
+        """The model's scores as the sidecar reports them: the backend's, calibrated into [0, 1]."""
+        assert self.server.runtime is not None
+        raw = self.backend(name).score(query, documents)
+        return calibration.apply(self.server.runtime.calibrations[name], raw)
 
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.server.stop)

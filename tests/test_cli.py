@@ -110,7 +110,7 @@ def test_defaults_that_depend_on_the_model_kind() -> None:
             ],
         }
     )
-    assert [r.fusion for r in cfg.routes] == ["rrf", "replace", "linear"]
+    assert [r.fusion for r in cfg.routes] == ["auto", "auto", "linear"]  # one default for every model
     assert cfg.models["bi"].long_docs == "chunk" and cfg.models["q"].long_docs == "truncate"
     # the resolved values survive a round trip through the admin API's JSON
     assert parse_config(cfg.model_dump(mode="json")) == cfg

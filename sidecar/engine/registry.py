@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from sidecar.config import ModelConfig
 from sidecar.engine.batcher import Batcher
+from sidecar.engine.calibration import Calibration, for_model
 from sidecar.engine.protocol import Backend, Scorer
 
 
@@ -63,3 +64,10 @@ def make_scorer(name: str, spec: ModelConfig, load: Callable[[], Backend] | None
         max_queue=spec.max_queue,
         cache_size=spec.cache_size,
     )
+
+
+def model_calibration(spec: ModelConfig) -> Calibration | None:
+    """The calibration of a model entry's raw scores: its own, the shipped fit of its model, or
+    none for models whose scores are probabilities already."""
+    own = spec.calibration
+    return for_model(spec.backend, spec.model, Calibration(own.center, own.scale) if own else None)

@@ -8,15 +8,16 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from sidecar.config import ConfigError, load_config
+from sidecar.config import Config, ConfigError, load_config
 from sidecar.engine.protocol import Backend
-from sidecar.eval.dataset import DatasetError, load_dataset
-from sidecar.eval.index import DEFAULT_QUERY, IndexingError, ensure_index
+from sidecar.eval.dataset import Dataset, DatasetError, load_dataset
+from sidecar.eval.index import DEFAULT_QUERY, IndexingError, ensure_index, without_rerank_ext
 from sidecar.eval.runner import EvalError, Result, run_queries, run_setting, setting_config
 from sidecar.rewrite.load import compile_rewriters
 from sidecar.search.routes import match_route
@@ -60,13 +61,30 @@ def _json_file(path: str | None, what: str) -> Any:
         raise EvalError(f"{what} {path}: not JSON: {e}") from None
 
 
-def evaluate_settings(
-    args: argparse.Namespace, backends: Mapping[str, Backend] | None = None
-) -> dict[str, Any]:
-    """Everything the command does but printing: the report as a dict."""
+@dataclass
+class Prepared:
+    """A dataset in the cluster and the settings to run on it."""
+
+    dataset: Dataset
+    index: str
+    configs: dict[str, Config]  # as the evaluation runs them (setting_config)
+    paths: dict[str, Path]  # where each came from
+    template: Any
+    cluster: str
+    embedded: bool
+    indexed: bool  # the corpus was put in now (not found there already)
+
+
+@contextmanager
+def prepared(
+    args: argparse.Namespace, task: Callable[[str, int], Callable[[int], None]]
+) -> Iterator[Prepared]:
+    """Read the dataset and the configs, start the embedded cluster if asked, put the corpus
+    into the index (once), and stop the embedded cluster after the block."""
     dataset = load_dataset(args.dataset)
     index = args.index or dataset.name
     configs = {}
+    paths = {}
     for path in args.config:
         name = Path(path).stem
         if name in configs or name == "baseline":
@@ -76,6 +94,7 @@ def evaluate_settings(
         if match_route(config.routes, [index]) is None:
             raise EvalError(f"{name}: no route covers index {index!r}")
         configs[name] = config
+        paths[name] = Path(path)
     template = _json_file(args.query, "--query") or DEFAULT_QUERY
     mapping = _json_file(args.mapping, "--mapping")
     store = None if args.no_cache else Path(args.cache).expanduser()
@@ -92,43 +111,53 @@ def evaluate_settings(
                 f"the configs point at different clusters ({', '.join(sorted(cluster_urls))}): use --embedded"
             )
         cluster = cluster_urls.pop()
-        runnable = {n: setting_config(c, upstream, store) for n, c in configs.items()}
-        report: dict[str, Any] = {
-            "dataset": str(dataset.path),
-            "index": index,
-            "queries": len(dataset.queries),
-            "cluster": "embedded osmem-server" if embedded else cluster,
-        }
-        with progress(not args.quiet) as task:
-            with httpx.Client(base_url=cluster, timeout=300) as client:
-                try:
-                    report["indexed"] = ensure_index(
-                        client, index, dataset, mapping, task(f"index {index}", dataset.corpus_size())
-                    )
-                except httpx.HTTPError as e:
-                    raise EvalError(f"cluster {cluster}: {type(e).__name__}: {e}") from None
-            n = len(dataset.queries)
-
-            async def run_all() -> tuple[Result, dict[str, Result]]:
-                base = await run_queries(
-                    cluster, index, dataset, template, 100, args.concurrency, task("baseline", n)
+        with httpx.Client(base_url=cluster, timeout=300) as client:
+            try:
+                indexed = ensure_index(
+                    client, index, dataset, mapping, task(f"index {index}", dataset.corpus_size())
                 )
-                results = {}
-                for name, config in runnable.items():
-                    results[name] = await run_setting(
-                        config, index, dataset, template, args.concurrency, task(name, n), backends
-                    )
-                return base, results
-
-            base, results = asyncio.run(run_all())
-        report["baseline"] = {**base.summary(), "per_query": _per_query(base)}
-        report["settings"] = {
-            name: {**r.summary(base), "per_query": _per_query(r)} for name, r in results.items()
-        }
-        return report
+            except httpx.HTTPError as e:
+                raise EvalError(f"cluster {cluster}: {type(e).__name__}: {e}") from None
+        runnable = {n: setting_config(c, upstream, store) for n, c in configs.items()}
+        yield Prepared(dataset, index, runnable, paths, template, cluster, embedded is not None, indexed)
     finally:
         if embedded is not None:
             embedded.close()
+
+
+def evaluate_settings(
+    args: argparse.Namespace, backends: Mapping[str, Backend] | None = None
+) -> dict[str, Any]:
+    """Everything the command does but printing: the report as a dict."""
+    with progress(not args.quiet) as task, prepared(args, task) as p:
+        report: dict[str, Any] = {
+            "dataset": str(p.dataset.path),
+            "index": p.index,
+            "queries": len(p.dataset.queries),
+            "cluster": "embedded osmem-server" if p.embedded else p.cluster,
+            "indexed": p.indexed,
+        }
+        n = len(p.dataset.queries)
+
+        async def run_all() -> tuple[Result, dict[str, Result]]:
+            direct = without_rerank_ext(p.template)
+            base = await run_queries(
+                p.cluster, p.index, p.dataset, direct, 100, args.concurrency, task("baseline", n)
+            )
+            results = {}
+            for name, config in p.configs.items():
+                advance = task(name, n)
+                results[name] = await run_setting(
+                    config, p.index, p.dataset, p.template, args.concurrency, advance, backends, p.paths[name]
+                )
+            return base, results
+
+        base, results = asyncio.run(run_all())
+    report["baseline"] = {**base.summary(), "per_query": _per_query(base)}
+    report["settings"] = {
+        name: {**r.summary(base), "per_query": _per_query(r)} for name, r in results.items()
+    }
+    return report
 
 
 def _per_query(result: Result) -> dict[str, Any]:
@@ -196,7 +225,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from sidecar.cli import setup_logging
 
     setup_logging("warning")
+    if (args.write or args.apply or args.calibrate) and not args.tune:
+        print("rerank-sidecar eval: --write, --apply and --calibrate go with --tune", file=sys.stderr)
+        return 2
     try:
+        if args.tune:
+            from sidecar.eval.tune_command import cmd_tune
+
+            return cmd_tune(args)
         report = evaluate_settings(args)
     except (DatasetError, EvalError, IndexingError) as e:
         print(f"rerank-sidecar eval: {e}", file=sys.stderr)
@@ -233,4 +269,21 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--cache", default=str(DEFAULT_STORE), help="bi-encoder document embeddings kept here")
     p.add_argument("--no-cache", action="store_true", help="do not keep document embeddings on disk")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--tune",
+        action="store_true",
+        help="search fusion, window, thresholds and rewrite settings of the one --config's route,"
+        " cross-validated over queries",
+    )
+    p.add_argument("--folds", type=int, default=5, help="--tune: cross-validation folds (default 5)")
+    p.add_argument(
+        "--write", metavar="CONFIG", help="--tune: put the best setting into this YAML file's route"
+    )
+    p.add_argument("--apply", metavar="ADMIN_URL", help="--tune: PUT the best setting to a running sidecar")
+    p.add_argument("--token-env", help="--apply: env var holding the admin token")
+    p.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="--tune: also write the model calibration fitted on the dataset",
+    )
     p.set_defaults(func=cmd_eval)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sidecar.docfiles import DocumentsError, jsonl_values
@@ -21,18 +21,27 @@ class Dataset:
     name: str
     queries: dict[str, str]  # query id -> text, in file order
     qrels: dict[str, dict[str, int]]  # query id -> document id -> grade
+    # query id -> its ``metadata`` strings: ``{metadata.KEY}`` in a search template, and
+    # ``context``, sent as the X-Search-Context header (the subject a vague query is about)
+    metadata: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def corpus_path(self) -> Path:
         return self.path / "corpus.jsonl"
 
     def corpus(self) -> Iterator[dict[str, str]]:
-        """Documents as ``{"_id", "title", "text"}``."""
+        """Documents as ``{"_id", "title", "text"}`` plus any other string or number field
+        of the line (a group, a language: what a search template may filter on)."""
         for n, doc in _jsonl(self.corpus_path):
             if "_id" not in doc:
                 raise DatasetError(f"{self.corpus_path}:{n}: no _id")
             title, text = str(doc.get("title") or ""), str(doc.get("text") or "")
-            yield {"_id": str(doc["_id"]), "title": title, "text": text}
+            extra = {
+                k: str(v)
+                for k, v in doc.items()
+                if k not in ("_id", "title", "text") and isinstance(v, (str, int, float))
+            }
+            yield {**extra, "_id": str(doc["_id"]), "title": title, "text": text}
 
     def corpus_size(self) -> int:
         """How many documents the corpus file holds."""
@@ -78,11 +87,16 @@ def load_dataset(path: str | Path) -> Dataset:
                 raise DatasetError(f"{qrels_path}:{n}: score {parts[2]!r} is not a number") from None
             qrels.setdefault(parts[0], {})[parts[1]] = grade
     queries: dict[str, str] = {}
+    metadata: dict[str, dict[str, str]] = {}
     for n, doc in _jsonl(root / "queries.jsonl"):
         if "_id" not in doc or not isinstance(doc.get("text"), str):
             raise DatasetError(f"{root / 'queries.jsonl'}:{n}: expected _id and text")
-        if str(doc["_id"]) in qrels:
-            queries[str(doc["_id"])] = str(doc["text"])
+        qid = str(doc["_id"])
+        if qid in qrels:
+            queries[qid] = str(doc["text"])
+            meta = doc.get("metadata")
+            if isinstance(meta, dict):
+                metadata[qid] = {str(k): str(v) for k, v in meta.items() if isinstance(v, (str, int, float))}
     if not queries:
         raise DatasetError(f"{root}: no query in queries.jsonl has judgments in qrels.tsv")
-    return Dataset(root, root.resolve().name, queries, {q: qrels[q] for q in queries})
+    return Dataset(root, root.resolve().name, queries, {q: qrels[q] for q in queries}, metadata)

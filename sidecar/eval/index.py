@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -20,21 +21,33 @@ DEFAULT_MAPPING: dict[str, Any] = {
 }
 DEFAULT_QUERY: dict[str, Any] = {"query": {"match": {COMBINED: "{query}"}}}
 _BATCH = 1000
+_METADATA = re.compile(r"\{metadata\.([A-Za-z0-9_]+)\}")
 
 
 class IndexingError(RuntimeError):
     """The cluster refused the index or the documents."""
 
 
-def fill(template: Any, query: str) -> Any:
-    """The template with every string ``{query}`` (or containing it) filled in."""
+def fill(template: Any, query: str, metadata: Mapping[str, str] | None = None) -> Any:
+    """The template with ``{query}`` and each ``{metadata.KEY}`` filled in wherever a string
+    holds them (a key the query's metadata lacks becomes an empty string)."""
     if isinstance(template, dict):
-        return {k: fill(v, query) for k, v in template.items()}
+        return {k: fill(v, query, metadata) for k, v in template.items()}
     if isinstance(template, list):
-        return [fill(v, query) for v in template]
-    if isinstance(template, str) and "{query}" in template:
-        return template.replace("{query}", query)
+        return [fill(v, query, metadata) for v in template]
+    if isinstance(template, str) and "{" in template:
+        out = template.replace("{query}", query)
+        return _METADATA.sub(lambda m: (metadata or {}).get(m.group(1), ""), out)
     return template
+
+
+def without_rerank_ext(template: Any) -> Any:
+    """The search body as the cluster itself takes it: ``ext.rerank`` (the sidecar's) removed."""
+    if not isinstance(template, dict) or not isinstance(template.get("ext"), dict):
+        return template
+    ext = {k: v for k, v in template["ext"].items() if k != "rerank"}
+    out = {k: v for k, v in template.items() if k != "ext"}
+    return {**out, "ext": ext} if ext else out
 
 
 def ensure_index(
@@ -56,7 +69,8 @@ def ensure_index(
         raise IndexingError(f"cannot create index {index}: HTTP {r.status_code}: {r.text[:300]}")
     batch: list[str] = []
     for doc in dataset.corpus():
-        source = {"title": doc["title"], "text": doc["text"], COMBINED: f"{doc['title']}\n{doc['text']}"}
+        source = {k: v for k, v in doc.items() if k != "_id"}
+        source[COMBINED] = f"{doc['title']}\n{doc['text']}"
         batch.append(json.dumps({"index": {"_index": index, "_id": doc["_id"]}}))
         batch.append(json.dumps(source, ensure_ascii=False))
         if len(batch) >= 2 * _BATCH:

@@ -6,10 +6,11 @@ import asyncio
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -19,6 +20,9 @@ from sidecar.eval.dataset import Dataset
 from sidecar.eval.index import fill
 from sidecar.eval.metrics import evaluate, mean
 from sidecar.search.routes import match_route
+
+if TYPE_CHECKING:
+    from sidecar.server import SidecarServer
 
 # Offline, quality is measured: a route's budget is raised so that a slow CPU does not turn
 # reranking into fallbacks (latency is reported on its own).
@@ -36,6 +40,7 @@ class Result:
     runs: dict[str, list[str]] = field(default_factory=dict)
     ms: dict[str, float] = field(default_factory=dict)
     outcomes: Counter[str] = field(default_factory=Counter)
+    events: dict[str, str] = field(default_factory=dict)  # query id -> the sidecar's event id
     per_query: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def score(self, qrels: Mapping[str, Mapping[str, int]]) -> None:
@@ -74,16 +79,21 @@ async def run_queries(
     async with httpx.AsyncClient(base_url=url, timeout=EVAL_TIMEOUT_MS / 1000, limits=limits) as client:
 
         async def one(qid: str, text: str) -> None:
-            body = {**fill(template, text), "size": size, "_source": False}
+            meta = dataset.metadata.get(qid, {})
+            body = {**fill(template, text, meta), "size": size, "_source": False}
+            # the subject a vague query is about, as an app would send it
+            headers = {b"x-search-context": meta["context"].encode()} if meta.get("context") else {}
             async with gate:
                 started = time.perf_counter()
-                r = await client.post(f"/{index}/_search", json=body)
+                r = await client.post(f"/{index}/_search", json=body, headers=headers)
                 took = (time.perf_counter() - started) * 1000
             if r.status_code != 200:
                 raise EvalError(f"query {qid}: HTTP {r.status_code}: {r.text[:300]}")
             result.runs[qid] = [h["_id"] for h in r.json()["hits"]["hits"]]
             result.ms[qid] = took
             result.outcomes[r.headers.get("x-rerank", "direct")] += 1
+            if "x-rerank-event" in r.headers:
+                result.events[qid] = r.headers["x-rerank-event"]
             advance(1)
 
         await asyncio.gather(*(one(q, t) for q, t in dataset.queries.items()))
@@ -109,22 +119,17 @@ def setting_config(config: Config, upstream: str | None, store: Path | None) -> 
     return parse_config(data)
 
 
-async def run_setting(
+@asynccontextmanager
+async def running_sidecar(
     config: Config,
-    index: str,
-    dataset: Dataset,
-    template: Mapping[str, Any],
-    concurrency: int,
-    advance: Callable[[int], None] = lambda n: None,
     backends: Mapping[str, Backend] | None = None,
-) -> Result:
-    """Start a sidecar with ``config`` on loopback, run the queries through it, stop it."""
+    config_path: Path | None = None,
+) -> AsyncIterator[SidecarServer]:
+    """A sidecar with ``config`` serving on loopback for the block, stopped after it.
+    ``config_path`` is where the config came from: its rules files are found beside it."""
     from sidecar.server import SidecarServer
 
-    route_index = match_route(config.routes, [index])
-    assert route_index is not None
-    size = min(100, config.routes[route_index].window)
-    server = SidecarServer(config, backends=backends)
+    server = SidecarServer(config, backends=backends, config_path=config_path, persist=False)
     task = asyncio.ensure_future(server.serve())
     ready = asyncio.ensure_future(server.ready.wait())
     await asyncio.wait([task, ready], return_when=asyncio.FIRST_COMPLETED)
@@ -133,7 +138,25 @@ async def run_setting(
         task.result()
         raise EvalError("the sidecar stopped while starting")
     try:
-        return await run_queries(server.proxy_url, index, dataset, template, size, concurrency, advance)
+        yield server
     finally:
         server.stop()
         await task
+
+
+async def run_setting(
+    config: Config,
+    index: str,
+    dataset: Dataset,
+    template: Mapping[str, Any],
+    concurrency: int,
+    advance: Callable[[int], None] = lambda n: None,
+    backends: Mapping[str, Backend] | None = None,
+    config_path: Path | None = None,
+) -> Result:
+    """Run the queries through a sidecar started with ``config``."""
+    route_index = match_route(config.routes, [index])
+    assert route_index is not None
+    size = min(100, config.routes[route_index].window)
+    async with running_sidecar(config, backends, config_path) as server:
+        return await run_queries(server.proxy_url, index, dataset, template, size, concurrency, advance)

@@ -52,12 +52,16 @@ def final(
     scores: Sequence[float],
     model: Sequence[float],
     per_query: Sequence[Sequence[float]] = (),
+    fused: Sequence[float] | None = None,
 ) -> list[dict[str, Any]]:
-    """The reranked window after cuts: id, final score, model score, new rank, original rank,
+    """The reranked window after cuts: id, the score the client saw (``_score``), model score,
+    new rank, original rank, the fused score that ordered it (when fusion is not ``replace``),
     and with variants the model's score against the original query and each variant."""
     out = []
     for r, i in enumerate(order, 1):
         row: dict[str, Any] = {"id": hits_ids[i], "score": scores[i], "model_score": model[i]}
+        if fused is not None:
+            row["fused"] = fused[i]
         row.update(rank=r, original_rank=i + 1)
         if len(per_query) > 1:
             row["query_scores"] = [q[i] for q in per_query]

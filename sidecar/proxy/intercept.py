@@ -207,7 +207,8 @@ async def _finish(
     decision = decide(route, scores, [o if isinstance(o, (int, float)) else None for o in original])
     outcome = replace(outcome, cut=decision.cut, flags=decision.flags)
     event.update(cut=decision.cut, flags=list(decision.flags))
-    event["final"] = record.final(ids, decision.order, decision.final, scores, per_query)
+    fused = None if route.fusion == "replace" else decision.final
+    event["final"] = record.final(ids, decision.order, decision.shown, scores, per_query, fused)
     for row, score in zip(event["baseline"], scores, strict=True):
         row["model_score"] = score  # the whole window's, cut hits too: what threshold previews need
     return _explained(build_page(response, plan, scores, route.annotate, decision), plan), outcome

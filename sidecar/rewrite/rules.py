@@ -23,6 +23,7 @@ _AUX = frozenset(
 _FILLERS = (
     "how do does did i to what is are was why can could should would the a an we you my me where when "
     "which way best please there 怎么 怎样 怎么样 如何 什么 为什么 请问 可以 应该 能否 是否 需要 多少 "
+    "多久 多长时间 什么时候 哪里 哪儿 哪个 一次 "
     "吗 呢 啊 吧 要 能 该 是 的 了 我 在 去 把"
 ).split()
 

@@ -48,7 +48,7 @@ def build_page(
     elif decision is None:
         order, final = sorted(range(len(hits)), key=lambda i: (-scores[i], i)), list(scores)
     else:
-        order, final = decision.order, decision.final
+        order, final = decision.order, decision.shown
     page = []
     for i in order[plan.from_ : plan.from_ + plan.size]:
         hit = hits[i]

@@ -11,12 +11,15 @@ from sidecar.config import RouteConfig
 
 @dataclass(frozen=True)
 class Decision:
-    """The window's final order (indices into it, cut hits left out) and final scores."""
+    """The window's final order (indices into it, cut hits left out), the fused scores that
+    made it, the score each hit shows as ``_score`` (in [0, 1], never rising down the order),
+    how many hits were cut, and the diagnostic flags."""
 
     order: list[int]
     final: list[float]
     cut: int
     flags: tuple[str, ...]
+    shown: list[float]
 
 
 def aggregate(per_query: Sequence[Sequence[float]], mode: str, original_weight: float) -> list[float]:
@@ -33,9 +36,25 @@ def aggregate(per_query: Sequence[Sequence[float]], mode: str, original_weight: 
     return [w * c[0] + (1 - w) * statistics.fmean(c[1:]) for c in columns]
 
 
+def cluster_weight(route: RouteConfig, original: Sequence[float | None]) -> float:
+    """How much the cluster's order counts in rank fusion. ``rrf``: fully. ``auto``: as far
+    as its scores can tell: not at all when they are all equal (match_all, a filter-only or
+    constant_score query: its ranks are only storage order); fully when it picked the window
+    out of more hits than the window holds; and when the window holds every hit it found
+    (n < window), n / rrf_k: a handful of candidates that it only sorted, not chose."""
+    if route.fusion == "rrf":
+        return 1.0
+    known = [o for o in original if o is not None]
+    if not known or max(known) == min(known):
+        return 0.0
+    n = len(original)
+    return 1.0 if n >= route.window else min(1.0, n / route.rrf_k)
+
+
 def fuse(route: RouteConfig, scores: Sequence[float], original: Sequence[float | None]) -> list[float]:
-    """Final scores: the model's (replace), a linear blend, or reciprocal rank fusion."""
-    if route.fusion in (None, "replace"):
+    """Final scores: the model's (replace), a linear blend, or reciprocal rank fusion
+    (``rrf``, and ``auto`` with the cluster weighted by ``cluster_weight``)."""
+    if route.fusion == "replace":
         return list(scores)
     if route.fusion == "linear":
         known = [o for o in original if o is not None]
@@ -46,8 +65,26 @@ def fuse(route: RouteConfig, scores: Sequence[float], original: Sequence[float |
         return [a * s + (1 - a) * n for s, n in zip(scores, norm, strict=True)]
     by_model = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
     model_rank = {i: r + 1 for r, i in enumerate(by_model)}
-    k = route.rrf_k
-    return [1 / (k + model_rank[i]) + 1 / (k + i + 1) for i in range(len(scores))]
+    k, w = route.rrf_k, cluster_weight(route, original)
+    return [1 / (k + model_rank[i]) + w / (k + i + 1) for i in range(len(scores))]
+
+
+def shown_scores(
+    route: RouteConfig, scores: Sequence[float], final: Sequence[float], kept: list[int]
+) -> list[float]:
+    """The ``_score`` of each hit: the model's (calibrated) score under ``replace``, the blend
+    (in [0, 1]) under ``linear``; under rank fusion, whose sums mean nothing to a client, the
+    model's kept scores from the highest down, laid along the fused order: every ``_score`` is
+    on the model's scale, falls down the page, and a ``_score`` threshold keeps as many hits
+    as the same threshold on the model's score. Cut hits keep their model score."""
+    if route.fusion == "replace":
+        return list(scores)
+    if route.fusion == "linear":
+        return list(final)
+    out = list(scores)
+    for i, s in zip(kept, sorted((scores[i] for i in kept), reverse=True), strict=True):
+        out[i] = s
+    return out
 
 
 def _cut(route: RouteConfig, order: list[int], scores: Sequence[float]) -> list[int]:
@@ -68,14 +105,15 @@ def _cut(route: RouteConfig, order: list[int], scores: Sequence[float]) -> list[
 
 
 def flags(route: RouteConfig, scores: Sequence[float]) -> tuple[str, ...]:
-    """``flat`` when the top scores hardly differ, ``low`` when they are all weak."""
+    """``flat`` when the top scores hardly differ, ``low`` when even the best one is under
+    ``low_score`` (or, when set, their mean is under ``low_mean``)."""
     top = sorted(scores, reverse=True)[: route.diagnostic_top]
     if not top:
         return ()
     out = []
     if len(top) > 1 and statistics.pstdev(top) < route.flat_std:
         out.append("flat")
-    if statistics.fmean(top) < route.low_mean:
+    if top[0] < route.low_score or (route.low_mean is not None and statistics.fmean(top) < route.low_mean):
         out.append("low")
     return tuple(out)
 
@@ -85,4 +123,5 @@ def decide(route: RouteConfig, scores: Sequence[float], original: Sequence[float
     final = fuse(route, scores, original)
     order = sorted(range(len(scores)), key=lambda i: (-final[i], i))
     kept = _cut(route, order, scores)
-    return Decision(kept, final, len(order) - len(kept), flags(route, scores))
+    shown = shown_scores(route, scores, final, kept)
+    return Decision(kept, final, len(order) - len(kept), flags(route, scores), shown)

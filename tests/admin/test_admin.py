@@ -137,7 +137,7 @@ def test_sandbox_scores_without_the_cluster(admin_sidecar: tuple[RunningSidecar,
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["model"] == "minilm"
-    assert body["scores"] == pytest.approx(running.backend("minilm").score("lora rank", docs), abs=1e-6)
+    assert body["scores"] == pytest.approx(running.scores("minilm", "lora rank", docs), abs=1e-6)
     assert body["ranking"][0]["index"] == 1
     for bad, reason in (
         ({"documents": docs}, "query"),

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import httpx
 from opensearchpy import OpenSearch
 
 from sidecar.demo.run import corpus
@@ -73,6 +74,25 @@ def test_demo_serves_reranked_results_and_stops_on_ctrl_c() -> None:
             {"text": "Kubernetes pod out of memory", "rules": ["abbreviation:k8s", "abbreviation:OOM"]}
         ]
         assert "OOMKilled" in vague["hits"]["hits"][0]["_source"]["title"]
+        # scores on one scale for every model: _score in [0, 1], falling down the page; a clear
+        # query carries no diagnostic flag, a vague one is flagged low
+        scores = [h["_score"] for h in res["hits"]["hits"]]
+        assert all(0 <= s <= 1 for s in scores) and scores == sorted(scores, reverse=True)
+        assert res["hits"]["max_score"] == scores[0]
+        with httpx.Client(base_url=m.group(1), timeout=60) as http:
+            for query, flagged in (
+                ("which lora rank should I use", ""),
+                ("k8s pod OOM", ""),
+                ("how does it work", "low"),
+                ("best pizza in naples", "low"),
+            ):
+                r = http.post("/kb/_search", json={"query": {"match": {"text": query}}})
+                assert r.headers["x-rerank"] == "applied"
+                assert (
+                    (flagged in r.headers.get("x-rerank-flags", ""))
+                    if flagged
+                    else "x-rerank-flags" not in r.headers
+                )
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
     finally:

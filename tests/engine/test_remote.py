@@ -20,6 +20,7 @@ from osmem_server import OsmemServer
 from sidecar.cli import main
 from sidecar.config import ConfigError, ModelConfig, parse_config
 from sidecar.engine.batcher import ModelTimeout, Overloaded
+from sidecar.engine.registry import model_calibration
 from sidecar.engine.remote import PATHS, RemoteError, RemoteScorer
 from tests.conftest import RunningSidecar, ThreadedApp, sidecar_config
 
@@ -392,4 +393,5 @@ def test_the_readme_remote_block_is_a_valid_model() -> None:
     data["routes"] = [{"indices": ["*"], "model": "qwen3", "fields": ["text"]}]
     cfg = parse_config(data)
     assert cfg.models["qwen3"].remote_urls == ["http://gpu-1:8000", "http://gpu-2:8000"]
-    assert cfg.routes[0].fusion == "replace"
+    assert cfg.routes[0].fusion == "auto"
+    assert model_calibration(cfg.models["qwen3"]) is None  # the engine's scores are probabilities

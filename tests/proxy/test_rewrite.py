@@ -99,9 +99,8 @@ def test_each_candidate_is_scored_against_the_query_and_every_variant(
     assert variants == ["Kubernetes pod out of memory restart", "Kubernetes pod out of memory reboot"]
     assert r.headers["x-rerank-variants"] == "2"
     hits = r.json()["hits"]["hits"]
-    model = rewriting.backend("minilm")
     texts = [doc_text(h) for h in hits]
-    per_query = [model.score(q, texts) for q in [query, *variants]]
+    per_query = [rewriting.scores("minilm", q, texts) for q in [query, *variants]]
     for i, hit in enumerate(hits):
         column = [s[i] for s in per_query]
         expected = {

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from sidecar.config import RouteConfig
-from sidecar.search.policy import decide, fuse
+from sidecar.search.policy import cluster_weight, decide, fuse
 
 SCORES = [0.10, 0.95, 0.50, 0.90, 0.30, 0.88]
 ORIGINAL = [12.0, 3.0, 9.0, 6.0, 10.0, None]
@@ -18,7 +18,7 @@ def route(**kw: Any) -> RouteConfig:
 
 
 def test_replace_orders_by_the_model() -> None:
-    d = decide(route(), SCORES, ORIGINAL)
+    d = decide(route(fusion="replace"), SCORES, ORIGINAL)
     assert d.order == [1, 3, 5, 2, 4, 0] and d.cut == 0
     assert d.final == SCORES
 
@@ -35,7 +35,7 @@ def test_replace_orders_by_the_model() -> None:
     ],
 )
 def test_thresholds(kw: dict[str, Any], kept: list[int]) -> None:
-    d = decide(route(**kw), SCORES, ORIGINAL)
+    d = decide(route(fusion="replace", **kw), SCORES, ORIGINAL)
     assert d.order == kept
     assert d.cut == len(SCORES) - len(kept)
 
@@ -61,7 +61,68 @@ def test_thresholds_apply_to_the_model_score_under_fusion() -> None:
 
 def test_flags() -> None:
     assert decide(route(), [0.91, 0.9, 0.92, 0.9], [1, 1, 1, 1]).flags == ("flat",)
-    assert decide(route(), [0.1, 0.5, 0.3], [1, 1, 1]).flags == ("low",)
-    assert decide(route(), [0.52, 0.51, 0.5], [1, 1, 1]).flags == ("flat", "low")
+    assert decide(route(), [0.1, 0.45, 0.3], [1, 1, 1]).flags == ("low",)
+    assert decide(route(), [0.42, 0.41, 0.4], [1, 1, 1]).flags == ("flat", "low")
     assert decide(route(), SCORES, ORIGINAL).flags == ()
     assert decide(route(diagnostic_top=2), SCORES, ORIGINAL).flags == ("flat",)
+    # a clear winner over weak neighbours is not low: the best score decides, not the mean
+    assert decide(route(), [0.9, 0.1, 0.05, 0.02], [4, 3, 2, 1]).flags == ()
+    assert decide(route(low_mean=0.5), [0.9, 0.1, 0.05, 0.02], [4, 3, 2, 1]).flags == ("low",)
+    assert decide(route(low_score=0.96), SCORES, ORIGINAL).flags == ("low",)
+
+
+def rrf(scores: list[float], w: float, k: int = 60) -> list[float]:
+    by_model = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+    rank = {i: r + 1 for r, i in enumerate(by_model)}
+    return [1 / (k + rank[i]) + w / (k + i + 1) for i in range(len(scores))]
+
+
+def test_auto_is_full_rrf_when_the_cluster_chose_the_window() -> None:
+    # the window is full (6 of 6): the cluster picked these out of more hits
+    r = route(window=6)
+    assert cluster_weight(r, ORIGINAL) == 1.0
+    assert fuse(r, SCORES, ORIGINAL) == pytest.approx(rrf(SCORES, 1.0))
+
+
+def test_auto_weighs_a_window_that_holds_every_hit_by_its_size() -> None:
+    # 6 hits for a window of 100: the cluster sorted a handful, it chose nothing
+    r = route(window=100)
+    assert cluster_weight(r, ORIGINAL) == pytest.approx(6 / 60)
+    assert fuse(r, SCORES, ORIGINAL) == pytest.approx(rrf(SCORES, 6 / 60))
+    assert decide(r, SCORES, ORIGINAL).order == decide(route(fusion="replace"), SCORES, ORIGINAL).order
+    assert cluster_weight(route(window=100, rrf_k=3), ORIGINAL) == 1.0
+
+
+@pytest.mark.parametrize("original", [[1.0] * 6, [0.0] * 6, [None] * 6])
+def test_auto_ignores_a_cluster_whose_scores_are_all_equal(original: list[float | None]) -> None:
+    # match_all, filter-only and constant_score searches: ranks that are only storage order
+    r = route(window=6)
+    assert cluster_weight(r, original) == 0.0
+    assert decide(r, SCORES, original).order == [1, 3, 5, 2, 4, 0]
+    assert cluster_weight(route(window=6, fusion="rrf"), original) == 1.0
+
+
+def test_the_cluster_wins_ties_of_plain_rrf() -> None:
+    # model ranks 1 and 2 against cluster ranks 2 and 1: a tie, kept in the cluster's order
+    d = decide(route(fusion="rrf"), [0.8, 0.9], [2.0, 1.0])
+    assert d.final[0] == pytest.approx(d.final[1]) and d.order == [0, 1]
+
+
+@pytest.mark.parametrize("fusion", ["auto", "rrf"])
+def test_rank_fusion_shows_the_model_scale_down_the_fused_order(fusion: str) -> None:
+    d = decide(route(fusion=fusion, window=6), SCORES, ORIGINAL)
+    shown = [d.shown[i] for i in d.order]
+    assert shown == sorted(SCORES, reverse=True)  # the model's scores, highest first
+    assert all(0 <= s <= 1 for s in d.shown)
+
+
+def test_shown_scores_respect_cuts() -> None:
+    d = decide(route(fusion="rrf", window=6, min_score=0.5), SCORES, ORIGINAL)
+    assert sorted(d.shown[i] for i in d.order) == sorted(s for s in SCORES if s >= 0.5)
+    assert min(d.shown[i] for i in d.order) >= 0.5  # a client's _score threshold sees no cut hit's score
+
+
+def test_replace_and_linear_show_their_own_scores() -> None:
+    assert decide(route(fusion="replace"), SCORES, ORIGINAL).shown == SCORES
+    lin = decide(route(fusion="linear"), SCORES, ORIGINAL)
+    assert lin.shown == lin.final and all(0 <= s <= 1 for s in lin.shown)

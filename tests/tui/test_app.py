@@ -183,7 +183,7 @@ async def test_the_sandbox_ranks_a_loaded_file(watched: tuple[RunningSidecar, Pa
         await until(pilot, lambda: "loaded 3 documents" in text_of(app, "#sandbox-status"))
         await pilot.press("ctrl+r")
         await until(pilot, lambda: len(rows(app, "#sandbox-ranking")) == 3)
-        scores = running.backend("minilm").score("which lora rank", docs)
+        scores = running.scores("minilm", "which lora rank", docs)
         expected = sorted(range(3), key=lambda i: -scores[i])
         ranking = rows(app, "#sandbox-ranking")
         assert [r[3] for r in ranking] == [docs[i] for i in expected]

@@ -27,7 +27,7 @@ FIELDS: list[tuple[str, float, float | None, float | None, float]] = [
     ("fusion", 0, None, None, 0),
     ("fusion_alpha", 0.05, 0.0, 1.0, 0.5),
 ]
-FUSIONS = ("replace", "linear", "rrf")
+FUSIONS = ("auto", "replace", "linear", "rrf")
 OPTIONAL = frozenset({"min_score", "relative_to_top", "max_drop", "max_hits"})
 
 
@@ -143,7 +143,7 @@ class TuneScreen(Screen[None]):
         key, step, lo, hi, start = self.field()
         value = self.values.get(key)
         if key == "fusion":
-            value = FUSIONS[(FUSIONS.index(value or "replace") + direction) % len(FUSIONS)]
+            value = FUSIONS[(FUSIONS.index(value or "auto") + direction) % len(FUSIONS)]
         elif value is None:
             value = start
         else:

@@ -1,0 +1,131 @@
+"""One pass of a dataset through a sidecar that records, per query, the cluster's window and the
+model's scores; every other setting of fusion, window, thresholds and aggregation is then
+replayed offline through the sidecar's own policy code, with no model call."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from sidecar.config import Config, RouteConfig, parse_config
+from sidecar.engine.protocol import Backend
+from sidecar.eval.dataset import Dataset
+from sidecar.eval.runner import EvalError, run_queries, running_sidecar
+from sidecar.search.policy import aggregate, decide
+from sidecar.search.routes import match_route
+
+
+@dataclass(frozen=True)
+class Window:
+    """One query's candidates in the cluster's order, their cluster scores, and the model's
+    scores against the original query (first row) and each variant; None when not reranked."""
+
+    ids: tuple[str, ...]
+    cluster: tuple[float | None, ...]
+    scores: tuple[tuple[float, ...], ...] | None
+
+    def to_json(self) -> dict[str, Any]:
+        """A plain dict, for a cache file."""
+        return {"ids": self.ids, "cluster": self.cluster, "scores": self.scores}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Window:
+        """The inverse of ``to_json``."""
+        scores = data["scores"]
+        return cls(
+            tuple(data["ids"]),
+            tuple(data["cluster"]),
+            None if scores is None else tuple(tuple(r) for r in scores),
+        )
+
+
+def collecting_config(config: Config, route_index: int, window: int, n_queries: int) -> Config:
+    """The config as the collection runs it: the route at ``window`` candidates, ordered by
+    the model alone and cut by nothing (replay applies those), every event kept in memory."""
+    data = config.model_dump(mode="json")
+    route = data["routes"][route_index]
+    route.update(window=window, fusion="replace", min_score=None, relative_to_top=None, max_drop=None)
+    route["max_hits"] = None
+    data["events"] = {"buffer": max(data["events"]["buffer"], n_queries + 100)}
+    return parse_config(data)
+
+
+def window_of(event: Mapping[str, Any]) -> Window:
+    """A recorded search event as a Window."""
+    base = event.get("baseline") or []
+    ids = tuple(str(r["id"]) for r in base)
+    cluster = tuple(r.get("score") if isinstance(r.get("score"), (int, float)) else None for r in base)
+    if event.get("status") != "applied":
+        return Window(ids, cluster, None)
+    rows = {r["original_rank"] - 1: r for r in event.get("final") or []}
+    if len(rows) != len(ids):
+        raise EvalError(f"event {event.get('id')}: {len(rows)} scored hits for a window of {len(ids)}")
+    per_hit = [rows[i].get("query_scores") or [rows[i]["model_score"]] for i in range(len(ids))]
+    scores = tuple(tuple(float(x) for x in col) for col in zip(*per_hit, strict=True)) if per_hit else ()
+    return Window(ids, cluster, scores)
+
+
+async def collect(
+    config: Config,
+    index: str,
+    dataset: Dataset,
+    template: Mapping[str, Any],
+    window: int,
+    concurrency: int,
+    advance: Callable[[int], None] = lambda n: None,
+    backends: Mapping[str, Backend] | None = None,
+    config_path: Path | None = None,
+) -> dict[str, Window]:
+    """Each judged query through a sidecar collecting at ``window`` candidates; its Window."""
+    route_index = match_route(config.routes, [index])
+    if route_index is None:
+        raise EvalError(f"no route covers index {index!r}")
+    collecting = collecting_config(config, route_index, window, len(dataset.queries))
+    async with running_sidecar(collecting, backends, config_path) as server:
+        result = await run_queries(server.proxy_url, index, dataset, template, 10, concurrency, advance)
+        out: dict[str, Window] = {}
+        async with httpx.AsyncClient(base_url=server.admin_url, timeout=60) as admin:
+            for qid in dataset.queries:
+                event_id = result.events.get(qid)
+                if event_id is None:
+                    raise EvalError(f"query {qid}: the sidecar did not intercept the search")
+                r = await admin.get(f"/_sidecar/events/{event_id}")
+                r.raise_for_status()
+                out[qid] = window_of(r.json())
+    return out
+
+
+def replay(w: Window, route: RouteConfig) -> list[str]:
+    """The ids in the order the sidecar gives them with ``route``'s settings (window, fusion,
+    thresholds, aggregation, variants), from the recorded scores."""
+    n = min(route.window, len(w.ids))
+    if w.scores is None:
+        return list(w.ids[:n])
+    per_query = [row[:n] for row in w.scores]
+    if route.rewrite is not None:
+        kept = per_query[: 1 + route.rewrite.max_variants]
+        scores = aggregate(kept, route.rewrite.aggregate, route.rewrite.original_weight)
+    else:
+        scores = list(per_query[0])
+    decision = decide(route, scores, list(w.cluster[:n]))
+    return [w.ids[i] for i in decision.order]
+
+
+def save(path: Path, windows: Mapping[str, Window]) -> None:
+    """Windows to a JSON file."""
+    path.write_text(json.dumps({q: w.to_json() for q, w in windows.items()}), encoding="utf-8")
+
+
+def load(path: Path) -> dict[str, Window]:
+    """Windows from a JSON file written by ``save``."""
+    return {q: Window.from_json(w) for q, w in json.loads(path.read_text(encoding="utf-8")).items()}
+
+
+def ranked(windows: Mapping[str, Window], route: RouteConfig, queries: Sequence[str]) -> dict[str, list[str]]:
+    """Replayed runs for ``queries``."""
+    return {q: replay(windows[q], route) for q in queries}

@@ -1,0 +1,111 @@
+"""The default fusion through a real sidecar: the cluster's order counts only where it can tell
+anything; ``_score`` on the model's [0, 1] scale; the diagnostic flags on that scale."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from osmem_server import OsmemServer
+
+from tests.conftest import RunningSidecar, sidecar_config
+
+LORA = "what LoRA rank should I pick for fine-tuning"
+
+
+@pytest.fixture(scope="module")
+def fused(osmem: OsmemServer) -> Iterator[RunningSidecar]:
+    route: dict[str, Any] = {"model": "minilm", "fields": ["title", "text"], "template": "{title}\n{text}"}
+    config = sidecar_config(
+        osmem.url,
+        routes=[
+            {**route, "indices": ["kb"], "window": 3},  # fewer than the matching hits: full windows
+            {**route, "indices": ["docs-*"], "window": 500},  # more than the index holds
+            {**route, "indices": ["plain"], "window": 6, "fusion": "replace"},
+        ],
+    )
+    running = RunningSidecar(config)
+    yield running
+    running.close()
+
+
+def _window(direct: httpx.Client, index: str, body: dict[str, Any], size: int) -> list[dict[str, Any]]:
+    return list(
+        direct.post(f"/{index}/_search", json={**body, "from": 0, "size": size}).json()["hits"]["hits"]
+    )
+
+
+def _model(fused: RunningSidecar, query: str, hits: list[dict[str, Any]]) -> list[float]:
+    return fused.scores("minilm", query, [f"{h['_source']['title']}\n{h['_source']['text']}" for h in hits])
+
+
+def test_a_full_window_is_fused_with_the_clusters_ranks(fused: RunningSidecar, direct: httpx.Client) -> None:
+    body = {"query": {"match": {"text": LORA}}}
+    window = _window(direct, "kb", body, 3)
+    assert direct.post("/kb/_search", json=body).json()["hits"]["total"]["value"] > 3
+    scores = _model(fused, LORA, window)
+    by_model = sorted(range(3), key=lambda i: (-scores[i], i))
+    rank = {i: r + 1 for r, i in enumerate(by_model)}
+    fused_score = [1 / (60 + rank[i]) + 1 / (60 + i + 1) for i in range(3)]
+    expected = [window[i]["_id"] for i in sorted(range(3), key=lambda i: (-fused_score[i], i))]
+    assert expected != [window[i]["_id"] for i in by_model], "the cluster's ranks should count here"
+    r = httpx.post(f"{fused.url}/kb/_search", json={**body, "size": 3})
+    hits = r.json()["hits"]["hits"]
+    assert [h["_id"] for h in hits] == expected
+    # _score: the model's scores from the highest down, along the fused order
+    assert [h["_score"] for h in hits] == pytest.approx(sorted(scores, reverse=True))
+    assert r.json()["hits"]["max_score"] == hits[0]["_score"]
+    for h in hits:
+        assert h["_rerank"]["score"] == pytest.approx(scores[[w["_id"] for w in window].index(h["_id"])])
+
+
+def test_a_window_holding_every_hit_follows_the_model(fused: RunningSidecar, direct: httpx.Client) -> None:
+    body = {"query": {"match": {"text": LORA}}}
+    window = _window(direct, "docs-1", body, 500)
+    scores = _model(fused, LORA, window)
+    expected = [window[i]["_id"] for i in sorted(range(len(window)), key=lambda i: (-scores[i], i))]
+    hits = httpx.post(f"{fused.url}/docs-1/_search", json={**body, "size": 10}).json()["hits"]["hits"]
+    assert [h["_id"] for h in hits] == expected[:10]
+
+
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        ({"query": {"match_all": {}}}, {"X-Rerank-Query": LORA}),
+        (
+            {"query": {"bool": {"filter": [{"match": {"text": "memory rank lora"}}]}}},
+            {"X-Rerank-Query": LORA},
+        ),
+        (
+            {
+                "query": {"constant_score": {"filter": {"match": {"text": "rank"}}}},
+                "ext": {"rerank": {"query_context": {"query_text": LORA}}},
+            },
+            {},
+        ),
+    ],
+)
+def test_equal_cluster_scores_leave_the_order_to_the_model(
+    fused: RunningSidecar, direct: httpx.Client, body: dict[str, Any], headers: dict[str, str]
+) -> None:
+    plain = {k: v for k, v in body.items() if k != "ext"}
+    window = _window(direct, "kb", plain, 3)
+    assert len(window) == 3 and len({h["_score"] for h in window}) == 1  # equal: storage order
+    scores = _model(fused, LORA, window)
+    expected = [window[i]["_id"] for i in sorted(range(3), key=lambda i: (-scores[i], i))]
+    r = httpx.post(f"{fused.url}/kb/_search", json={**body, "size": 3}, headers=headers)
+    assert r.headers["x-rerank"] == "applied"
+    assert [h["_id"] for h in r.json()["hits"]["hits"]] == expected
+
+
+def test_scores_and_flags_are_on_one_scale(fused: RunningSidecar) -> None:
+    clear = httpx.post(f"{fused.url}/plain/_search", json={"query": {"match": {"text": LORA}}, "size": 6})
+    hits = clear.json()["hits"]["hits"]
+    assert all(0 <= h["_score"] <= 1 for h in hits) and hits[0]["_score"] > 0.5
+    assert "x-rerank-flags" not in clear.headers
+    vague = httpx.post(
+        f"{fused.url}/plain/_search", json={"query": {"match": {"text": "is it the one"}}, "size": 6}
+    )
+    assert vague.headers["x-rerank"] == "applied" and "low" in vague.headers["x-rerank-flags"]
