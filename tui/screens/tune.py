@@ -10,6 +10,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
@@ -208,14 +209,13 @@ class TuneScreen(Screen[None]):
     @work(exclusive=True, group="tune-preview")
     async def preview(self) -> None:
         await asyncio.sleep(0.1)  # keys held down: only the last value is previewed
-        box = self.query_one("#tune-preview", Static)
         if not self.config.get("routes"):
-            box.update("no routes")
+            self._show_preview("no routes")
             return
         try:
             result = await self.tui.client.preview(self.route, self.changes(), self.limit)
         except AdminError as e:
-            box.update(Text(f"preview: {e}", style="red"))
+            self._show_preview(Text(f"preview: {e}", style="red"))
             return
         cur, new = result["current"], result["proposed"]
         rows = [
@@ -225,7 +225,14 @@ class TuneScreen(Screen[None]):
             f"empty results   {_share(cur['empty_results'])}   {_share(new['empty_results'])}",
             f"top-1 changed   {_share(cur['top1_changed'])}   {_share(new['top1_changed'])}",
         ]
-        box.update("\n".join(rows))
+        self._show_preview("\n".join(rows))
+
+    def _show_preview(self, content: str | Text) -> None:
+        # the answer can arrive after the screen was closed (or the app quit): nothing to show then
+        try:
+            self.query_one("#tune-preview", Static).update(content)
+        except NoMatches:
+            return
 
     @work(exclusive=True, group="tune-save")
     async def action_save(self) -> None:
