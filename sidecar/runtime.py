@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -12,7 +13,6 @@ from pathlib import Path
 
 from sidecar.config import Config, ConfigError
 from sidecar.engine import calibration
-from sidecar.engine.batcher import ModelTimeout, Overloaded
 from sidecar.engine.circuit import CircuitBreaker
 from sidecar.engine.protocol import Backend, Scorer
 from sidecar.engine.registry import make_scorer, model_calibration
@@ -23,62 +23,57 @@ from sidecar.proxy.upstream import UpstreamPool
 from sidecar.rewrite.llm import LlmRewriter
 from sidecar.rewrite.load import compile_rewriters
 from sidecar.rewrite.rules import Rewriter
-from sidecar.rewrite.text import scrub
+from sidecar.snapshot import CompiledRoute, Model, Snapshot
 
 log = logging.getLogger(__name__)
+
+# how long a config change waits for searches on the previous one before closing its models
+DRAIN_S = 30.0
 
 
 @dataclass
 class Runtime:
-    """Config, the upstream pool, and each model (local behind its batcher, or remote)."""
+    """The serving snapshot (config, compiled routes, models), the upstream pool and the events.
 
-    config: Config
+    A request takes ``lease()`` once and uses that snapshot to its end; ``apply`` builds the
+    next one, swaps it in, and closes what the old one alone used once its requests are done.
+    """
+
+    snapshot: Snapshot
     upstream: UpstreamPool
-    scorers: dict[str, Scorer]
     events: EventStore
     metrics: Metrics
-    rewriters: list[Rewriter | None] = field(default_factory=list)  # one per route
     base_dir: Path | None = None  # where relative rules files are found: the config file's folder
     _llms: dict[str, LlmRewriter] = field(default_factory=dict)  # by their settings, shared by routes
-    _route_llms: list[LlmRewriter | None] = field(default_factory=list)  # one per route
     _swap: asyncio.Lock = field(default_factory=asyncio.Lock)
-    _breakers: dict[str, tuple[Scorer, CircuitBreaker]] = field(default_factory=dict)
 
-    def rewriter(self, route_index: int) -> tuple[Rewriter | None, LlmRewriter | None]:
-        """A route's compiled rules and its LLM rewriter, if any."""
-        if route_index >= len(self.rewriters):
-            return None, None
-        return self.rewriters[route_index], self._route_llms[route_index]
+    @property
+    def config(self) -> Config:
+        """The config being served."""
+        return self.snapshot.config
 
-    def _set_rewriters(self, rewriters: list[Rewriter | None]) -> list[LlmRewriter]:
-        """Take the routes' rewriters, reusing the LLM clients whose settings did not change;
-        return the clients no route uses any more (to be closed)."""
-        llms: dict[str, LlmRewriter] = {}
-        per_route: list[LlmRewriter | None] = []
-        for r in rewriters:
-            client = None
-            if r is not None and r.cfg.llm is not None:
-                key = r.cfg.llm.model_dump_json()
-                client = llms[key] = llms.get(key) or self._llms.get(key) or LlmRewriter(r.cfg.llm)
-            per_route.append(client)
-        retired = [c for k, c in self._llms.items() if k not in llms]
-        self.rewriters, self._llms, self._route_llms = rewriters, llms, per_route
-        return retired
+    @property
+    def scorers(self) -> dict[str, Scorer]:
+        """The loaded models by name."""
+        return {name: m.scorer for name, m in self.snapshot.models.items()}
 
-    def breaker(self, model: str) -> CircuitBreaker:
-        """The model's circuit breaker (a new one for a model loaded anew)."""
-        scorer = self.scorers[model]
-        found = self._breakers.get(model)
-        if found is None or found[0] is not scorer:
-            spec = self.config.models[model]
-            found = (scorer, CircuitBreaker(model, spec.circuit_failures, spec.circuit_cooldown_s))
-            self._breakers[model] = found
-        return found[1]
+    @property
+    def calibrations(self) -> dict[str, calibration.Calibration | None]:
+        """Each model's calibration of its raw scores into [0, 1]."""
+        return {name: m.calibration for name, m in self.snapshot.models.items()}
 
     @property
     def backends(self) -> dict[str, Backend]:
         """The loaded backends by model name."""
         return {name: b.backend for name, b in self.scorers.items() if b.backend is not None}
+
+    def lease(self) -> contextlib.AbstractContextManager[Snapshot]:
+        """The current snapshot, held for the block."""
+        return self.snapshot.held()
+
+    def breaker(self, model: str) -> CircuitBreaker:
+        """The model's circuit breaker."""
+        return self.snapshot.models[model].breaker
 
     async def score(
         self,
@@ -89,43 +84,55 @@ class Runtime:
         instruction: str | None = None,
         timing: dict[str, float] | None = None,
     ) -> list[float]:
-        """Scores within ``timeout_s``: ModelTimeout past it, Overloaded when the queue cannot make it."""
-        query, documents = scrub(query), [scrub(d) for d in documents]  # lone surrogates -> U+FFFD
-        breaker = self.breaker(model)
-        probe = breaker.before()
-        try:
-            scores = await self.scorers[model].score(query, documents, instruction, timeout_s, timing)
-        except (ModelTimeout, Overloaded, asyncio.CancelledError):
-            breaker.neutral(probe)
-            raise
-        except Exception:
-            breaker.failure()
-            raise
-        breaker.success()
-        if len(scores) != len(documents):
-            raise ValueError(f"model {model!r} returned {len(scores)} scores for {len(documents)} documents")
-        return calibration.apply(self.calibrations.get(model), scores)
+        """A model's calibrated scores within ``timeout_s`` (see ``Model.score``)."""
+        return await self.snapshot.models[model].score(query, documents, timeout_s, instruction, timing)
 
-    @property
-    def calibrations(self) -> dict[str, calibration.Calibration | None]:
-        """Each model's calibration of its raw scores into [0, 1]."""
-        return {name: model_calibration(spec) for name, spec in self.config.models.items()}
+    def _compile(
+        self, config: Config, scorers: Mapping[str, Scorer], rewriters: Sequence[Rewriter | None]
+    ) -> tuple[Snapshot, list[LlmRewriter]]:
+        """A snapshot of ``config`` over these scorers (breakers kept for scorers kept), and the
+        LLM clients no route uses any more. LLM clients whose settings did not change are reused."""
+        old = getattr(self, "snapshot", None)
+        models: dict[str, Model] = {}
+        for name, scorer in scorers.items():
+            kept = old.models.get(name) if old is not None else None
+            spec = config.models[name]
+            breaker = (
+                kept.breaker
+                if kept is not None and kept.scorer is scorer
+                else CircuitBreaker(name, spec.circuit_failures, spec.circuit_cooldown_s)
+            )
+            models[name] = Model(name, scorer, breaker, model_calibration(spec))
+        llms: dict[str, LlmRewriter] = {}
+        routes = []
+        for route, rewriter in zip(config.routes, rewriters, strict=True):
+            client = None
+            if rewriter is not None and rewriter.cfg.llm is not None:
+                key = rewriter.cfg.llm.model_dump_json()
+                client = llms[key] = llms.get(key) or self._llms.get(key) or LlmRewriter(rewriter.cfg.llm)
+            assert route.name is not None  # the config names every route
+            routes.append(CompiledRoute(route.name, route, models[route.model], rewriter, client))
+        retired = [c for k, c in self._llms.items() if k not in llms]
+        self._llms = llms
+        return Snapshot(config, routes, models), retired
 
     async def apply(self, new: Config) -> None:
         """Swap to a new config for the next search: models it adds or changes are loaded
-        first, then config and models change together, then retired models finish their
-        queued work and stop. Listeners and the upstream need a restart."""
+        first, then the new snapshot is served; searches already running finish on the old
+        one, and what only the old one used closes after them. Listeners and the upstream
+        need a restart."""
         for key in ("listen", "upstream", "admin", "events", "tls"):
             if getattr(new, key) != getattr(self.config, key):
                 raise ConfigError(f"{key}: changing it needs a restart of the sidecar")
         rewriters = await asyncio.to_thread(compile_rewriters, new, self.base_dir)
         async with self._swap:
+            current = self.scorers
             used = {r.model for r in new.routes}
             fresh: dict[str, Scorer] = {}
             try:
                 for name in sorted(used):
                     spec = new.models[name]
-                    if name in self.scorers and self.config.models.get(name) == spec:
+                    if name in current and self.config.models.get(name) == spec:
                         continue
                     log.info("loading model %s (%s: %s)", name, spec.backend, spec.model)
                     fresh[name] = make_scorer(name, spec)
@@ -134,10 +141,14 @@ class Runtime:
                 for b in fresh.values():
                     await b.aclose()
                 raise ConfigError(f"models.{name}: cannot load: {e}") from None
-            retired = [b for n, b in self.scorers.items() if n in fresh or n not in used]
-            self.scorers = {n: b for n, b in self.scorers.items() if n in used and n not in fresh} | fresh
-            self.config = new
-            old_llms = self._set_rewriters(rewriters)
+            retired = [b for n, b in current.items() if n in fresh or n not in used]
+            kept = {n: b for n, b in current.items() if n in used and n not in fresh}
+            old = self.snapshot
+            self.snapshot, old_llms = self._compile(new, kept | fresh, rewriters)
+            if not await old.released(DRAIN_S):
+                log.warning(
+                    "searches still use the previous config after %.0f s: closing its models", DRAIN_S
+                )
             for b in retired:
                 await b.aclose()
             for c in old_llms:
@@ -147,7 +158,7 @@ class Runtime:
         """Close the LLM rewriters' connections."""
         for c in self._llms.values():
             await c.aclose()
-        self._llms, self._route_llms = {}, [None] * len(self.rewriters)
+        self._llms = {}
 
 
 def ssl_context(config: Config) -> ssl.SSLContext | None:
@@ -218,13 +229,12 @@ async def open_runtime(
         events.open()
         stack.callback(events.close)
         runtime = Runtime(
-            config,
+            Snapshot(config, (), {}),
             pool,
-            scorers,
             events,
             Metrics(lambda: runtime.scorers if runtime else {}),
             base_dir=base_dir,
         )
-        runtime._set_rewriters(rewriters)
+        runtime.snapshot, _ = runtime._compile(config, scorers, rewriters)
         stack.push_async_callback(runtime.aclose_rewriters)
         yield runtime

@@ -134,3 +134,23 @@ def test_serve_exits_with_one_line_when_a_model_cannot_load(tmp_path: Path) -> N
     assert r.stderr.strip().splitlines()[-1] == (
         "rerank-sidecar: config error: models.co: cannot load: environment variable RERANK_TEST_UNSET_KEY is not set"
     )
+
+
+def test_routes_are_named_once() -> None:
+    from sidecar.config import ConfigError, parse_config
+
+    models = {"m": {"backend": "bi-encoder", "model": "m"}}
+    route = {"model": "m", "fields": ["t"]}
+    cfg = parse_config(
+        {
+            "models": models,
+            "routes": [{**route, "indices": ["a", "b*"]}, {**route, "indices": ["c"], "name": "cee"}],
+        }
+    )
+    assert [r.name for r in cfg.routes] == ["a,b*", "cee"]
+    with pytest.raises(ConfigError, match=r"routes\.1\.name: 'a' is the name of routes\.0 too"):
+        parse_config({"models": models, "routes": [{**route, "indices": ["a"]}, {**route, "indices": ["a"]}]})
+    two = parse_config(
+        {"models": models, "routes": [{**route, "indices": ["a"]}, {**route, "indices": ["a"], "name": "a2"}]}
+    )
+    assert parse_config(two.model_dump(mode="json")) == two

@@ -227,9 +227,15 @@ class AdminApp:
         req = _json_object(raw, "route and thresholds")
         routes = self.rt.config.routes
         index, changes, limit = req.get("route", 0), req.get("thresholds", {}), req.get("limit", 500)
+        names = [r.name for r in routes]
+        if isinstance(index, str) and index in names:
+            index = names.index(index)
         if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(routes):
             raise AdminError(
-                400, "illegal_argument_exception", f"route: an index below {len(routes)} is required"
+                400,
+                "illegal_argument_exception",
+                f"route: an index below {len(routes)} or a route name ({', '.join(map(str, names))})"
+                " is required",
             )
         if not isinstance(changes, dict):
             raise AdminError(
@@ -241,9 +247,12 @@ class AdminApp:
             proposed = proposed_route(routes[index], changes, f"routes.{index}")
         except ConfigError as e:
             raise AdminError(400, "config_exception", str(e)) from None
-        events = [e for e in self.rt.events.query(limit=limit) if e.get("route") == index]
+        # events name their route: searches made under an earlier order of the routes still count
+        name = names[index]
+        events = [e for e in self.rt.events.query(limit=limit) if e.get("route") == name]
         return {
             "route": index,
+            "name": name,
             "current": figures(routes[index], events),
             "proposed": figures(proposed, events),
         }

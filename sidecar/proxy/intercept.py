@@ -12,7 +12,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from sidecar.config import RouteConfig
 from sidecar.engine.batcher import ModelTimeout, Overloaded
 from sidecar.engine.circuit import CircuitOpen
 from sidecar.events import record
@@ -30,8 +29,9 @@ from sidecar.search.documents import document_text
 from sidecar.search.page import build_page, window_hits
 from sidecar.search.plan import Bypass, SearchPlan, plan_search
 from sidecar.search.policy import aggregate, decide
-from sidecar.search.routes import match_route, split_indices
+from sidecar.search.routes import split_indices
 from sidecar.search.variants import rewrite_plan
+from sidecar.snapshot import CompiledRoute, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +87,10 @@ def _search_context(scope: Scope) -> str | None:
     return None
 
 
-async def _rewritten(rt: Runtime, plan: SearchPlan, context: str | None) -> SearchPlan:
+async def _rewritten(route: CompiledRoute, plan: SearchPlan, context: str | None) -> SearchPlan:
     """The plan with its variants; on a fault in rewriting, the plan as it was."""
-    rewriter, llm = rt.rewriter(plan.route_index)
     try:
-        return await rewrite_plan(rewriter, llm, plan, context)
+        return await rewrite_plan(route.rewriter, route.llm, plan, context)
     except Exception:
         log.exception("query rewriting failed; searching with the original query only")
         return plan
@@ -136,15 +135,16 @@ def _json_body(scope: Scope, body: bytes) -> Any:
 
 
 async def rerank_hits(
-    rt: Runtime, route: RouteConfig, plan: SearchPlan, response: dict[str, Any], timing: dict[str, float]
+    compiled: CompiledRoute, plan: SearchPlan, response: dict[str, Any], timing: dict[str, float]
 ) -> tuple[list[list[float]] | None, Outcome]:
     """Score the window's hits against each of the plan's queries (the original first); None
     (and a fallback outcome) on model error or timeout."""
+    route = compiled.config
     hits = response["hits"]["hits"]
     texts = [document_text(h.get("_source"), route.fields, route.template, route.max_chars) for h in hits]
     started = time.perf_counter()
     try:
-        per_query = await _score_queries(rt, route, plan, texts, timing)
+        per_query = await _score_queries(compiled, plan, texts, timing)
     except ModelTimeout:
         took = (time.perf_counter() - started) * 1000
         return None, Outcome("fallback", "timeout", route.model, took)
@@ -163,18 +163,16 @@ async def rerank_hits(
 
 
 async def _score_queries(
-    rt: Runtime, route: RouteConfig, plan: SearchPlan, texts: list[str], timing: dict[str, float]
+    route: CompiledRoute, plan: SearchPlan, texts: list[str], timing: dict[str, float]
 ) -> list[list[float]]:
     """Every candidate against the original query and each variant, in one batcher round where
     they arrive together; the first failure cancels the rest."""
-    budget = route.timeout_ms / 1000
+    budget = route.config.timeout_ms / 1000
     queries = plan.queries
+    model = route.model
     if len(queries) == 1:
-        return [await rt.score(route.model, queries[0], texts, budget, plan.instruction, timing)]
-    tasks = [
-        asyncio.ensure_future(rt.score(route.model, q, texts, budget, plan.instruction, timing))
-        for q in queries
-    ]
+        return [await model.score(queries[0], texts, budget, plan.instruction, timing)]
+    tasks = [asyncio.ensure_future(model.score(q, texts, budget, plan.instruction, timing)) for q in queries]
     try:
         return list(await asyncio.gather(*tasks))
     except BaseException:
@@ -184,10 +182,11 @@ async def _score_queries(
 
 
 async def _finish(
-    rt: Runtime, route: RouteConfig, plan: SearchPlan, response: dict[str, Any], event: dict[str, Any]
+    compiled: CompiledRoute, plan: SearchPlan, response: dict[str, Any], event: dict[str, Any]
 ) -> tuple[dict[str, Any], Outcome]:
+    route = compiled.config
     hits = response["hits"]["hits"]
-    event.update(route=plan.route_index, query=plan.query, window=route.window, model=route.model)
+    event.update(route=compiled.name, query=plan.query, window=route.window, model=route.model)
     event["page"] = {"from": plan.from_, "size": plan.size}
     if plan.rewrite is not None:
         event["variants"] = [{"text": v.text, "rules": list(v.rules)} for v in plan.rewrite.variants]
@@ -196,7 +195,7 @@ async def _finish(
         event["timings"]["rewrite_ms"] = round(plan.rewrite.took_ms, 3)
     event["baseline"] = record.baseline(hits, route)
     ids = [h.get("_id") for h in hits]
-    per_query, outcome = await rerank_hits(rt, route, plan, response, event["timings"])
+    per_query, outcome = await rerank_hits(compiled, plan, response, event["timings"])
     outcome = replace(outcome, variants=len(plan.queries) - 1)
     event["timings"]["rerank_ms"] = outcome.took_ms
     if per_query is None:
@@ -261,17 +260,24 @@ async def _read_or_forward(rt: Runtime, scope: Scope, receive: Receive, send: Se
 
 
 async def handle_search(rt: Runtime, scope: Scope, receive: Receive, send: Send, index: str | None) -> None:
-    """``/_search`` and ``/{index}/_search``; every one leaves an event."""
+    """``/_search`` and ``/{index}/_search``; every one leaves an event. The whole search is
+    served by the config snapshot it started with."""
+    with rt.lease() as snap:
+        await _search(rt, snap, scope, receive, send, index)
+
+
+async def _search(
+    rt: Runtime, snap: Snapshot, scope: Scope, receive: Receive, send: Send, index: str | None
+) -> None:
     started = time.perf_counter()
     rerank_headers = _rerank_headers(scope)
     event = record.new_event(index, rerank_headers)
-    route_index = match_route(rt.config.routes, split_indices(index))
-    if route_index is None:
+    compiled = snap.match(split_indices(index))
+    if compiled is None:
         _record(rt, event, Outcome("bypass", "no-route"), started)
         await forward(rt, scope, receive, send, extra_headers=_bypass_headers("no-route"))
         return
-    route = rt.config.routes[route_index]
-    event["route"] = route_index
+    event["route"] = compiled.name
     raw = await _read_or_forward(rt, scope, receive, send)
     if raw is None:
         _record(rt, event, Outcome("bypass", "body-too-large"), started)
@@ -283,12 +289,12 @@ async def handle_search(rt: Runtime, scope: Scope, receive: Receive, send: Send,
         _record(rt, event, Outcome("bypass", str(e)), started)
         await forward(rt, scope, receive, send, body=raw, extra_headers=_bypass_headers(str(e)))
         return
-    plan = plan_search(route_index, route, body, params, rerank_headers)
+    plan = plan_search(compiled.config, body, params, rerank_headers)
     if isinstance(plan, Bypass):
         _record(rt, event, Outcome("bypass", plan.reason), started)
         await forward(rt, scope, receive, send, body=raw, extra_headers=_bypass_headers(plan.reason))
         return
-    plan = await _rewritten(rt, plan, _search_context(scope))
+    plan = await _rewritten(compiled, plan, _search_context(scope))
 
     headers = request_headers(scope, _WIDENED_DROP)
     headers.append((b"content-type", b"application/json"))
@@ -308,7 +314,7 @@ async def handle_search(rt: Runtime, scope: Scope, receive: Receive, send: Send,
         extra = _bypass_headers(reason)
         await send_response(send, resp.status, response_headers(resp, _RESPONSE_DROP) + extra, content)
         return
-    page, outcome = await _finish(rt, route, plan, parsed, event)
+    page, outcome = await _finish(compiled, plan, parsed, event)
     _record(rt, event, outcome, started)
     out_headers = response_headers(resp, _RESPONSE_DROP) + _outcome_headers(outcome)
     out_headers.append((b"x-rerank-event", event["id"].encode()))
@@ -346,6 +352,7 @@ class _SubSearch:
     header: Any
     body: Any
     plan: SearchPlan | Bypass
+    route: CompiledRoute | None = None
 
 
 def _parse_msearch(raw: bytes) -> list[tuple[Any, Any]] | None:
@@ -360,19 +367,26 @@ def _parse_msearch(raw: bytes) -> list[tuple[Any, Any]] | None:
 
 
 def _plan_sub(
-    rt: Runtime, header: Any, body: Any, default_index: str | None, rerank_headers: Mapping[str, str]
-) -> SearchPlan | Bypass:
+    snap: Snapshot, header: Any, body: Any, default_index: str | None, rerank_headers: Mapping[str, str]
+) -> _SubSearch:
     if not isinstance(header, dict):
-        return Bypass("unparsed-header")
-    index = header.get("index", default_index)
-    route_index = match_route(rt.config.routes, split_indices(index))
-    if route_index is None:
-        return Bypass("no-route")
-    return plan_search(route_index, rt.config.routes[route_index], body, (), rerank_headers)
+        return _SubSearch(header, body, Bypass("unparsed-header"))
+    route = snap.match(split_indices(header.get("index", default_index)))
+    if route is None:
+        return _SubSearch(header, body, Bypass("no-route"))
+    return _SubSearch(header, body, plan_search(route.config, body, (), rerank_headers), route)
 
 
 async def handle_msearch(rt: Runtime, scope: Scope, receive: Receive, send: Send, index: str | None) -> None:
-    """``/_msearch`` and ``/{index}/_msearch``: each sub-search on its own."""
+    """``/_msearch`` and ``/{index}/_msearch``: each sub-search on its own, all of them served
+    by the config snapshot the request started with."""
+    with rt.lease() as snap:
+        await _msearch(rt, snap, scope, receive, send, index)
+
+
+async def _msearch(
+    rt: Runtime, snap: Snapshot, scope: Scope, receive: Receive, send: Send, index: str | None
+) -> None:
     raw = await _read_or_forward(rt, scope, receive, send)
     if raw is None:
         return
@@ -382,7 +396,7 @@ async def handle_msearch(rt: Runtime, scope: Scope, receive: Receive, send: Send
         await forward(rt, scope, receive, send, body=raw, extra_headers=_bypass_headers("unparsed-body"))
         return
     rerank_headers = _rerank_headers(scope)
-    subs = [_SubSearch(h, b, _plan_sub(rt, h, b, index, rerank_headers)) for h, b in pairs]
+    subs = [_plan_sub(snap, h, b, index, rerank_headers) for h, b in pairs]
     if not any(isinstance(s.plan, SearchPlan) for s in subs):
         reasons = ",".join(s.plan.reason for s in subs if isinstance(s.plan, Bypass))
         await forward(rt, scope, receive, send, body=raw, extra_headers=_bypass_headers(reasons))
@@ -390,8 +404,8 @@ async def handle_msearch(rt: Runtime, scope: Scope, receive: Receive, send: Send
     context = _search_context(scope)
 
     async def rewritten(sub: _SubSearch) -> _SubSearch:
-        if isinstance(sub.plan, SearchPlan):
-            return replace(sub, plan=await _rewritten(rt, sub.plan, context))
+        if isinstance(sub.plan, SearchPlan) and sub.route is not None:
+            return replace(sub, plan=await _rewritten(sub.route, sub.plan, context))
         return sub
 
     subs = list(await asyncio.gather(*(rewritten(s) for s in subs)))
@@ -441,8 +455,8 @@ async def _rerank_msearch(
         ):
             outcome = Outcome("bypass", "upstream-error")
         else:
-            route = rt.config.routes[plan.route_index]
-            responses[i], outcome = await _finish(rt, route, plan, response, event)
+            assert sub.route is not None  # a plan is made for a route
+            responses[i], outcome = await _finish(sub.route, plan, response, event)
         _record(rt, event, outcome, started)
         return outcome
 

@@ -35,7 +35,7 @@ class Bypass:
 class SearchPlan:
     """How one search is widened, reranked and paged back."""
 
-    route_index: int
+    route: str  # the route's name
     query: str
     from_: int
     size: int
@@ -112,7 +112,6 @@ def _query_text(
 
 
 def plan_search(
-    route_index: int,
     route: RouteConfig,
     body: Any,
     params: Sequence[tuple[str, str]],
@@ -172,4 +171,5 @@ def plan_search(
     upstream_params = tuple((k, v) for k, v in params if k not in _WIDENED_PARAMS)
     instruction = headers.get("x-rerank-instruction", "").strip() or route.instruction
     explain = headers.get("x-rerank-explain", "").strip().lower() in ("1", "true", "yes")
-    return SearchPlan(route_index, query, from_, size, source, wide, upstream_params, instruction, explain)
+    name = route.name or ",".join(route.indices)
+    return SearchPlan(name, query, from_, size, source, wide, upstream_params, instruction, explain)

@@ -32,7 +32,7 @@ def test_plan_widens_and_strips() -> None:
         "_source": False,
         "ext": {"rerank": {"query_context": {"query_text": "real"}}},
     }
-    plan = plan_search(0, ROUTE, body, [("from", "2"), ("typed_keys", "true")], {})
+    plan = plan_search(ROUTE, body, [("from", "2"), ("typed_keys", "true")], {})
     assert isinstance(plan, SearchPlan)
     assert (plan.from_, plan.size, plan.query) == (2, 5, "real")
     assert plan.body["from"] == 0 and plan.body["size"] == 20
@@ -46,14 +46,14 @@ def test_plan_widens_and_strips() -> None:
 
 def test_plan_bypass_reasons() -> None:
     q = {"query": {"match": {"text": "q"}}}
-    assert plan_search(0, ROUTE, {**q, "from": 15, "size": 10}, [], {}) == Bypass("beyond-window")
-    assert plan_search(0, ROUTE, {**q, "sort": ["_score"]}, [], {}) != Bypass("sort")
-    assert plan_search(0, ROUTE, {**q, "sort": [{"_score": {"order": "asc"}}]}, [], {}) == Bypass("sort")
-    assert plan_search(0, ROUTE, {**q, "size": -1}, [], {}) == Bypass("unparsed-paging")
-    assert plan_search(0, ROUTE, {**q, "stored_fields": ["a"]}, [], {}) == Bypass("stored_fields")
-    assert plan_search(0, ROUTE, q, [("filter_path", "hits.hits._id")], {}) == Bypass("filter_path")
-    assert plan_search(0, ROUTE, [1], [], {}) == Bypass("unparsed-body")
-    assert plan_search(0, ROUTE, q, [], {"x-rerank": "OFF"}) == Bypass("disabled-by-header")
+    assert plan_search(ROUTE, {**q, "from": 15, "size": 10}, [], {}) == Bypass("beyond-window")
+    assert plan_search(ROUTE, {**q, "sort": ["_score"]}, [], {}) != Bypass("sort")
+    assert plan_search(ROUTE, {**q, "sort": [{"_score": {"order": "asc"}}]}, [], {}) == Bypass("sort")
+    assert plan_search(ROUTE, {**q, "size": -1}, [], {}) == Bypass("unparsed-paging")
+    assert plan_search(ROUTE, {**q, "stored_fields": ["a"]}, [], {}) == Bypass("stored_fields")
+    assert plan_search(ROUTE, q, [("filter_path", "hits.hits._id")], {}) == Bypass("filter_path")
+    assert plan_search(ROUTE, [1], [], {}) == Bypass("unparsed-body")
+    assert plan_search(ROUTE, q, [], {"x-rerank": "OFF"}) == Bypass("disabled-by-header")
 
 
 def test_documents_text() -> None:
@@ -83,7 +83,7 @@ def test_page_reorders_and_restores() -> None:
         "aggregations": {"a": 1},
     }
     plan = plan_search(
-        0, ROUTE, {"query": {"match": {"t": "q"}}, "from": 1, "size": 2, "_source": ["keep"]}, [], {}
+        ROUTE, {"query": {"match": {"t": "q"}}, "from": 1, "size": 2, "_source": ["keep"]}, [], {}
     )
     assert isinstance(plan, SearchPlan)
     scores = [0.1, 0.9, 0.5, 0.7, 0.2, 0.3]

@@ -1,0 +1,110 @@
+"""One config compiled for serving: each route with its rewriters, scorer, breaker and
+calibration, immutable. A request holds the snapshot it started with to its end, so a hot
+reload in the middle of a search never pairs an old route with a new rewriter or model."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from sidecar.config import Config, RouteConfig
+from sidecar.engine.batcher import ModelTimeout, Overloaded
+from sidecar.engine.calibration import Calibration, apply
+from sidecar.engine.circuit import CircuitBreaker
+from sidecar.engine.protocol import Scorer
+from sidecar.rewrite.llm import LlmRewriter
+from sidecar.rewrite.rules import Rewriter
+from sidecar.rewrite.text import scrub
+from sidecar.search.routes import match_route
+
+
+@dataclass(frozen=True)
+class Model:
+    """A model as one snapshot serves it: its scorer, circuit breaker and calibration."""
+
+    name: str
+    scorer: Scorer
+    breaker: CircuitBreaker
+    calibration: Calibration | None
+
+    async def score(
+        self,
+        query: str,
+        documents: Sequence[str],
+        timeout_s: float,
+        instruction: str | None = None,
+        timing: dict[str, float] | None = None,
+    ) -> list[float]:
+        """Calibrated scores within ``timeout_s``: ModelTimeout past it, Overloaded when the
+        queue cannot make it, CircuitOpen while the breaker skips the model."""
+        query, documents = scrub(query), [scrub(d) for d in documents]  # lone surrogates -> U+FFFD
+        probe = self.breaker.before()
+        try:
+            scores = await self.scorer.score(query, documents, instruction, timeout_s, timing)
+        except (ModelTimeout, Overloaded, asyncio.CancelledError):
+            self.breaker.neutral(probe)
+            raise
+        except Exception:
+            self.breaker.failure()
+            raise
+        self.breaker.success()
+        if len(scores) != len(documents):
+            raise ValueError(
+                f"model {self.name!r} returned {len(scores)} scores for {len(documents)} documents"
+            )
+        return apply(self.calibration, scores)
+
+
+@dataclass(frozen=True)
+class CompiledRoute:
+    """A route ready to serve: its config, rewriters and model, known by its name."""
+
+    name: str
+    config: RouteConfig
+    model: Model
+    rewriter: Rewriter | None = None
+    llm: LlmRewriter | None = None
+
+
+class Snapshot:
+    """The config and its compiled routes; ``held`` counts the requests still using it."""
+
+    def __init__(self, config: Config, routes: Sequence[CompiledRoute], models: dict[str, Model]) -> None:
+        self.config = config
+        self.routes = tuple(routes)
+        self.models = models
+        self._users = 0
+        self._idle: asyncio.Event | None = None
+
+    def match(self, indices: Sequence[str]) -> CompiledRoute | None:
+        """The first route whose patterns cover every index named, or None."""
+        i = match_route([r.config for r in self.routes], indices)
+        return None if i is None else self.routes[i]
+
+    def route(self, name: str) -> CompiledRoute | None:
+        """The route of that name, or None."""
+        return next((r for r in self.routes if r.name == name), None)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[Snapshot]:
+        """Use this snapshot for the block."""
+        self._users += 1
+        try:
+            yield self
+        finally:
+            self._users -= 1
+            if self._users == 0 and self._idle is not None:
+                self._idle.set()
+
+    async def released(self, timeout_s: float) -> bool:
+        """Wait until no request holds it (at most ``timeout_s``); False when some still do."""
+        if self._users == 0:
+            return True
+        self._idle = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except asyncio.TimeoutError:
+            return False
+        return True
