@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from textual.app import App
 from textual.binding import Binding, BindingType
 
+from sidecar.events.event import SearchEvent
 from tui.client import AdminClient, AdminError
 from tui.messages import ConnectionChanged, EventReceived, StatsUpdated
 
@@ -42,7 +43,7 @@ class SidecarTUI(App[None]):
         self.clock = clock
         self.stats_interval_s = stats_interval_s
         # newest last; keyed by (source, event id) so a reconnect's catch-up does not repeat rows
-        self.events: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
+        self.events: OrderedDict[tuple[str, str], SearchEvent] = OrderedDict()
         self.stats: dict[str, dict[str, Any]] = {}
         self.connected: dict[str, tuple[bool, str]] = {c.name: (False, "connecting") for c in self.clients}
         self.target = 0  # the sidecar that tune, distribution and sandbox act on
@@ -86,7 +87,7 @@ class SidecarTUI(App[None]):
             await asyncio.sleep(self.stats_interval_s)
 
     def on_event_received(self, message: EventReceived) -> None:
-        key = (message.source, str(message.event.get("id")))
+        key = (message.source, message.event.id)
         if key in self.events:
             return
         self.events[key] = message.event
@@ -110,7 +111,7 @@ class SidecarTUI(App[None]):
                 screen.header_dirty = True
                 screen.dirty = screen.dirty or feed
 
-    def recent(self) -> list[tuple[str, dict[str, Any]]]:
+    def recent(self) -> list[tuple[str, SearchEvent]]:
         """Every stored event, newest first, with its source."""
         return [(src, e) for (src, _), e in reversed(self.events.items())]
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+
+from sidecar.events.event import SearchEvent
 
 
 class AdminError(Exception):
@@ -51,11 +52,10 @@ class AdminClient:
         result: dict[str, Any] = await self._call("GET", "/_sidecar/stats")
         return result
 
-    async def events(self, limit: int = 200) -> list[dict[str, Any]]:
+    async def events(self, limit: int = 200) -> list[SearchEvent]:
         """Recent events, newest first."""
         result = await self._call("GET", "/_sidecar/events", params={"limit": limit})
-        events: list[dict[str, Any]] = result["events"]
-        return events
+        return [SearchEvent.model_validate(e) for e in result["events"]]
 
     async def config(self) -> dict[str, Any]:
         """The running config (token redacted)."""
@@ -83,7 +83,7 @@ class AdminClient:
         result: dict[str, Any] = await self._call("POST", "/_sidecar/rerank", json=body)
         return result
 
-    async def stream(self) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self) -> AsyncIterator[SearchEvent]:
         """Search events as the sidecar records them (server-sent events); ends when the
         connection does, raising AdminError when it cannot be opened."""
         timeout = httpx.Timeout(10.0, read=45.0)  # the server sends a comment every 15 s
@@ -97,8 +97,8 @@ class AdminClient:
                         data.append(line[5:].strip())
                     elif not line and data:
                         try:
-                            yield json.loads("\n".join(data))
-                        except ValueError:
+                            yield SearchEvent.model_validate_json("\n".join(data))
+                        except ValueError:  # pydantic's ValidationError too: a record we cannot read
                             pass
                         data = []
         except httpx.HTTPError as e:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sidecar import docfiles
+from sidecar.events.event import Page, Reason, SearchEvent, Status
 
 BARS = " ▁▂▃▄▅▆▇█"
 
@@ -39,55 +39,57 @@ class Filter:
                 words.append(part.casefold())
         return cls(index, status, source, tuple(words))
 
-    def __call__(self, source: str, event: Mapping[str, Any]) -> bool:
-        if self.index and self.index not in str(event.get("index", "")):
+    def __call__(self, source: str, event: SearchEvent) -> bool:
+        if self.index and self.index not in event.index:
             return False
-        if self.status and not str(event.get("status", "")).startswith(self.status):
+        if self.status and not event.status.value.startswith(self.status):
             return False
         if self.source and self.source not in source:
             return False
-        query = str(event.get("query") or "").casefold()
+        query = (event.query or "").casefold()
         return all(w in query for w in self.words)
 
 
-def model_scores(event: Mapping[str, Any]) -> list[float]:
+def model_scores(event: SearchEvent) -> list[float]:
     """The model's scores of the whole window (cut hits too), or of the kept hits in older events."""
-    window = [b["model_score"] for b in event.get("baseline") or [] if "model_score" in b]
-    if window:
-        return [float(s) for s in window]
-    return [float(f["model_score"]) for f in event.get("final") or [] if "model_score" in f]
+    window = [b.model_score for b in event.baseline if b.model_score is not None]
+    return window or [f.model_score for f in event.final if f.model_score is not None]
 
 
-def top1(event: Mapping[str, Any]) -> str:
+def top1(event: SearchEvent) -> str:
     """``↺`` when the reranker changed the first hit, ``=`` when not, ``–`` when it did not run."""
-    final = event.get("final") or []
-    if event.get("status") != "applied" or not final:
+    if event.status is not Status.APPLIED or not event.final:
         return "–"
-    return "=" if final[0].get("original_rank") == 1 else "↺"
+    return "=" if event.final[0].original_rank == 1 else "↺"
 
 
-def spread(event: Mapping[str, Any]) -> float | None:
+def spread(event: SearchEvent) -> float | None:
     """Standard deviation of the top scores: small means the model could not tell hits apart."""
-    scores = sorted((float(f["score"]) for f in event.get("final") or []), reverse=True)[:10]
+    scores = sorted((f.score for f in event.final), reverse=True)[:10]
     return statistics.pstdev(scores) if len(scores) > 1 else None
 
 
-def feed_row(source: str, event: Mapping[str, Any]) -> dict[str, str]:
+def reason_text(event: SearchEvent) -> str:
+    """The reason as the response header gave it."""
+    if isinstance(event.reason, Reason):
+        return event.reason.header(event.upstream_status)
+    return event.reason
+
+
+def feed_row(source: str, event: SearchEvent) -> dict[str, str]:
     """One line of the live feed, as text per column."""
-    final = event.get("final") or []
     s = spread(event)
-    notes = ",".join(event.get("flags") or []) or str(event.get("reason") or "")
     return {
-        "time": time.strftime("%H:%M:%S", time.localtime(float(event.get("time", 0)))),
+        "time": time.strftime("%H:%M:%S", time.localtime(event.time)),
         "src": source,
-        "index": str(event.get("index", "")),
-        "query": one_line(str(event.get("query") or ""), 60),
-        "status": str(event.get("status", "")),
+        "index": event.index,
+        "query": one_line(event.query or "", 60),
+        "status": event.status.value,
         "top1": top1(event),
-        "top": f"{float(final[0]['score']):.2f}" if final else "–",
+        "top": f"{event.final[0].score:.2f}" if event.final else "–",
         "sd": f"{s:.2f}" if s is not None else "–",
-        "ms": f"{float(event.get('timings', {}).get('total_ms', 0)):.0f}",
-        "notes": notes,
+        "ms": f"{event.timings.total_ms or 0:.0f}",
+        "notes": ",".join(event.flags) or reason_text(event),
     }
 
 
@@ -108,27 +110,23 @@ class DiffRow:
     on_page: bool
 
 
-def diff(event: Mapping[str, Any]) -> tuple[list[DiffRow], list[DiffRow]]:
+def diff(event: SearchEvent) -> tuple[list[DiffRow], list[DiffRow]]:
     """The whole window twice. Baseline rows are marked ``left`` when they leave the client's page;
     reranked rows ``▲2``, ``▼1``, ``=``, ``▲7 new`` (entered the page), and the hits the
     thresholds cut come last, marked ``cut``."""
-    baseline = event.get("baseline") or []
-    final = event.get("final") or []
-    page = event.get("page") or {"from": 0, "size": 10}
-    start = int(page.get("from", 0))
-    end = start + int(page.get("size", 10))
-    titles = {b.get("id"): str(b.get("title") or b.get("id")) for b in baseline}
-    kept = {f.get("id") for f in final}
-    reranked_page = {f.get("id") for f in final if start < int(f["rank"]) <= end}
+    page = event.page or Page()
+    start, end = page.from_, page.from_ + page.size
+    titles = {b.id: b.title or str(b.id) for b in event.baseline}
+    kept = {f.id for f in event.final}
+    reranked_page = {f.id for f in event.final if start < f.rank <= end}
     before = []
-    for b in baseline:
-        rank = int(b["rank"])
-        on_page = start < rank <= end
-        mark = "left" if final and on_page and b.get("id") not in reranked_page else ""
-        before.append(DiffRow(rank, titles[b.get("id")], _num(b.get("score")), mark, on_page))
+    for b in event.baseline:
+        on_page = start < b.rank <= end
+        mark = "left" if event.final and on_page and b.id not in reranked_page else ""
+        before.append(DiffRow(b.rank, titles[b.id], b.score, mark, on_page))
     after = []
-    for f in final:
-        rank, was = int(f["rank"]), int(f["original_rank"])
+    for f in event.final:
+        rank, was = f.rank, f.original_rank
         on_page = start < rank <= end
         if was == rank:
             mark = "="
@@ -136,18 +134,12 @@ def diff(event: Mapping[str, Any]) -> tuple[list[DiffRow], list[DiffRow]]:
             mark = f"▲{was - rank}" if was > rank else f"▼{rank - was}"
         if on_page and not start < was <= end:
             mark += " new"
-        after.append(
-            DiffRow(rank, titles.get(f.get("id"), str(f.get("id"))), _num(f.get("score")), mark, on_page)
-        )
-    if event.get("status") == "applied":
-        for b in baseline:
-            if b.get("id") not in kept:
-                after.append(DiffRow(None, titles[b.get("id")], _num(b.get("model_score")), "cut", False))
+        after.append(DiffRow(rank, titles.get(f.id, str(f.id)), f.score, mark, on_page))
+    if event.status is Status.APPLIED:
+        for b in event.baseline:
+            if b.id not in kept:
+                after.append(DiffRow(None, titles[b.id], b.model_score, "cut", False))
     return before, after
-
-
-def _num(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def histogram(

@@ -7,6 +7,8 @@ from typing import Any
 
 from textual.message import Message
 
+from sidecar.events.event import SearchEvent
+
 # Textual sets attributes on messages as it routes them, so these dataclasses cannot be frozen.
 
 
@@ -15,7 +17,7 @@ class EventReceived(Message):
     """A sidecar recorded a search."""
 
     source: str
-    event: dict[str, Any]
+    event: SearchEvent
 
 
 @dataclass

@@ -97,7 +97,7 @@ class AdminApp:
             event = self.rt.events.get(path.rsplit("/", 1)[1])
             if event is None:
                 raise AdminError(404, "resource_not_found_exception", f"no event {path.rsplit('/', 1)[1]!r}")
-            return event
+            return event.to_json()
         raise AdminError(404, "resource_not_found_exception", f"no handler for {method} {path}")
 
     def events(self, scope: Scope) -> list[dict[str, Any]]:
@@ -112,9 +112,10 @@ class AdminApp:
             ) from None
         if not 1 <= limit <= 10_000:
             raise AdminError(400, "illegal_argument_exception", "limit must be between 1 and 10000")
-        return self.rt.events.query(
+        found = self.rt.events.query(
             limit=limit, before=before, index=params.get("index"), status=params.get("status")
         )
+        return [e.to_json() for e in found]
 
     async def stream(self, receive: Receive, send: Send) -> None:
         """Server-sent events: each new search event as it is recorded, a comment every 15 s."""
@@ -133,8 +134,9 @@ class AdminApp:
                 nxt = asyncio.ensure_future(feed.get())
                 done, _ = await asyncio.wait({nxt, gone}, timeout=15, return_when=asyncio.FIRST_COMPLETED)
                 if nxt in done:
-                    data = json.dumps(nxt.result(), ensure_ascii=False)
-                    chunk = f"id: {nxt.result()['id']}\nevent: search\ndata: {data}\n\n".encode()
+                    event = nxt.result()
+                    data = json.dumps(event.to_json(), ensure_ascii=False)
+                    chunk = f"id: {event.id}\nevent: search\ndata: {data}\n\n".encode()
                 else:
                     nxt.cancel()
                     chunk = b": keep-alive\n\n"
@@ -249,7 +251,7 @@ class AdminApp:
             raise AdminError(400, "config_exception", str(e)) from None
         # events name their route: searches made under an earlier order of the routes still count
         name = names[index]
-        events = [e for e in self.rt.events.query(limit=limit) if e.get("route") == name]
+        events = [e for e in self.rt.events.query(limit=limit) if e.route == name]
         return {
             "route": index,
             "name": name,

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from sidecar.config import ConfigError, RouteConfig, format_validation_error
+from sidecar.events.event import SearchEvent
 from sidecar.search.policy import decide
 
 # the route keys a preview may change
@@ -27,22 +28,20 @@ def proposed_route(route: RouteConfig, changes: Mapping[str, Any], where: str) -
         raise ConfigError(f"{where}.{format_validation_error(e)}") from None
 
 
-def figures(route: RouteConfig, events: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+def figures(route: RouteConfig, events: Iterable[SearchEvent]) -> dict[str, Any]:
     """Over applied searches with recorded window scores: the share of window hits cut, of
     searches left with an empty page, and of searches whose top hit is not the cluster's."""
     searches = hits = cut = empty = changed = 0
     for e in events:
-        baseline = e.get("baseline") or []
-        if e.get("status") != "applied" or not baseline or any("model_score" not in b for b in baseline):
+        if not e.scored:
             continue
-        scores = [float(b["model_score"]) for b in baseline]
-        original = [b.get("score") if isinstance(b.get("score"), (int, float)) else None for b in baseline]
-        decision = decide(route, scores, original)
-        page = e.get("page") or {"from": 0, "size": 10}
+        scores = [float(b.model_score or 0.0) for b in e.baseline]
+        decision = decide(route, scores, [b.score for b in e.baseline])
+        start = e.page.from_ if e.page is not None else 0
         searches += 1
         hits += len(scores)
         cut += decision.cut
-        empty += len(decision.order) <= int(page.get("from", 0))
+        empty += len(decision.order) <= start
         changed += bool(decision.order) and decision.order[0] != 0
     share = (lambda n: round(n / searches, 4)) if searches else (lambda n: None)
     return {

@@ -16,6 +16,7 @@ from sidecar.config import Config, RouteConfig, parse_config
 from sidecar.engine.protocol import Backend
 from sidecar.eval.dataset import Dataset
 from sidecar.eval.runner import EvalError, run_queries, running_sidecar
+from sidecar.events.event import SearchEvent, Status
 from sidecar.search.policy import aggregate, decide
 from sidecar.search.routes import match_route
 
@@ -55,17 +56,16 @@ def collecting_config(config: Config, route_index: int, window: int, n_queries: 
     return parse_config(data)
 
 
-def window_of(event: Mapping[str, Any]) -> Window:
+def window_of(event: SearchEvent) -> Window:
     """A recorded search event as a Window."""
-    base = event.get("baseline") or []
-    ids = tuple(str(r["id"]) for r in base)
-    cluster = tuple(r.get("score") if isinstance(r.get("score"), (int, float)) else None for r in base)
-    if event.get("status") != "applied":
+    ids = tuple(str(b.id) for b in event.baseline)
+    cluster = tuple(b.score for b in event.baseline)
+    if event.status is not Status.APPLIED:
         return Window(ids, cluster, None)
-    rows = {r["original_rank"] - 1: r for r in event.get("final") or []}
+    rows = {f.original_rank - 1: f for f in event.final}
     if len(rows) != len(ids):
-        raise EvalError(f"event {event.get('id')}: {len(rows)} scored hits for a window of {len(ids)}")
-    per_hit = [rows[i].get("query_scores") or [rows[i]["model_score"]] for i in range(len(ids))]
+        raise EvalError(f"event {event.id}: {len(rows)} scored hits for a window of {len(ids)}")
+    per_hit = [rows[i].query_scores or [rows[i].model_score or 0.0] for i in range(len(ids))]
     scores = tuple(tuple(float(x) for x in col) for col in zip(*per_hit, strict=True)) if per_hit else ()
     return Window(ids, cluster, scores)
 
@@ -96,7 +96,7 @@ async def collect(
                     raise EvalError(f"query {qid}: the sidecar did not intercept the search")
                 r = await admin.get(f"/_sidecar/events/{event_id}")
                 r.raise_for_status()
-                out[qid] = window_of(r.json())
+                out[qid] = window_of(SearchEvent.model_validate(r.json()))
     return out
 
 

@@ -11,6 +11,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from sidecar.events.event import Reason, SearchEvent, Status
+
 STAGES = ("rewrite_ms", "upstream_ms", "queue_ms", "model_ms", "rerank_ms", "total_ms")
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -75,18 +77,19 @@ class Metrics:
         )
         self.registry.register(_ModelCollector(models))
 
-    def observe(self, event: Mapping[str, Any]) -> None:
+    def observe(self, event: SearchEvent) -> None:
         """Count one search and its stage timings."""
-        self.searches.labels(event["status"], event.get("reason") or "").inc()
+        reason = event.reason.value if isinstance(event.reason, Reason) else event.reason
+        self.searches.labels(event.status.value, reason).inc()
         for stage in STAGES:
-            value = event["timings"].get(stage)
+            value = getattr(event.timings, stage)
             if value is not None:
                 self.latency.labels(stage.removesuffix("_ms")).observe(value / 1000)
-        if event.get("cut"):
-            self.cut.inc(event["cut"])
-        if event.get("variants"):
-            self.variants.inc(len(event["variants"]))
-        for rule in event.get("rules") or ():
+        if event.cut:
+            self.cut.inc(event.cut)
+        if event.variants:
+            self.variants.inc(len(event.variants))
+        for rule in event.rules:
             self.rules.labels(rule if rule.startswith("llm:") else rule.partition(":")[0]).inc()
 
     def exposition(self) -> bytes:
@@ -106,14 +109,14 @@ def _percentiles(values: list[float]) -> dict[str, float] | None:
 
 
 def summarize(
-    events: Iterable[Mapping[str, Any]], models: Mapping[str, Any], window_s: float = 60.0
+    events: Iterable[SearchEvent], models: Mapping[str, Any], window_s: float = 60.0
 ) -> dict[str, Any]:
     """QPS, latency per stage, outcome rates, cache and queue figures over the recent events."""
     now = time.time()
-    recent = [e for e in events if now - e["time"] <= window_s]
+    recent = [e for e in events if now - e.time <= window_s]
     n = len(recent)
-    by_status = {s: sum(1 for e in recent if e["status"] == s) for s in ("applied", "fallback", "bypass")}
-    reranked = [e for e in recent if e["status"] != "bypass"]
+    by_status = {s: sum(1 for e in recent if e.status is s) for s in Status}
+    reranked = [e for e in recent if e.status is not Status.BYPASS]
     model_stats = {}
     for name, b in models.items():
         st = b.stats
@@ -131,17 +134,18 @@ def summarize(
         "window_s": window_s,
         "searches": n,
         "qps": round(n / window_s, 2),
-        "applied_rate": round(by_status["applied"] / n, 4) if n else None,
-        "fallback_rate": round(by_status["fallback"] / n, 4) if n else None,
-        "bypass_rate": round(by_status["bypass"] / n, 4) if n else None,
-        "latency_ms": {
-            s.removesuffix("_ms"): _percentiles([e["timings"][s] for e in reranked if s in e["timings"]])
-            for s in STAGES
-        },
+        "applied_rate": round(by_status[Status.APPLIED] / n, 4) if n else None,
+        "fallback_rate": round(by_status[Status.FALLBACK] / n, 4) if n else None,
+        "bypass_rate": round(by_status[Status.BYPASS] / n, 4) if n else None,
+        "latency_ms": {s.removesuffix("_ms"): _percentiles(_stage(reranked, s)) for s in STAGES},
         "models": model_stats,
         "gpu_memory": _gpu_memory(),
     }
     return out
+
+
+def _stage(events: Iterable[SearchEvent], stage: str) -> list[float]:
+    return [v for e in events if (v := getattr(e.timings, stage)) is not None]
 
 
 def _gpu_memory() -> dict[str, float] | None:

@@ -22,6 +22,8 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+from sidecar.events.event import SearchEvent
+
 log = logging.getLogger(__name__)
 
 _SCHEMA = """
@@ -51,13 +53,13 @@ class EventStore:
         self.path = path
         self.sink = sink
         self.sink_error: str | None = None
-        self.ring: deque[dict[str, Any]] = deque(maxlen=buffer)
+        self.ring: deque[SearchEvent] = deque(maxlen=buffer)
         self.max_events = max_events
         self.max_age_s = max_age_days * 86400
-        self.subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self.subscribers: set[asyncio.Queue[SearchEvent]] = set()
         self.write_error: str | None = None
         self.written = 0
-        self._queue: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[SearchEvent | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
     def open(self) -> None:
@@ -74,7 +76,7 @@ class EventStore:
                     "SELECT body FROM events ORDER BY time DESC LIMIT ?", (self.ring.maxlen,)
                 ).fetchall()
             for (body,) in reversed(rows):
-                self.ring.append(json.loads(body))
+                self.ring.append(SearchEvent.model_validate_json(body))
         except (sqlite3.Error, OSError) as e:
             self.write_error = f"cannot open {self.path}: {e}"
             log.error("event store: %s", self.write_error)
@@ -95,7 +97,7 @@ class EventStore:
         db.executescript(_SCHEMA)
         return db
 
-    def add(self, event: dict[str, Any]) -> None:
+    def add(self, event: SearchEvent) -> None:
         """Record one event: memory and subscribers now, disk soon."""
         self.ring.append(event)
         for q in list(self.subscribers):
@@ -106,17 +108,17 @@ class EventStore:
         if self._thread is not None:
             self._queue.put(event)
 
-    def subscribe(self, size: int = 1000) -> asyncio.Queue[dict[str, Any]]:
+    def subscribe(self, size: int = 1000) -> asyncio.Queue[SearchEvent]:
         """A live feed of new events."""
-        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(size)
+        q: asyncio.Queue[SearchEvent] = asyncio.Queue(size)
         self.subscribers.add(q)
         return q
 
-    def unsubscribe(self, q: asyncio.Queue[dict[str, Any]]) -> None:
+    def unsubscribe(self, q: asyncio.Queue[SearchEvent]) -> None:
         """End a live feed."""
         self.subscribers.discard(q)
 
-    def _batches(self) -> Iterator[list[dict[str, Any]] | None]:
+    def _batches(self) -> Iterator[list[SearchEvent] | None]:
         while True:
             first = self._queue.get()
             if first is None:
@@ -149,7 +151,7 @@ class EventStore:
                 if db is None:
                     db = self._connect()
                 rows = [
-                    (e["id"], e["time"], e.get("index"), e.get("status"), json.dumps(e, ensure_ascii=False))
+                    (e.id, e.time, e.index, e.status.value, json.dumps(e.to_json(), ensure_ascii=False))
                     for e in batch
                 ]
                 with db:
@@ -171,10 +173,10 @@ class EventStore:
             self._prune(db)
             db.close()
 
-    def _send(self, batch: list[dict[str, Any]]) -> None:
+    def _send(self, batch: list[SearchEvent]) -> None:
         assert self.sink is not None
         try:
-            self.sink(batch)
+            self.sink([e.to_json() for e in batch])
             self.sink_error = None
         except Exception as e:
             self.sink_error = str(e)
@@ -196,27 +198,27 @@ class EventStore:
         before: float | None = None,
         index: str | None = None,
         status: str | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[SearchEvent]:
         """Newest first, from memory, then from disk for what memory no longer holds."""
 
-        def keep(e: dict[str, Any]) -> bool:
+        def keep(e: SearchEvent) -> bool:
             return (
-                (before is None or e["time"] < before)
-                and (index is None or e.get("index") == index)
-                and (status is None or e.get("status") == status)
+                (before is None or e.time < before)
+                and (index is None or e.index == index)
+                and (status is None or e.status.value == status)
             )
 
         out = [e for e in reversed(self.ring) if keep(e)][:limit]
         if len(out) < limit and self.path is not None and self.write_error is None:
-            oldest = out[-1]["time"] if out else before
+            oldest = out[-1].time if out else before
             if not out and self.ring and before is None:
-                oldest = self.ring[0]["time"]
+                oldest = self.ring[0].time
             out += self._query_disk(limit - len(out), oldest, index, status)
         return out
 
     def _query_disk(
         self, limit: int, before: float | None, index: str | None, status: str | None
-    ) -> list[dict[str, Any]]:
+    ) -> list[SearchEvent]:
         sql = "SELECT body FROM events WHERE 1=1"
         args: list[float | str] = []
         if before is not None:
@@ -232,15 +234,15 @@ class EventStore:
         args.append(limit)
         try:
             with closing(self._connect()) as db:
-                return [json.loads(b) for (b,) in db.execute(sql, args).fetchall()]
+                return [SearchEvent.model_validate_json(b) for (b,) in db.execute(sql, args).fetchall()]
         except (sqlite3.Error, OSError) as e:
             log.warning("event store: cannot read %s: %s", self.path, e)
             return []
 
-    def get(self, event_id: str) -> dict[str, Any] | None:
+    def get(self, event_id: str) -> SearchEvent | None:
         """One event by id."""
         for e in self.ring:
-            if e["id"] == event_id:
+            if e.id == event_id:
                 return e
         if self.path is None:
             return None
@@ -249,4 +251,4 @@ class EventStore:
                 row = db.execute("SELECT body FROM events WHERE id = ?", (event_id,)).fetchone()
         except (sqlite3.Error, OSError):
             return None
-        return json.loads(row[0]) if row else None
+        return SearchEvent.model_validate_json(row[0]) if row else None

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sidecar.config import RouteConfig
+from sidecar.events.event import Reason
 from sidecar.rewrite.rules import Rewrite
 from sidecar.search.query_text import find_query_text, lucene_terms, text_at_path
 from sidecar.search.source_filter import (
@@ -28,7 +29,7 @@ _WIDENED_PARAMS = frozenset(
 class Bypass:
     """Forward unchanged, for this reason."""
 
-    reason: str
+    reason: Reason
 
 
 @dataclass(frozen=True)
@@ -119,41 +120,45 @@ def plan_search(
 ) -> SearchPlan | Bypass:
     """A plan for reranking, or the reason to pass the search through unchanged."""
     if headers.get("x-rerank", "").strip().lower() == "off":
-        return Bypass("disabled-by-header")
+        return Bypass(Reason.DISABLED_BY_HEADER)
     if body is None:
         body = {}
     if not isinstance(body, dict):
-        return Bypass("unparsed-body")
+        return Bypass(Reason.UNPARSED_BODY)
     p = dict(params)
     if "scroll" in p:
-        return Bypass("scroll")
-    for key, reason in (("search_after", "search_after"), ("pit", "pit"), ("rescore", "rescore")):
+        return Bypass(Reason.SCROLL)
+    for key, reason in (
+        ("search_after", Reason.SEARCH_AFTER),
+        ("pit", Reason.PIT),
+        ("rescore", Reason.RESCORE),
+    ):
         if body.get(key) is not None:
             return Bypass(reason)
     if "stored_fields" in body or "stored_fields" in p:
-        return Bypass("stored_fields")
+        return Bypass(Reason.STORED_FIELDS)
     if "filter_path" in p:
-        return Bypass("filter_path")
+        return Bypass(Reason.FILTER_PATH)
     sort_param = p.get("sort")
     if (sort_param is not None and not _is_score_sort(sort_param.split(","))) or (
         body.get("sort") is not None and not _is_score_sort(body["sort"])
     ):
-        return Bypass("sort")
+        return Bypass(Reason.SORT)
     size = _int(p["size"]) if "size" in p else _int(body.get("size", 10))
     from_ = _int(p["from"]) if "from" in p else _int(body.get("from", 0))
     if size is None or from_ is None or size < 0 or from_ < 0:
-        return Bypass("unparsed-paging")
+        return Bypass(Reason.UNPARSED_PAGING)
     if size == 0:
-        return Bypass("size-0")
+        return Bypass(Reason.SIZE_0)
     if from_ + size > route.window:
-        return Bypass("beyond-window")
+        return Bypass(Reason.BEYOND_WINDOW)
     body_source = parse_body_source(body.get("_source"))
     if body_source is None:
-        return Bypass("unparsed-source")
+        return Bypass(Reason.UNPARSED_SOURCE)
     source = parse_params_source(p, body_source)
     query = _query_text(route, body, p, headers)
     if not query:
-        return Bypass("no-query-text")
+        return Bypass(Reason.NO_QUERY_TEXT)
 
     wide = copy.deepcopy(body)
     ext = wide.get("ext")

@@ -21,6 +21,7 @@ from opensearchpy import OpenSearch
 from osmem_server import OsmemServer
 from prometheus_client.parser import text_string_to_metric_families
 
+from sidecar.events.event import SearchEvent
 from sidecar.events.store import EventStore
 from tests.conftest import BrokenBackend, RunningSidecar, sidecar_config
 
@@ -141,7 +142,15 @@ def test_the_store_stays_within_its_bounds(tmp_path: Path) -> None:
     for i in range(300):
         age = 3 * 86400 if i < 50 else 0  # the first 50 are older than max_age_days
         store.add(
-            {"id": f"e{i}", "time": now - age + i * 0.001, "index": "kb", "status": "applied", "timings": {}}
+            SearchEvent.model_validate(
+                {
+                    "id": f"e{i}",
+                    "time": now - age + i * 0.001,
+                    "index": "kb",
+                    "status": "applied",
+                    "timings": {},
+                }
+            )
         )
     store.close()
     assert len(store.ring) == 20

@@ -6,6 +6,7 @@ import json
 
 import httpx
 
+from tests.conftest import RunningSidecar
 from tests.proxy.test_rerank import QUERY
 
 
@@ -52,3 +53,35 @@ def test_msearch_fallback_sub_search(proxied: httpx.Client) -> None:
     p = proxied.post("/_msearch", content=body, headers={"content-type": "application/x-ndjson"})
     assert p.headers["x-rerank-msearch"] == "fallback:model-error,applied"
     assert p.headers["x-rerank"] == "applied"
+
+
+def test_every_sub_search_leaves_an_event_bypassed_ones_too(
+    sidecar: RunningSidecar, proxied: httpx.Client
+) -> None:
+    body = _ndjson({"index": "plain"}, {**QUERY, "size": 1}, {"index": "kb"}, {**QUERY, "size": 0})
+    p = proxied.post("/_msearch", content=body, headers={"content-type": "application/x-ndjson"})
+    assert p.headers["x-rerank"] == "bypass" and p.headers["x-rerank-reason"] == "no-route,size-0"
+    events = httpx.get(f"{sidecar.admin_url}/_sidecar/events", params={"limit": 2}).json()["events"]
+    assert [(e["index"], e["status"], e["reason"]) for e in reversed(events)] == [
+        ("plain", "bypass", "no-route"),
+        ("kb", "bypass", "size-0"),
+    ]
+    assert events[0]["route"] == "kb,docs-*" and events[1]["route"] is None
+
+
+def test_the_urls_parameters_count_for_each_sub_search(proxied: httpx.Client) -> None:
+    body = _ndjson({"index": "kb"}, {**QUERY, "size": 2})
+    p = proxied.post(
+        "/_msearch",
+        params={"filter_path": "responses.hits.hits._id"},
+        content=body,
+        headers={"content-type": "application/x-ndjson"},
+    )
+    # a filtered answer cannot be reranked: the sub-search is bypassed as a search would be
+    assert p.headers["x-rerank"] == "bypass" and p.headers["x-rerank-reason"] == "filter_path"
+    assert p.json() == {"responses": [{"hits": {"hits": [{"_id": h} for h in _ids(proxied)]}}]}
+
+
+def _ids(proxied: httpx.Client) -> list[str]:
+    r = proxied.post("/kb/_search", json={**QUERY, "size": 2}, headers={"X-Rerank": "off"})
+    return [h["_id"] for h in r.json()["hits"]["hits"]]

@@ -172,6 +172,9 @@ def test_msearch_rewrites_each_sub_search(rewriting: RunningSidecar) -> None:
     assert first["_rerank"]["variants"] == [{"text": "Kubernetes", "rules": ["abbreviation:k8s"]}]
     assert unrouted["hits"]["hits"] == [] and "_rerank" not in unrouted
     assert original["hits"]["hits"] == [] and original["_rerank"]["retrieval"] == "original"
+    # the summary header adds up the variants of every sub-search
+    used = sum(len(x["_rerank"]["variants"]) for x in (first, original))
+    assert used >= 1 and r.headers["x-rerank-variants"] == str(used)
 
 
 def test_opensearch_py_reads_a_rewritten_search(rewriting: RunningSidecar) -> None:

@@ -39,7 +39,7 @@ def text_of(app: SidecarTUI, static_id: str) -> str:
 
 def feed_queries(app: SidecarTUI) -> list[str]:
     screen = app.screen
-    return [str(e.get("query")) for _, e in screen.shown] if isinstance(screen, LiveScreen) else []
+    return [str(e.query) for _, e in screen.shown] if isinstance(screen, LiveScreen) else []
 
 
 async def test_the_feed_shows_searches_and_the_diff_shows_the_moves(

@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 
 from sidecar.docfiles import DocumentsError
+from sidecar.events.event import SearchEvent
 from tui.feed import Filter, bars, diff, feed_row, histogram, load_documents, one_line, top1
 
 
-def event(**kw: Any) -> dict[str, Any]:
+def event(**kw: Any) -> SearchEvent:
     base: dict[str, Any] = {
         "id": "e1",
         "time": 0,
@@ -35,7 +36,7 @@ def event(**kw: Any) -> dict[str, Any]:
         "flags": ["low"],
     }
     base.update(kw)
-    return base
+    return SearchEvent.model_validate(base)
 
 
 def test_diff_marks_moves_page_changes_and_cuts() -> None:

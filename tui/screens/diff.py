@@ -11,7 +11,8 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from tui.feed import bars, diff, histogram, model_scores, one_line
+from sidecar.events.event import SearchEvent
+from tui.feed import bars, diff, histogram, model_scores, one_line, reason_text
 
 
 def _score(value: Any) -> str:
@@ -30,7 +31,7 @@ class DiffScreen(Screen[None]):
 
     AUTO_FOCUS = "#diff-reranked"
 
-    def __init__(self, feed: list[tuple[str, dict[str, Any]]], index: int) -> None:
+    def __init__(self, feed: list[tuple[str, SearchEvent]], index: int) -> None:
         super().__init__()
         self.feed = feed
         self.index = index
@@ -50,28 +51,28 @@ class DiffScreen(Screen[None]):
         self.show()
 
     @property
-    def event(self) -> dict[str, Any]:
+    def event(self) -> SearchEvent:
         return self.feed[self.index][1]
 
     def show(self) -> None:
         e = self.event
         source = self.feed[self.index][0]
-        ms = e.get("timings", {}).get("total_ms", 0)
-        flags = ",".join(e.get("flags") or []) or "–"
-        variants = e.get("variants") or []
-        reason = f" ({e['reason']})" if e.get("reason") else ""
+        ms = e.timings.total_ms or 0
+        flags = ",".join(e.flags) or "–"
+        variants = e.variants
+        reason = f" ({reason_text(e)})" if reason_text(e) else ""
         self.query_one("#diff-title", Static).update(
             Text.assemble(
                 ("Diff ▸ ", "bold"),
-                (f'"{one_line(str(e.get("query") or ""), 70)}"', "bold"),
-                f"   {e.get('index')}   {e.get('status')}{reason}   {float(ms):.0f} ms"
-                f"   variants {len(variants)}   flags {flags}   model {e.get('model') or '–'}   {source}"
+                (f'"{one_line(e.query or "", 70)}"', "bold"),
+                f"   {e.index}   {e.status.value}{reason}   {ms:.0f} ms"
+                f"   variants {len(variants)}   flags {flags}   model {e.model or '–'}   {source}"
                 f"   [{self.index + 1}/{len(self.feed)}]",
             )
         )
-        lines = [f"variants: {v['text']}  ({', '.join(v.get('rules', []))})" for v in variants]
-        if e.get("rules"):
-            lines.insert(0, "rules: " + ", ".join(e["rules"]))
+        lines = [f"variants: {v.text}  ({', '.join(v.rules)})" for v in variants]
+        if e.rules:
+            lines.insert(0, "rules: " + ", ".join(e.rules))
         self.query_one("#diff-rules", Static).update(Text("\n".join(lines) or "rules: none fired"))
         before, after = diff(e)
         width = max(12, self.size.width // 2 - 24)
@@ -105,5 +106,5 @@ class DiffScreen(Screen[None]):
         from tui.screens.sandbox import SandboxScreen
 
         e = self.event
-        titles = [str(b.get("title") or "") for b in e.get("baseline") or [] if b.get("title")]
-        self.app.push_screen(SandboxScreen(query=str(e.get("query") or ""), documents=titles))
+        titles = [b.title for b in e.baseline if b.title]
+        self.app.push_screen(SandboxScreen(query=e.query or "", documents=titles))

@@ -13,6 +13,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual_plotext import PlotextPlot
 
+from sidecar.events.event import Status
 from tui.client import AdminError
 from tui.feed import model_scores
 
@@ -94,8 +95,8 @@ class DistributionScreen(Screen[None]):
         source = self.tui.client.name
         seen: dict[str, None] = {}
         for src, e in self.tui.recent():
-            if src == source and e.get("status") == "applied":
-                seen.setdefault(str(e.get("index")), None)
+            if src == source and e.status is Status.APPLIED:
+                seen.setdefault(e.index, None)
         return sorted(seen)
 
     def draw(self) -> None:
@@ -106,7 +107,7 @@ class DistributionScreen(Screen[None]):
         events = [
             e
             for src, e in self.tui.recent()
-            if src == source and e.get("index") == index and e.get("status") == "applied"
+            if src == source and e.index == index and e.status is Status.APPLIED
         ][:n]
         scores = [s for e in events for s in model_scores(e)]
         found = route_for(self.config, index) if index and self.config else None

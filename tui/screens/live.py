@@ -12,6 +12,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Sparkline, Static
 
+from sidecar.events.event import SearchEvent
 from tui.feed import Filter, feed_row
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ class LiveScreen(Screen[None]):
         self.header_dirty = True  # figures, connections or the clock changed
         self.paused = False
         self.filter = Filter()
-        self.shown: list[tuple[str, dict[str, Any]]] = []
+        self.shown: list[tuple[str, SearchEvent]] = []
 
     @property
     def tui(self) -> SidecarTUI:
@@ -138,7 +139,7 @@ class LiveScreen(Screen[None]):
             if c.name in app.stats
         ]
         self.query_one("#live-figures", Static).update(Text("\n".join(lines) or "waiting for figures…"))
-        recent = [float(e.get("timings", {}).get("total_ms", 0)) for _, e in app.recent()[:60]]
+        recent = [e.timings.total_ms or 0.0 for _, e in app.recent()[:60]]
         self.query_one("#live-spark", Sparkline).data = list(reversed(recent)) or [0.0]
 
     def _table(self) -> None:
@@ -146,14 +147,14 @@ class LiveScreen(Screen[None]):
         selected = None
         if table.row_count and 0 <= table.cursor_row < len(self.shown):
             source, event = self.shown[table.cursor_row]
-            selected = f"{source}:{event.get('id')}"
+            selected = f"{source}:{event.id}"
         self.shown = [(s, e) for s, e in self.tui.recent() if self.filter(s, e)][:500]
         table.clear()
         columns = self._columns()
         for source, event in self.shown:
             row = feed_row(source, event)
             style = STATUS_STYLE.get(row["status"], "")
-            table.add_row(*(Text(row[c], style=style) for c in columns), key=f"{source}:{event.get('id')}")
+            table.add_row(*(Text(row[c], style=style) for c in columns), key=f"{source}:{event.id}")
         if selected is not None:
             try:
                 table.move_cursor(row=table.get_row_index(selected), animate=False)

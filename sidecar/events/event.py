@@ -1,0 +1,164 @@
+"""The search event: one record per intercepted search, the admin API's data contract.
+
+The proxy builds it, the store keeps it (``to_json``), the admin API serves it, the preview and
+the TUI read it back (``SearchEvent.model_validate``). ``version`` says which shape a record
+has: 1 (before route names, with ``route`` a position), 2 (``route`` a name, ``upstream_status``).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+VERSION = 2
+
+
+class Status(str, Enum):
+    """What happened to the search."""
+
+    APPLIED = "applied"  # reranked
+    FALLBACK = "fallback"  # the cluster's order: the model could not answer in time
+    BYPASS = "bypass"  # passed through unchanged
+
+
+class Reason(str, Enum):
+    """Why a search was bypassed or fell back; ``NONE`` for a reranked one."""
+
+    NONE = ""
+    # bypass: the request goes to the cluster unchanged
+    NO_ROUTE = "no-route"
+    SIZE_0 = "size-0"
+    SORT = "sort"
+    SCROLL = "scroll"
+    SEARCH_AFTER = "search_after"
+    PIT = "pit"
+    RESCORE = "rescore"
+    BEYOND_WINDOW = "beyond-window"
+    DISABLED_BY_HEADER = "disabled-by-header"
+    NO_QUERY_TEXT = "no-query-text"
+    STORED_FIELDS = "stored_fields"
+    FILTER_PATH = "filter_path"
+    BODY_TOO_LARGE = "body-too-large"
+    CONTENT_TYPE = "content-type"
+    CONTENT_ENCODING = "content-encoding"
+    UNPARSED_BODY = "unparsed-body"
+    UNPARSED_HEADER = "unparsed-header"  # an _msearch header line that is not an object
+    UNPARSED_PAGING = "unparsed-paging"
+    UNPARSED_SOURCE = "unparsed-source"
+    # bypass after the widened request: the cluster's own answer goes back
+    UPSTREAM_UNAVAILABLE = "upstream-unavailable"  # no answer: 502/504 in OpenSearch's shape
+    UPSTREAM_STATUS = "upstream-status"  # not a 200 search answer (header: upstream-status-NNN)
+    UPSTREAM_ERROR = "upstream-error"  # an _msearch sub-search the cluster answered with an error
+    # fallback: the client's page in the cluster's order
+    TIMEOUT = "timeout"
+    OVERLOADED = "overloaded"
+    CIRCUIT_OPEN = "circuit-open"
+    MODEL_ERROR = "model-error"
+
+    def header(self, upstream_status: int | None = None) -> str:
+        """The ``X-Rerank-Reason`` value."""
+        if self is Reason.UPSTREAM_STATUS and upstream_status is not None:
+            return f"{self.value}-{upstream_status}"
+        return self.value
+
+
+FALLBACK_REASONS = frozenset({Reason.TIMEOUT, Reason.OVERLOADED, Reason.CIRCUIT_OPEN, Reason.MODEL_ERROR})
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class BaselineHit(_Record):
+    """A hit of the window in the cluster's order."""
+
+    id: Any = None
+    score: float | None = None  # the cluster's
+    rank: int
+    title: str = ""
+    model_score: float | None = None  # the model's calibrated score, when it ran (cut hits too)
+
+
+class RankedHit(_Record):
+    """A hit of the reranked window after cuts."""
+
+    id: Any = None
+    score: float  # the _score the client saw
+    model_score: float | None = None
+    rank: int
+    original_rank: int
+    fused: float | None = None  # the fused score that ordered it (fusion other than replace)
+    query_scores: list[float] | None = None  # against the original query and each variant
+
+
+class VariantRecord(_Record):
+    """A query variant and the rules that made it."""
+
+    text: str
+    rules: list[str] = Field(default_factory=list)
+
+
+class Page(_Record):
+    """The client's page."""
+
+    from_: int = Field(0, alias="from")
+    size: int = 10
+
+
+class Timings(_Record):
+    """Milliseconds per stage; absent where the stage did not run."""
+
+    rewrite_ms: float | None = None
+    upstream_ms: float | None = None
+    queue_ms: float | None = None
+    model_ms: float | None = None
+    rerank_ms: float | None = None
+    total_ms: float | None = None
+
+
+class SearchEvent(_Record):
+    """One intercepted search."""
+
+    version: int = VERSION
+    id: str
+    time: float
+    index: str
+    route: str | int | None = None  # the route's name (a position in version 1 records)
+    query: str | None = None
+    variants: list[VariantRecord] = Field(default_factory=list)
+    rules: list[str] = Field(default_factory=list)
+    retrieval: str = "original"
+    window: int | None = None
+    page: Page | None = None
+    baseline: list[BaselineHit] = Field(default_factory=list)
+    final: list[RankedHit] = Field(default_factory=list)
+    cut: int = 0
+    timings: Timings = Field(default_factory=Timings)
+    model: str | None = None
+    status: Status = Status.BYPASS
+    reason: Reason | str = Reason.NONE  # a Reason; an _msearch summary may join several
+    upstream_status: int | None = None  # with reason upstream-status: the cluster's status
+    flags: list[str] = Field(default_factory=list)
+    headers: dict[str, str] = Field(default_factory=dict)  # the request's X-Rerank* headers, no other
+
+    @property
+    def scored(self) -> bool:
+        """Whether the model scored the whole window (what threshold previews need)."""
+        return (
+            self.status is Status.APPLIED
+            and bool(self.baseline)
+            and all(b.model_score is not None for b in self.baseline)
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as the store, the admin API and the live feed give it: rows and timings
+        without the keys that do not apply to them."""
+        out = self.model_dump(mode="json", by_alias=True, exclude={"baseline", "final", "timings"})
+        out["baseline"] = [b.model_dump(mode="json", exclude_none=True) for b in self.baseline]
+        out["final"] = [f.model_dump(mode="json", exclude_none=True) for f in self.final]
+        out["timings"] = self.timings.model_dump(mode="json", exclude_none=True)
+        if self.upstream_status is None:
+            del out["upstream_status"]
+        return out

@@ -1,0 +1,179 @@
+"""The rerank step of one (sub-)search and the step that builds its answer and its event."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sidecar.engine.batcher import ModelTimeout, Overloaded
+from sidecar.engine.circuit import CircuitOpen
+from sidecar.events import record
+from sidecar.events.event import Reason, SearchEvent, Status, VariantRecord
+from sidecar.search.documents import document_text
+from sidecar.search.page import build_page
+from sidecar.search.plan import SearchPlan
+from sidecar.search.policy import aggregate, decide
+from sidecar.snapshot import CompiledRoute
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one (sub-)search."""
+
+    status: Status
+    reason: Reason | str = Reason.NONE
+    model: str = ""
+    took_ms: float = 0.0
+    cut: int = 0
+    flags: tuple[str, ...] = ()
+    variants: int = 0
+    upstream_status: int | None = None
+
+    @classmethod
+    def bypass(cls, reason: Reason, upstream_status: int | None = None) -> Outcome:
+        """A search passed through unchanged."""
+        return cls(Status.BYPASS, reason, upstream_status=upstream_status)
+
+    @property
+    def reason_text(self) -> str:
+        """The reason as the ``X-Rerank-Reason`` header gives it."""
+        if isinstance(self.reason, Reason):
+            return self.reason.header(self.upstream_status)
+        return self.reason
+
+
+def bypass_headers(reason: str) -> list[tuple[bytes, bytes]]:
+    """The headers of a bypassed answer."""
+    return [(b"x-rerank", b"bypass"), (b"x-rerank-reason", reason.encode())]
+
+
+def outcome_headers(outcome: Outcome) -> list[tuple[bytes, bytes]]:
+    """The ``X-Rerank*`` headers of an answer."""
+    headers = [(b"x-rerank", outcome.status.value.encode())]
+    if outcome.reason_text:
+        headers.append((b"x-rerank-reason", outcome.reason_text.encode()))
+    if outcome.model:
+        headers.append((b"x-rerank-model", outcome.model.encode()))
+    if outcome.status is not Status.BYPASS:
+        headers.append((b"x-rerank-took-ms", f"{outcome.took_ms:.1f}".encode()))
+        headers.append((b"x-rerank-variants", str(outcome.variants).encode()))
+    if outcome.status is Status.APPLIED:
+        headers.append((b"x-rerank-cut", str(outcome.cut).encode()))
+        if outcome.flags:
+            headers.append((b"x-rerank-flags", ",".join(outcome.flags).encode()))
+    return headers
+
+
+_FAULTS: tuple[tuple[type[BaseException], Reason], ...] = (
+    (ModelTimeout, Reason.TIMEOUT),
+    (Overloaded, Reason.OVERLOADED),
+    (CircuitOpen, Reason.CIRCUIT_OPEN),
+)
+
+
+async def rerank_hits(
+    compiled: CompiledRoute, plan: SearchPlan, response: dict[str, Any], timing: dict[str, float]
+) -> tuple[list[list[float]] | None, Outcome]:
+    """Score the window's hits against each of the plan's queries (the original first); None
+    (and a fallback outcome) on model error or timeout."""
+    route = compiled.config
+    hits = response["hits"]["hits"]
+    texts = [document_text(h.get("_source"), route.fields, route.template, route.max_chars) for h in hits]
+    started = time.perf_counter()
+    try:
+        per_query = await _score_queries(compiled, plan, texts, timing)
+    except Exception as e:
+        took = (time.perf_counter() - started) * 1000
+        reason = next((r for kind, r in _FAULTS if isinstance(e, kind)), Reason.MODEL_ERROR)
+        if reason is Reason.MODEL_ERROR:
+            log.warning("model %s failed, answering in the cluster's order: %s", route.model, e)
+        return None, Outcome(Status.FALLBACK, reason, route.model, took)
+    took = (time.perf_counter() - started) * 1000
+    return per_query, Outcome(Status.APPLIED, Reason.NONE, route.model, took)
+
+
+async def _score_queries(
+    route: CompiledRoute, plan: SearchPlan, texts: list[str], timing: dict[str, float]
+) -> list[list[float]]:
+    """Every candidate against the original query and each variant, in one batcher round where
+    they arrive together; the first failure cancels the rest."""
+    budget = route.config.timeout_ms / 1000
+    queries = plan.queries
+    model = route.model
+    if len(queries) == 1:
+        return [await model.score(queries[0], texts, budget, plan.instruction, timing)]
+    tasks = [asyncio.ensure_future(model.score(q, texts, budget, plan.instruction, timing)) for q in queries]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for t in tasks:  # the queued work of the other queries leaves the batcher
+            t.cancel()
+        raise
+
+
+async def finish(
+    compiled: CompiledRoute, plan: SearchPlan, response: dict[str, Any], event: SearchEvent
+) -> tuple[dict[str, Any], Outcome]:
+    """Rerank the window and cut the client's page out of it; the event records the plan,
+    the cluster's window and what the model made of it."""
+    route = compiled.config
+    hits = response["hits"]["hits"]
+    event.route, event.query, event.window, event.model = compiled.name, plan.query, route.window, route.model
+    event.page = record.page(plan.from_, plan.size)
+    if plan.rewrite is not None:
+        event.variants = [VariantRecord(text=v.text, rules=list(v.rules)) for v in plan.rewrite.variants]
+        event.rules = list(plan.rewrite.rules)
+        event.retrieval = plan.retrieval
+        event.timings.rewrite_ms = round(plan.rewrite.took_ms, 3)
+    event.baseline = record.baseline(hits, route)
+    timing: dict[str, float] = {}
+    per_query, outcome = await rerank_hits(compiled, plan, response, timing)
+    event.timings.queue_ms, event.timings.model_ms = timing.get("queue_ms"), timing.get("model_ms")
+    outcome = replace(outcome, variants=len(plan.queries) - 1)
+    event.timings.rerank_ms = outcome.took_ms
+    if per_query is None:
+        return explained(build_page(response, plan, None, route.annotate), plan), outcome
+    cfg = route.rewrite
+    scores = aggregate(per_query, cfg.aggregate, cfg.original_weight) if cfg else per_query[0]
+    original = [h.get("_score") for h in hits]
+    decision = decide(route, scores, [o if isinstance(o, (int, float)) else None for o in original])
+    outcome = replace(outcome, cut=decision.cut, flags=decision.flags)
+    event.cut, event.flags = decision.cut, list(decision.flags)
+    fused = None if route.fusion == "replace" else decision.final
+    ids = [h.get("_id") for h in hits]
+    event.final = record.final(ids, decision.order, decision.shown, scores, per_query, fused)
+    for row, score in zip(event.baseline, scores, strict=True):
+        row.model_score = score  # the whole window's, cut hits too: what threshold previews need
+    return explained(build_page(response, plan, scores, route.annotate, decision), plan), outcome
+
+
+def explained(page: dict[str, Any], plan: SearchPlan) -> dict[str, Any]:
+    """With ``X-Rerank-Explain``, the query, its variants and the rules that made them under ``_rerank``."""
+    if plan.explain:
+        rewrite = plan.rewrite
+        variants = rewrite.variants if rewrite else ()
+        page["_rerank"] = {
+            "query": plan.query,
+            "variants": [{"text": v.text, "rules": list(v.rules)} for v in variants],
+            "rules": rewrite.rules if rewrite else [],
+            "retrieval": plan.retrieval,
+        }
+    return page
+
+
+def summarize(outcomes: list[Outcome]) -> Outcome:
+    """An ``_msearch``'s headers: the first reranked sub-search (or fallback) speaks for it,
+    with the variants of all of its sub-searches added up."""
+    variants = sum(o.variants for o in outcomes)
+    for status in (Status.APPLIED, Status.FALLBACK):
+        hits = [o for o in outcomes if o.status is status]
+        if hits:
+            return Outcome(
+                status, hits[0].reason, hits[0].model, max(o.took_ms for o in hits), variants=variants
+            )
+    return Outcome(Status.BYPASS, outcomes[0].reason if outcomes else Reason.NONE)
