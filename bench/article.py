@@ -7,13 +7,19 @@ half, per kind of query and per language, through a real osmem-server and real s
 all-MiniLM-L6-v2 on the CPU.
 
     python bench/article.py
+    python bench/article.py --models qwen3.yaml   # the same with another model, e.g. Qwen3 on a GPU
+
+``--models FILE``: a YAML file with a ``models:`` mapping; its first model replaces MiniLM.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -37,19 +43,41 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.parse_args()
+    parser.add_argument("--models", type=Path, help="YAML with a models: mapping; its first model is used")
+    args = parser.parse_args()
     setup_logging("warning")
+    with tempfile.TemporaryDirectory() as tmp:
+        configs = [_with_models(c, args.models, Path(tmp)) if args.models else c for c in CONFIGS.values()]
+        run([str(c) for c in configs])
+
+
+def _with_models(config: Path, models: Path, folder: Path) -> Path:
+    """The config with another model in MiniLM's place (rules paths made absolute)."""
+    data = yaml.safe_load(config.read_text())
+    data["models"] = yaml.safe_load(models.read_text())["models"]
+    for route in data["routes"]:
+        route["model"] = next(iter(data["models"]))
+        rules = (route.get("rewrite") or {}).get("rules")
+        if rules:
+            route["rewrite"]["rules"] = str((config.parent / rules).resolve())
+    out = folder / config.name
+    out.write_text(yaml.safe_dump(data))
+    return out
+
+
+def run(configs: list[str]) -> None:
+    """Both halves through the two configs; the table."""
     print(f"{'half':<6} {'queries':<22} {'n':>3} {'BM25':>6} {'rerank only':>12} {'rewrite + rerank':>17}")
     for split in ("dev", "test"):
         folder = DATA / f"article-{split}"
         ds = load_dataset(folder)
         args = argparse.Namespace(
-            dataset=str(folder), config=[str(c) for c in CONFIGS.values()], index=f"article-{split}",
+            dataset=str(folder), config=configs, index=f"article-{split}",
             embedded=True, json=None, plot=False, concurrency=4, query=str(DATA / "article-query.json"),
             mapping=str(DATA / "article-mapping.json"), cache=None, no_cache=True, quiet=True,
         )  # fmt: skip
         report = evaluate_settings(args)
-        columns = [report["baseline"]] + [report["settings"][c.stem] for c in CONFIGS.values()]
+        columns = [report["baseline"]] + [report["settings"][Path(c).stem] for c in configs]
         groups: dict[str, list[str]] = {"all": list(ds.queries)}
         for kind in ("long-tail", "two-senses", "vague"):
             groups[kind] = [q for q, meta in ds.metadata.items() if meta["kind"] == kind]
@@ -57,10 +85,7 @@ def main() -> None:
         groups["Chinese queries"] = [q for q in ds.queries if _chinese(ds.queries[q])]
         for name, qs in groups.items():
             top1 = [int(sum(col["per_query"][q]["hit@1"] for q in qs)) for col in columns]
-            print(
-                f"{split:<6} {name:<22} {len(qs):>3} {top1[0]:>6} {top1[1]:>12} {top1[2]:>17}",
-                flush=True,
-            )
+            print(f"{split:<6} {name:<22} {len(qs):>3} {top1[0]:>6} {top1[1]:>12} {top1[2]:>17}", flush=True)
 
 
 if __name__ == "__main__":
