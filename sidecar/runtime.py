@@ -82,10 +82,9 @@ class Runtime:
         documents: Sequence[str],
         timeout_s: float,
         instruction: str | None = None,
-        timing: dict[str, float] | None = None,
     ) -> list[float]:
         """A model's calibrated scores within ``timeout_s`` (see ``Model.score``)."""
-        return await self.snapshot.models[model].score(query, documents, timeout_s, instruction, timing)
+        return (await self.snapshot.models[model].score(query, documents, timeout_s, instruction)).scores
 
     def _compile(
         self, config: Config, scorers: Mapping[str, Scorer], rewriters: Sequence[Rewriter | None]

@@ -13,7 +13,7 @@ from sidecar.config import Config, RouteConfig
 from sidecar.engine.batcher import ModelTimeout, Overloaded
 from sidecar.engine.calibration import Calibration, apply
 from sidecar.engine.circuit import CircuitBreaker
-from sidecar.engine.protocol import Scorer
+from sidecar.engine.protocol import Scored, Scorer
 from sidecar.rewrite.llm import LlmRewriter
 from sidecar.rewrite.rules import Rewriter
 from sidecar.rewrite.text import scrub
@@ -30,19 +30,15 @@ class Model:
     calibration: Calibration | None
 
     async def score(
-        self,
-        query: str,
-        documents: Sequence[str],
-        timeout_s: float,
-        instruction: str | None = None,
-        timing: dict[str, float] | None = None,
-    ) -> list[float]:
-        """Calibrated scores within ``timeout_s``: ModelTimeout past it, Overloaded when the
-        queue cannot make it, CircuitOpen while the breaker skips the model."""
+        self, query: str, documents: Sequence[str], timeout_s: float, instruction: str | None = None
+    ) -> Scored:
+        """Calibrated scores within ``timeout_s``, with their queue and model time: ModelTimeout
+        past it, Overloaded when the queue cannot make it, CircuitOpen while the breaker skips
+        the model."""
         query, documents = scrub(query), [scrub(d) for d in documents]  # lone surrogates -> U+FFFD
         probe = self.breaker.before()
         try:
-            scores = await self.scorer.score(query, documents, instruction, timeout_s, timing)
+            timed = await self.scorer.score_timed(query, documents, instruction, timeout_s)
         except (ModelTimeout, Overloaded, asyncio.CancelledError):
             self.breaker.neutral(probe)
             raise
@@ -50,11 +46,11 @@ class Model:
             self.breaker.failure()
             raise
         self.breaker.success()
-        if len(scores) != len(documents):
+        if len(timed.scores) != len(documents):
             raise ValueError(
-                f"model {self.name!r} returned {len(scores)} scores for {len(documents)} documents"
+                f"model {self.name!r} returned {len(timed.scores)} scores for {len(documents)} documents"
             )
-        return apply(self.calibration, scores)
+        return Scored(apply(self.calibration, timed.scores), timed.queue_ms, timed.model_ms)
 
 
 @dataclass(frozen=True)

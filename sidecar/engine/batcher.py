@@ -23,7 +23,7 @@ from typing import Any
 
 from sidecar.engine.cache import LRUCache
 from sidecar.engine.pairs import forward_splitting_on_oom, token_batches
-from sidecar.engine.protocol import Backend, Encoded, PairBackend
+from sidecar.engine.protocol import Backend, Encoded, PairBackend, Scored
 
 log = logging.getLogger(__name__)
 
@@ -107,22 +107,26 @@ async def cached_scores(
     query: str,
     documents: Sequence[str],
     instruction: str | None,
-    fetch: Callable[[list[str]], Awaitable[list[float]]],
-) -> list[float]:
-    """Scores of the documents: cached ones at once, the others from ``fetch`` (then cached)."""
+    fetch: Callable[[list[str]], Awaitable[Scored]],
+) -> Scored:
+    """Scores of the documents: cached ones at once, the others from ``fetch`` (then cached),
+    with ``fetch``'s timings (none when the cache had them all)."""
     keys = [score_key(model, instruction, query, d) for d in documents]
     scores: list[float | None] = [cache.get(k) for k in keys]
     missing = [i for i, s in enumerate(scores) if s is None]
     stats.cache_hits += len(documents) - len(missing)
     stats.cache_misses += len(missing)
+    timed = Scored([])
     if missing:
-        fresh = await fetch([documents[i] for i in missing])
+        timed = await fetch([documents[i] for i in missing])
+        fresh = timed.scores
         if len(fresh) != len(missing):
             raise ValueError(f"model {model!r} returned {len(fresh)} scores for {len(missing)} documents")
         for i, s in zip(missing, fresh, strict=True):
             scores[i] = s
             cache.put(keys[i], s)
-    return [s if s is not None else float("-inf") for s in scores]
+    done = [s if s is not None else float("-inf") for s in scores]
+    return Scored(done, timed.queue_ms, timed.model_ms)
 
 
 class Batcher:
@@ -191,17 +195,15 @@ class Batcher:
 
     # event loop side
     async def score(
-        self,
-        query: str,
-        documents: Sequence[str],
-        instruction: str | None,
-        timeout_s: float,
-        timing: dict[str, float] | None = None,
+        self, query: str, documents: Sequence[str], instruction: str | None, timeout_s: float
     ) -> list[float]:
-        """Scores for the documents within ``timeout_s``: cached ones at once, the rest from the model.
+        """Scores for the documents within ``timeout_s``: cached ones at once, the rest from the model."""
+        return (await self.score_timed(query, documents, instruction, timeout_s)).scores
 
-        ``timing`` receives ``queue_ms`` (waiting for the thread) and ``model_ms`` (forward passes).
-        """
+    async def score_timed(
+        self, query: str, documents: Sequence[str], instruction: str | None, timeout_s: float
+    ) -> Scored:
+        """The scores with ``queue_ms`` (waiting for the thread) and ``model_ms`` (forward passes)."""
         return await cached_scores(
             self.cache,
             self.stats,
@@ -209,7 +211,7 @@ class Batcher:
             query,
             documents,
             instruction,
-            lambda missing: self._submit(query, missing, instruction, timeout_s, timing),
+            lambda missing: self._submit(query, missing, instruction, timeout_s),
         )
 
     def _estimate(self, query: str, documents: Sequence[str]) -> int:
@@ -223,8 +225,7 @@ class Batcher:
         documents: Sequence[str],
         instruction: str | None,
         timeout_s: float,
-        timing: dict[str, float] | None,
-    ) -> list[float]:
+    ) -> Scored:
         loop = asyncio.get_running_loop()
         est = self._estimate(query, documents)
         with self._cond:
@@ -242,11 +243,10 @@ class Batcher:
             self._cond.notify()
         try:
             result = await asyncio.wait_for(request.future, timeout_s)
-            if timing is not None and request.finished is not None:
-                start = request.first_batch or request.finished
-                timing["queue_ms"] = (start - request.enqueued) * 1000
-                timing["model_ms"] = (request.finished - start) * 1000
-            return result
+            if request.finished is None:
+                return Scored(result)
+            start = request.first_batch or request.finished
+            return Scored(result, (start - request.enqueued) * 1000, (request.finished - start) * 1000)
         except asyncio.TimeoutError:
             raise ModelTimeout(f"model {self.name!r} took longer than {timeout_s * 1000:.0f} ms") from None
         finally:

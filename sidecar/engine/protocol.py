@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -10,6 +11,16 @@ if TYPE_CHECKING:
 
 # One model input: token ids, and token type ids where the model has them.
 Encoded = tuple[list[int], list[int] | None]
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A model's scores and where the time went: ``queue_ms`` waiting for the model (or the
+    server), ``model_ms`` computing; None when every score came from the cache."""
+
+    scores: list[float]
+    queue_ms: float | None = None
+    model_ms: float | None = None
 
 
 @runtime_checkable
@@ -70,14 +81,15 @@ class Scorer(Protocol):
         ...
 
     async def score(
-        self,
-        query: str,
-        documents: Sequence[str],
-        instruction: str | None,
-        timeout_s: float,
-        timing: dict[str, float] | None = None,
+        self, query: str, documents: Sequence[str], instruction: str | None, timeout_s: float
     ) -> list[float]:
-        """One score per document, higher is better; ``timing`` gets queue_ms and model_ms."""
+        """One score per document, higher is better."""
+        ...
+
+    async def score_timed(
+        self, query: str, documents: Sequence[str], instruction: str | None, timeout_s: float
+    ) -> Scored:
+        """The scores with their queue and model time."""
         ...
 
     def info(self) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import httpx
 from sidecar.config import ModelConfig
 from sidecar.engine.batcher import BatchStats, ModelTimeout, Overloaded, cached_scores
 from sidecar.engine.cache import LRUCache
-from sidecar.engine.protocol import Backend
+from sidecar.engine.protocol import Backend, Scored
 
 log = logging.getLogger(__name__)
 
@@ -177,17 +177,19 @@ class RemoteScorer:
         }
 
     async def score(
-        self,
-        query: str,
-        documents: Sequence[str],
-        instruction: str | None,
-        timeout_s: float,
-        timing: dict[str, float] | None = None,
+        self, query: str, documents: Sequence[str], instruction: str | None, timeout_s: float
     ) -> list[float]:
         """Scores within ``timeout_s`` (the instruction is the server's chat template's business)."""
+        return (await self.score_timed(query, documents, instruction, timeout_s)).scores
+
+    async def score_timed(
+        self, query: str, documents: Sequence[str], instruction: str | None, timeout_s: float
+    ) -> Scored:
+        """The scores with ``queue_ms`` (the longest wait for a request slot) and ``model_ms``
+        (the servers' time after it)."""
         deadline = time.monotonic() + timeout_s
 
-        async def fetch(missing: list[str]) -> list[float]:
+        async def fetch(missing: list[str]) -> Scored:
             parts = [missing[i : i + self.per_request] for i in range(0, len(missing), self.per_request)]
             spans: list[tuple[float, float, float]] = []
             tasks = [asyncio.ensure_future(self._request(query, p, deadline, spans)) for p in parts]
@@ -197,11 +199,12 @@ class RemoteScorer:
                 for t in tasks:
                     t.cancel()
                 raise
-            if timing is not None and spans:
-                start = min(s[0] for s in spans)
-                timing["queue_ms"] = max(s[1] - s[0] for s in spans) * 1000
-                timing["model_ms"] = (max(s[2] for s in spans) - start) * 1000 - timing["queue_ms"]
-            return [s for part in results for s in part]
+            scores = [s for part in results for s in part]
+            if not spans:
+                return Scored(scores)
+            start = min(s[0] for s in spans)
+            queue_ms = max(s[1] - s[0] for s in spans) * 1000
+            return Scored(scores, queue_ms, (max(s[2] for s in spans) - start) * 1000 - queue_ms)
 
         return await cached_scores(self.cache, self.stats, self.name, query, documents, instruction, fetch)
 

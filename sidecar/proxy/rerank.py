@@ -10,6 +10,7 @@ from typing import Any
 
 from sidecar.engine.batcher import ModelTimeout, Overloaded
 from sidecar.engine.circuit import CircuitOpen
+from sidecar.engine.protocol import Scored
 from sidecar.events import record
 from sidecar.events.event import Reason, SearchEvent, Status, VariantRecord
 from sidecar.search.documents import document_text
@@ -77,8 +78,8 @@ _FAULTS: tuple[tuple[type[BaseException], Reason], ...] = (
 
 
 async def rerank_hits(
-    compiled: CompiledRoute, plan: SearchPlan, response: dict[str, Any], timing: dict[str, float]
-) -> tuple[list[list[float]] | None, Outcome]:
+    compiled: CompiledRoute, plan: SearchPlan, response: dict[str, Any]
+) -> tuple[list[Scored] | None, Outcome]:
     """Score the window's hits against each of the plan's queries (the original first); None
     (and a fallback outcome) on model error or timeout."""
     route = compiled.config
@@ -86,7 +87,7 @@ async def rerank_hits(
     texts = [document_text(h.get("_source"), route.fields, route.template, route.max_chars) for h in hits]
     started = time.perf_counter()
     try:
-        per_query = await _score_queries(compiled, plan, texts, timing)
+        per_query = await _score_queries(compiled, plan, texts)
     except Exception as e:
         took = (time.perf_counter() - started) * 1000
         reason = next((r for kind, r in _FAULTS if isinstance(e, kind)), Reason.MODEL_ERROR)
@@ -97,17 +98,15 @@ async def rerank_hits(
     return per_query, Outcome(Status.APPLIED, Reason.NONE, route.model, took)
 
 
-async def _score_queries(
-    route: CompiledRoute, plan: SearchPlan, texts: list[str], timing: dict[str, float]
-) -> list[list[float]]:
+async def _score_queries(route: CompiledRoute, plan: SearchPlan, texts: list[str]) -> list[Scored]:
     """Every candidate against the original query and each variant, in one batcher round where
     they arrive together; the first failure cancels the rest."""
     budget = route.config.timeout_ms / 1000
     queries = plan.queries
     model = route.model
     if len(queries) == 1:
-        return [await model.score(queries[0], texts, budget, plan.instruction, timing)]
-    tasks = [asyncio.ensure_future(model.score(q, texts, budget, plan.instruction, timing)) for q in queries]
+        return [await model.score(queries[0], texts, budget, plan.instruction)]
+    tasks = [asyncio.ensure_future(model.score(q, texts, budget, plan.instruction)) for q in queries]
     try:
         return list(await asyncio.gather(*tasks))
     except BaseException:
@@ -131,13 +130,15 @@ async def finish(
         event.retrieval = plan.retrieval
         event.timings.rewrite_ms = round(plan.rewrite.took_ms, 3)
     event.baseline = record.baseline(hits, route)
-    timing: dict[str, float] = {}
-    per_query, outcome = await rerank_hits(compiled, plan, response, timing)
-    event.timings.queue_ms, event.timings.model_ms = timing.get("queue_ms"), timing.get("model_ms")
+    timed, outcome = await rerank_hits(compiled, plan, response)
     outcome = replace(outcome, variants=len(plan.queries) - 1)
     event.timings.rerank_ms = outcome.took_ms
-    if per_query is None:
+    if timed is None:
         return explained(build_page(response, plan, None, route.annotate), plan), outcome
+    # the query and its variants were scored side by side: the longest wait and work of any
+    event.timings.queue_ms = max((t.queue_ms for t in timed if t.queue_ms is not None), default=None)
+    event.timings.model_ms = max((t.model_ms for t in timed if t.model_ms is not None), default=None)
+    per_query = [t.scores for t in timed]
     cfg = route.rewrite
     scores = aggregate(per_query, cfg.aggregate, cfg.original_weight) if cfg else per_query[0]
     original = [h.get("_score") for h in hits]

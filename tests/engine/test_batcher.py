@@ -203,3 +203,19 @@ async def test_a_model_that_fails_to_load_fails_start() -> None:
     b = Batcher("m", broken)  # type: ignore[arg-type]
     with pytest.raises(OSError, match="no such model"):
         await b.start()
+
+
+async def test_timings_come_back_with_the_scores() -> None:
+    backend = RecordingBackend()
+    b = await _batcher(backend, max_wait_ms=50, cache_size=100)
+    try:
+        first = await b.score_timed("q", ["a", "b"], None, 5.0)
+        assert first.scores == [expected("q|a"), expected("q|b")]
+        assert first.queue_ms is not None and first.model_ms is not None
+        assert 40 <= first.queue_ms < 2000 and 0 <= first.model_ms < 2000  # it waited max_wait_ms for company
+        again = await b.score_timed("q", ["a", "b"], None, 5.0)
+        assert (
+            again.scores == first.scores and again.queue_ms is None and again.model_ms is None
+        )  # all cached
+    finally:
+        b.stop()
