@@ -10,6 +10,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from sidecar.engine.remote_apis import APIS
 from sidecar.rewrite.settings import RewriteConfig
 
 
@@ -81,7 +82,7 @@ class CalibrationConfig(_Model):
     scale: float = Field(gt=0)
 
 
-REMOTE_APIS = ("vllm-rerank", "vllm-score", "tei", "infinity", "cohere")
+REMOTE_APIS = tuple(APIS)
 _REMOTE_KEYS = (
     "api",
     "url",
@@ -137,7 +138,7 @@ class ModelConfig(_Model):
     # bi-encoder: a SQLite file that keeps document embeddings across restarts
     embedding_store: str | None = None
     # remote: a serving engine's rerank API at url (or spread over urls)
-    api: Literal["vllm-rerank", "vllm-score", "tei", "infinity", "cohere"] | None = None
+    api: str | None = None  # one of REMOTE_APIS (sidecar/engine/remote_apis.py)
     url: str | None = None
     urls: list[str] | None = None
     api_key_env: str | None = None  # env var holding the bearer key (cohere; any API behind a gateway)
@@ -170,10 +171,12 @@ class ModelConfig(_Model):
         if self.backend == "remote":
             if self.api is None:
                 raise ValueError(f"api: required for backend remote (one of {', '.join(REMOTE_APIS)})")
+            if self.api not in APIS:
+                raise ValueError(f"api: {self.api!r} is not one of {', '.join(REMOTE_APIS)}")
             if (self.url is None) == (self.urls is None):
                 raise ValueError("url or urls: exactly one is required for backend remote")
-            if self.api == "cohere" and (self.model is None or self.api_key_env is None):
-                raise ValueError("api cohere: model and api_key_env are required")
+            if APIS[self.api].needs_model_and_key and (self.model is None or self.api_key_env is None):
+                raise ValueError(f"api {self.api}: model and api_key_env are required")
             return self
         if self.model is None:
             raise ValueError("model: required key is missing")

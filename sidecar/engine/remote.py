@@ -24,56 +24,27 @@ from sidecar.config import ModelConfig
 from sidecar.engine.batcher import BatchStats, ModelTimeout, Overloaded, cached_scores
 from sidecar.engine.cache import LRUCache
 from sidecar.engine.protocol import Backend, Scored
+from sidecar.engine.remote_apis import APIS
 
 log = logging.getLogger(__name__)
 
-PATHS = {
-    "vllm-rerank": "/v1/rerank",
-    "vllm-score": "/score",
-    "tei": "/rerank",
-    "infinity": "/rerank",
-    "cohere": "/v2/rerank",
-}
-DEFAULT_DOCS_PER_REQUEST = {"tei": 32}  # TEI refuses more than --max-client-batch-size (32)
+PATHS = {name: api.path for name, api in APIS.items()}
 
 
 class RemoteError(Exception):
     """The server refused the request, failed, or answered something that is not its API's JSON."""
 
 
-def request_body(api: str, model: str | None, query: str, documents: Sequence[str]) -> dict[str, Any]:
-    """The JSON each API documents for scoring ``documents`` against ``query``."""
-    docs = list(documents)
-    if api == "vllm-score":
-        body: dict[str, Any] = {"text_1": query, "text_2": docs}
-    elif api == "tei":
-        body = {"query": query, "texts": docs, "truncate": True, "raw_scores": False}
-    elif api == "infinity":
-        body = {"query": query, "documents": docs, "return_documents": False}
-    else:  # vllm-rerank, cohere: every document back, so none is left without a score
-        body = {"query": query, "documents": docs, "top_n": len(docs)}
-    if model is not None and api != "tei":  # TEI serves one model and takes no name
-        body["model"] = model
-    return body
-
-
 def parse_scores(api: str, payload: Any, count: int) -> list[float]:
     """One score per document, by each result's index; RemoteError unless every document has one."""
-    if api == "tei":
-        items, key = payload, "score"
-    elif api == "vllm-score":
-        items, key = payload.get("data") if isinstance(payload, dict) else None, "score"
-    else:  # results (vLLM, Cohere, Infinity), or data (Infinity before its Cohere-shaped answers)
-        items = None
-        if isinstance(payload, dict):
-            items = payload.get("results", payload.get("data"))
-        key = "relevance_score"
+    entry = APIS[api]
+    items = entry.items(payload)
     if not isinstance(items, list):
         raise RemoteError(f"unexpected answer: {str(payload)[:200]}")
     scores: list[float | None] = [None] * count
     for item in items:
         index = item.get("index") if isinstance(item, dict) else None
-        score = item.get(key) if isinstance(item, dict) else None
+        score = item.get(entry.score_key) if isinstance(item, dict) else None
         if not isinstance(index, int) or not 0 <= index < count or not isinstance(score, (int, float)):
             raise RemoteError(f"unexpected result: {str(item)[:200]}")
         scores[index] = float(score)
@@ -107,9 +78,9 @@ class RemoteScorer:
         self.spec = spec
         self.backend: Backend | None = None  # no local weights
         self.api: str = spec.api
-        self.path = PATHS[spec.api]
+        self.path = APIS[spec.api].path
         self.endpoints = [Endpoint(u) for u in spec.remote_urls]
-        self.per_request = spec.max_docs_per_request or DEFAULT_DOCS_PER_REQUEST.get(spec.api, 100)
+        self.per_request = spec.max_docs_per_request or APIS[spec.api].docs_per_request
         self.cache: LRUCache[float] = LRUCache(spec.cache_size)
         self.stats = BatchStats()
         self.requests = 0
@@ -258,7 +229,7 @@ class RemoteScorer:
 
     async def _send(self, query: str, documents: list[str], deadline: float) -> list[float]:
         assert self._client is not None, "start() first"
-        body = request_body(self.api, self.spec.model, query, documents) | self.spec.extra_body
+        body = APIS[self.api].request_body(self.spec.model, query, documents) | self.spec.extra_body
         tries = 0
         while True:
             left = deadline - time.monotonic()

@@ -395,3 +395,13 @@ def test_the_readme_remote_block_is_a_valid_model() -> None:
     assert cfg.models["qwen3"].remote_urls == ["http://gpu-1:8000", "http://gpu-2:8000"]
     assert cfg.routes[0].fusion == "auto"
     assert model_calibration(cfg.models["qwen3"]) is None  # the engine's scores are probabilities
+
+
+def test_each_api_is_one_table_entry_and_each_entry_is_tested() -> None:
+    from sidecar.config import REMOTE_APIS
+    from sidecar.engine.remote_apis import API_TABLE
+
+    # the config accepts exactly the table's APIs, and the end-to-end tests above cover every one
+    assert tuple(a.name for a in API_TABLE) == REMOTE_APIS
+    assert set(REMOTE_APIS) == set(APIS)
+    assert {a.name: a.path for a in API_TABLE} == PATHS
