@@ -4,8 +4,7 @@ replayed offline through the sidecar's own policy code, with no model call."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,20 +28,6 @@ class Window:
     ids: tuple[str, ...]
     cluster: tuple[float | None, ...]
     scores: tuple[tuple[float, ...], ...] | None
-
-    def to_json(self) -> dict[str, Any]:
-        """A plain dict, for a cache file."""
-        return {"ids": self.ids, "cluster": self.cluster, "scores": self.scores}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Window:
-        """The inverse of ``to_json``."""
-        scores = data["scores"]
-        return cls(
-            tuple(data["ids"]),
-            tuple(data["cluster"]),
-            None if scores is None else tuple(tuple(r) for r in scores),
-        )
 
 
 def collecting_config(config: Config, route_index: int, window: int, n_queries: int) -> Config:
@@ -114,18 +99,3 @@ def replay(w: Window, route: RouteConfig) -> list[str]:
         scores = list(per_query[0])
     decision = decide(route, scores, list(w.cluster[:n]))
     return [w.ids[i] for i in decision.order]
-
-
-def save(path: Path, windows: Mapping[str, Window]) -> None:
-    """Windows to a JSON file."""
-    path.write_text(json.dumps({q: w.to_json() for q, w in windows.items()}), encoding="utf-8")
-
-
-def load(path: Path) -> dict[str, Window]:
-    """Windows from a JSON file written by ``save``."""
-    return {q: Window.from_json(w) for q, w in json.loads(path.read_text(encoding="utf-8")).items()}
-
-
-def ranked(windows: Mapping[str, Window], route: RouteConfig, queries: Sequence[str]) -> dict[str, list[str]]:
-    """Replayed runs for ``queries``."""
-    return {q: replay(windows[q], route) for q in queries}
