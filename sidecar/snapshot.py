@@ -10,10 +10,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from sidecar.config import Config, RouteConfig
-from sidecar.engine.batcher import ModelTimeout, Overloaded
 from sidecar.engine.calibration import Calibration, apply
 from sidecar.engine.circuit import CircuitBreaker
-from sidecar.engine.protocol import Scored, Scorer
+from sidecar.engine.protocol import ModelTimeout, Overloaded, Scored, Scorer
 from sidecar.rewrite.llm import LlmRewriter
 from sidecar.rewrite.rules import Rewriter
 from sidecar.rewrite.text import scrub

@@ -19,8 +19,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from sidecar import __version__
 from sidecar.admin.preview import figures, proposed_route
 from sidecar.config import Config, ConfigError, parse_config
-from sidecar.engine.batcher import ModelTimeout, Overloaded
 from sidecar.engine.circuit import CircuitOpen
+from sidecar.engine.protocol import ModelTimeout, Overloaded
 from sidecar.events.metrics import summarize
 from sidecar.proxy.asgi import JSON_HEADERS, BodyTooLarge, Receive, Scope, Send, read_body, send_response
 from sidecar.proxy.errors import error_body

@@ -12,28 +12,24 @@ the queue; an exception reaches exactly the requests whose pairs were in the fai
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sidecar.engine.cache import LRUCache
 from sidecar.engine.pairs import forward_splitting_on_oom, token_batches
-from sidecar.engine.protocol import Backend, Encoded, PairBackend, Scored
+from sidecar.engine.protocol import Backend, Encoded, ModelTimeout, Overloaded, PairBackend, Scored
+from sidecar.engine.score_cache import cached_scores
+from sidecar.engine.stats import BatchStats
 
 log = logging.getLogger(__name__)
 
-
-class Overloaded(Exception):
-    """The model's queue is too long for this request's budget."""
-
-
-class ModelTimeout(Exception):
-    """Scoring did not finish within the request's budget."""
+# re-exported: the errors a caller of score catches, and the figures
+__all__ = ["BatchStats", "Batcher", "ModelTimeout", "Overloaded"]
 
 
 @dataclass(eq=False)
@@ -69,64 +65,6 @@ def _settle(fut: asyncio.Future[list[float]], result: list[float] | BaseExceptio
         fut.set_exception(result)
     else:
         fut.set_result(result)
-
-
-@dataclass
-class BatchStats:
-    """Running figures for the admin API and benchmarks."""
-
-    batches: int = 0
-    pairs: int = 0
-    real_tokens: int = 0
-    padded_tokens: int = 0
-    last_batch_sizes: deque[int] = field(default_factory=lambda: deque(maxlen=256))
-    overloaded: int = 0
-    cache_hits: int = 0
-    cache_misses: int = 0
-
-    @property
-    def padding_waste(self) -> float:
-        """Share of computed tokens that were padding."""
-        return 1 - self.real_tokens / self.padded_tokens if self.padded_tokens else 0.0
-
-
-def score_key(model: str, instruction: str | None, query: str, document: str) -> bytes:
-    """The score cache key: model, instruction, query and document, hashed."""
-    h = hashlib.blake2b(digest_size=16)
-    for part in (model, instruction or "", query, document):
-        data = part.encode("utf-8", "surrogatepass")
-        h.update(len(data).to_bytes(8, "little"))
-        h.update(data)
-    return h.digest()
-
-
-async def cached_scores(
-    cache: LRUCache[float],
-    stats: BatchStats,
-    model: str,
-    query: str,
-    documents: Sequence[str],
-    instruction: str | None,
-    fetch: Callable[[list[str]], Awaitable[Scored]],
-) -> Scored:
-    """Scores of the documents: cached ones at once, the others from ``fetch`` (then cached),
-    with ``fetch``'s timings (none when the cache had them all)."""
-    keys = [score_key(model, instruction, query, d) for d in documents]
-    scores: list[float | None] = [cache.get(k) for k in keys]
-    missing = [i for i, s in enumerate(scores) if s is None]
-    stats.cache_hits += len(documents) - len(missing)
-    stats.cache_misses += len(missing)
-    timed = Scored([])
-    if missing:
-        timed = await fetch([documents[i] for i in missing])
-        fresh = timed.scores
-        if len(fresh) != len(missing):
-            raise ValueError(f"model {model!r} returned {len(fresh)} scores for {len(missing)} documents")
-        for i, s in zip(missing, fresh, strict=True):
-            scores[i] = s
-            cache.put(keys[i], s)
-    done = [s if s is not None else float("-inf") for s in scores]
-    return Scored(done, timed.queue_ms, timed.model_ms)
 
 
 class Batcher:

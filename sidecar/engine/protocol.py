@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-if TYPE_CHECKING:
-    from sidecar.engine.batcher import BatchStats
+from sidecar.engine.stats import BatchStats
+
+
+class Overloaded(Exception):
+    """The model's queue is too long for this request's budget."""
+
+
+class ModelTimeout(Exception):
+    """Scoring did not finish within the request's budget."""
+
 
 # One model input: token ids, and token type ids where the model has them.
 Encoded = tuple[list[int], list[int] | None]

@@ -21,10 +21,11 @@ from typing import Any
 import httpx
 
 from sidecar.config import ModelConfig
-from sidecar.engine.batcher import BatchStats, ModelTimeout, Overloaded, cached_scores
 from sidecar.engine.cache import LRUCache
-from sidecar.engine.protocol import Backend, Scored
+from sidecar.engine.protocol import Backend, ModelTimeout, Overloaded, Scored
 from sidecar.engine.remote_apis import APIS
+from sidecar.engine.score_cache import cached_scores
+from sidecar.engine.stats import BatchStats
 
 log = logging.getLogger(__name__)
 

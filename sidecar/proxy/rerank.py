@@ -8,9 +8,8 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sidecar.engine.batcher import ModelTimeout, Overloaded
 from sidecar.engine.circuit import CircuitOpen
-from sidecar.engine.protocol import Scored
+from sidecar.engine.protocol import ModelTimeout, Overloaded, Scored
 from sidecar.events import record
 from sidecar.events.event import Reason, SearchEvent, Status, VariantRecord
 from sidecar.search.documents import document_text

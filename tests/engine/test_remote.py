@@ -405,3 +405,12 @@ def test_each_api_is_one_table_entry_and_each_entry_is_tested() -> None:
     assert tuple(a.name for a in API_TABLE) == REMOTE_APIS
     assert set(REMOTE_APIS) == set(APIS)
     assert {a.name: a.path for a in API_TABLE} == PATHS
+
+
+def test_a_remote_model_needs_no_local_batcher() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, sidecar.engine.remote; print('sidecar.engine.batcher' in sys.modules, 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
