@@ -1,11 +1,13 @@
-"""A bounded LRU cache for per-text model outputs (embeddings, scores)."""
+"""A bounded LRU cache for per-text model outputs (embeddings, scores): cachetools' LRU behind
+a lock, since the inference thread and the event loop both use it."""
 
 from __future__ import annotations
 
 import hashlib
 import threading
-from collections import OrderedDict
 from typing import Generic, TypeVar
+
+from cachetools import LRUCache as _LRU
 
 V = TypeVar("V")
 
@@ -16,11 +18,11 @@ def text_key(namespace: str, text: str) -> bytes:
 
 
 class LRUCache(Generic[V]):
-    """Least-recently-used cache bounded by entry count; safe across threads."""
+    """Least-recently-used cache bounded by entry count (0: caches nothing); safe across threads."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._data: OrderedDict[bytes, V] = OrderedDict()
+        self._data: _LRU[bytes, V] | None = _LRU(maxsize=capacity) if capacity > 0 else None
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -28,23 +30,19 @@ class LRUCache(Generic[V]):
     def get(self, key: bytes) -> V | None:
         """Return the cached value and mark it recent, or None."""
         with self._lock:
-            value = self._data.get(key)
+            value = self._data.get(key) if self._data is not None else None
             if value is None:
                 self.misses += 1
-                return None
-            self._data.move_to_end(key)
-            self.hits += 1
+            else:
+                self.hits += 1
             return value
 
     def put(self, key: bytes, value: V) -> None:
         """Store a value, evicting the least recent entries past capacity."""
-        if self.capacity <= 0:
+        if self._data is None:
             return
         with self._lock:
             self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self.capacity:
-                self._data.popitem(last=False)
 
     def __len__(self) -> int:
-        return len(self._data)
+        return len(self._data) if self._data is not None else 0
