@@ -205,8 +205,8 @@ class ModelConfig(_Model):
 class RouteConfig(_Model):
     """Which indices are reranked, with which model and how."""
 
-    # what events, previews and the admin API call the route; default: its index patterns
-    name: str | None = Field(None, min_length=1, max_length=200)
+    # what events, previews and the admin API call the route; default (null): its index patterns
+    name: str = Field(min_length=1, max_length=200)
     indices: list[str] = Field(min_length=1)
     model: str
     window: int = Field(100, ge=1, le=10_000)
@@ -239,6 +239,13 @@ class RouteConfig(_Model):
     low_mean: float | None = Field(None, ge=0, le=1)  # also low when the top scores' mean is under it
     # query rewriting: rules, variants, and how retrieval and reranking use them
     rewrite: RewriteConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("name") is None and isinstance(data.get("indices"), list):
+            return {**data, "name": ",".join(str(i) for i in data["indices"])}
+        return data
 
     @model_validator(mode="after")
     def _template_fields(self) -> RouteConfig:
@@ -296,20 +303,17 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _routes_name_models(self) -> Config:
-        named: list[RouteConfig] = []
         seen: dict[str, int] = {}
         for i, route in enumerate(self.routes):
             if route.model not in self.models:
                 known = ", ".join(sorted(self.models)) or "none defined"
                 raise ConfigError(f"routes.{i}.model: unknown model {route.model!r} (models: {known})")
-            name = route.name or ",".join(route.indices)
-            if name in seen:
+            if route.name in seen:
                 raise ConfigError(
-                    f"routes.{i}.name: {name!r} is the name of routes.{seen[name]} too: give one a name"
+                    f"routes.{i}.name: {route.name!r} is the name of routes.{seen[route.name]} too:"
+                    " give one a name"
                 )
-            seen[name] = i
-            named.append(route if route.name else route.model_copy(update={"name": name}))
-        object.__setattr__(self, "routes", named)
+            seen[route.name] = i
         return self
 
 

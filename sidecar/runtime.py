@@ -91,10 +91,9 @@ class Runtime:
     ) -> tuple[Snapshot, list[LlmRewriter]]:
         """A snapshot of ``config`` over these scorers (breakers kept for scorers kept), and the
         LLM clients no route uses any more. LLM clients whose settings did not change are reused."""
-        old = getattr(self, "snapshot", None)
         models: dict[str, Model] = {}
         for name, scorer in scorers.items():
-            kept = old.models.get(name) if old is not None else None
+            kept = self.snapshot.models.get(name)
             spec = config.models[name]
             breaker = (
                 kept.breaker
@@ -109,7 +108,6 @@ class Runtime:
             if rewriter is not None and rewriter.cfg.llm is not None:
                 key = rewriter.cfg.llm.model_dump_json()
                 client = llms[key] = llms.get(key) or self._llms.get(key) or LlmRewriter(rewriter.cfg.llm)
-            assert route.name is not None  # the config names every route
             routes.append(CompiledRoute(route.name, route, models[route.model], rewriter, client))
         retired = [c for k, c in self._llms.items() if k not in llms]
         self._llms = llms

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sidecar import docfiles
-from sidecar.events.event import Page, Reason, SearchEvent, Status
+from sidecar.events.event import Page, SearchEvent, Status, reason_text
 
 BARS = " ▁▂▃▄▅▆▇█"
 
@@ -69,13 +69,6 @@ def spread(event: SearchEvent) -> float | None:
     return statistics.pstdev(scores) if len(scores) > 1 else None
 
 
-def reason_text(event: SearchEvent) -> str:
-    """The reason as the response header gave it."""
-    if isinstance(event.reason, Reason):
-        return event.reason.header(event.upstream_status)
-    return event.reason
-
-
 def feed_row(source: str, event: SearchEvent) -> dict[str, str]:
     """One line of the live feed, as text per column."""
     s = spread(event)
@@ -89,7 +82,7 @@ def feed_row(source: str, event: SearchEvent) -> dict[str, str]:
         "top": f"{event.final[0].score:.2f}" if event.final else "–",
         "sd": f"{s:.2f}" if s is not None else "–",
         "ms": f"{event.timings.total_ms or 0:.0f}",
-        "notes": ",".join(event.flags) or reason_text(event),
+        "notes": ",".join(event.flags) or reason_text(event.reason, event.upstream_status),
     }
 
 

@@ -236,8 +236,7 @@ class AdminApp:
             raise AdminError(
                 400,
                 "illegal_argument_exception",
-                f"route: an index below {len(routes)} or a route name ({', '.join(map(str, names))})"
-                " is required",
+                f"route: an index below {len(routes)} or a route name ({', '.join(names)}) is required",
             )
         if not isinstance(changes, dict):
             raise AdminError(

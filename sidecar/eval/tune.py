@@ -88,6 +88,10 @@ def _matters(route: RouteConfig, key: str) -> bool:
     return True
 
 
+def _distance(changes: Mapping[str, Any]) -> int:
+    return len(changes) + len(changes.get("rewrite", {}))
+
+
 def grid(route: RouteConfig, retrievals: Sequence[str], collected_window: int) -> list[Setting]:
     """Every setting to try for ``route``: the route as configured first."""
     windows = sorted({w for w in (*WINDOWS, route.window) if w <= collected_window})
@@ -178,7 +182,8 @@ def tune(
         hit.append({q: m["hit@1"] for q, m in per_query.items()})
         advance(1)
 
-    distance = [len(s.changes(route)) + len(s.changes(route).get("rewrite", {})) for s in settings]
+    # how far a setting is from the configured route: the keys it changes
+    distance = [_distance(s.changes(route)) for s in settings]
 
     def best_on(qs: Sequence[str]) -> int:
         """The best mean NDCG@10 on ``qs``; of equals, the one closest to the configured route."""

@@ -64,6 +64,11 @@ class Reason(str, Enum):
         return self.value
 
 
+def reason_text(reason: Reason | str, upstream_status: int | None = None) -> str:
+    """A reason as the ``X-Rerank-Reason`` header gives it (a version-1 record's string as it is)."""
+    return reason.header(upstream_status) if isinstance(reason, Reason) else reason
+
+
 FALLBACK_REASONS = frozenset({Reason.TIMEOUT, Reason.OVERLOADED, Reason.CIRCUIT_OPEN, Reason.MODEL_ERROR})
 
 

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from sidecar.events.event import Reason, SearchEvent, Status
+from sidecar.events.event import SearchEvent, Status, reason_text
 
 STAGES = ("rewrite_ms", "upstream_ms", "queue_ms", "model_ms", "rerank_ms", "total_ms")
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -79,8 +79,7 @@ class Metrics:
 
     def observe(self, event: SearchEvent) -> None:
         """Count one search and its stage timings."""
-        reason = event.reason.value if isinstance(event.reason, Reason) else event.reason
-        self.searches.labels(event.status.value, reason).inc()
+        self.searches.labels(event.status.value, reason_text(event.reason)).inc()
         for stage in STAGES:
             value = getattr(event.timings, stage)
             if value is not None:

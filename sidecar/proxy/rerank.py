@@ -26,7 +26,7 @@ class Outcome:
     """What happened to one (sub-)search."""
 
     status: Status
-    reason: Reason | str = Reason.NONE
+    reason: Reason = Reason.NONE
     model: str = ""
     took_ms: float = 0.0
     cut: int = 0
@@ -42,9 +42,7 @@ class Outcome:
     @property
     def reason_text(self) -> str:
         """The reason as the ``X-Rerank-Reason`` header gives it."""
-        if isinstance(self.reason, Reason):
-            return self.reason.header(self.upstream_status)
-        return self.reason
+        return self.reason.header(self.upstream_status)
 
 
 def bypass_headers(reason: str) -> list[tuple[bytes, bytes]]:

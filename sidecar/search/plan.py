@@ -176,5 +176,4 @@ def plan_search(
     upstream_params = tuple((k, v) for k, v in params if k not in _WIDENED_PARAMS)
     instruction = headers.get("x-rerank-instruction", "").strip() or route.instruction
     explain = headers.get("x-rerank-explain", "").strip().lower() in ("1", "true", "yes")
-    name = route.name or ",".join(route.indices)
-    return SearchPlan(name, query, from_, size, source, wide, upstream_params, instruction, explain)
+    return SearchPlan(route.name, query, from_, size, source, wide, upstream_params, instruction, explain)

@@ -11,8 +11,8 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from sidecar.events.event import SearchEvent
-from tui.feed import bars, diff, histogram, model_scores, one_line, reason_text
+from sidecar.events.event import SearchEvent, reason_text
+from tui.feed import bars, diff, histogram, model_scores, one_line
 
 
 def _score(value: Any) -> str:
@@ -60,7 +60,8 @@ class DiffScreen(Screen[None]):
         ms = e.timings.total_ms or 0
         flags = ",".join(e.flags) or "–"
         variants = e.variants
-        reason = f" ({reason_text(e)})" if reason_text(e) else ""
+        why = reason_text(e.reason, e.upstream_status)
+        reason = f" ({why})" if why else ""
         self.query_one("#diff-title", Static).update(
             Text.assemble(
                 ("Diff ▸ ", "bold"),
