@@ -160,9 +160,7 @@ def pct(xs: list[float], p: float) -> float:
 async def run_ours(
     model: Qwen3Reranker, searches: list[tuple[str, list[str]]], concurrent: int, batch_tokens: int
 ) -> tuple[list[float], float, Batcher]:
-    batcher = Batcher(
-        "bench", lambda: model, batch_tokens=batch_tokens, max_wait_ms=2, cache_size=0, max_queue=10_000
-    )
+    batcher = Batcher("bench", lambda: model, batch_tokens=batch_tokens, max_wait_ms=2, max_queue=10_000)
     await batcher.start()
     batcher.stats.__init__()  # type: ignore[misc]  # count the measured runs only
     latencies: list[float] = []

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sidecar.config import ConfigError, ModelConfig, load_config
+from sidecar.config import ConfigError, ModelConfig, load_config, model_entry
 from sidecar.docfiles import DocumentsError, jsonl_values, load_documents
 from sidecar.engine.calibration import Calibration, apply
 from sidecar.engine.protocol import Scorer
@@ -46,7 +46,7 @@ def model_spec(args: argparse.Namespace) -> tuple[str, ModelConfig]:
         return name, config.models[name]
     model = args.model or DEFAULT_MODEL
     backend = args.backend or _backend_for(model)
-    return "rerank", ModelConfig(backend=backend, model=model, device=args.device)
+    return "rerank", model_entry({"backend": backend, "model": model, "device": args.device})
 
 
 def read_queries(args: argparse.Namespace) -> list[tuple[str, str]]:

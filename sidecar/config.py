@@ -5,10 +5,18 @@ from __future__ import annotations
 import re
 import string
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from sidecar.engine.remote_apis import APIS
 from sidecar.rewrite.settings import RewriteConfig
@@ -83,28 +91,43 @@ class CalibrationConfig(_Model):
 
 
 REMOTE_APIS = tuple(APIS)
-_REMOTE_KEYS = (
-    "api",
-    "url",
-    "urls",
-    "api_key_env",
-    "headers",
-    "headers_env",
-    "extra_body",
-    "max_docs_per_request",
-    "max_concurrency",
-    "request_timeout_s",
-    "retries",
-    "cooldown_s",
-)
+LOCAL_BACKENDS = ("qwen3", "cross-encoder", "bi-encoder")
+_BACKENDS = (*LOCAL_BACKENDS, "remote")
 
 
-class ModelConfig(_Model):
-    """One reranking model, named in ``models`` and referenced by routes."""
+class _ModelBase(_Model):
+    """What every model entry has, local or remote."""
 
-    backend: Literal["qwen3", "cross-encoder", "bi-encoder", "remote"]
-    # the weights (a hub id or a folder); for a remote backend the name the server expects, if any
-    model: str | None = None
+    # the model's raw score mapped to [0, 1] (0.5: as likely relevant as not); default: none for
+    # qwen3, cross-encoders and remote engines (probabilities already), for bi-encoders the
+    # shipped fit of the model, else a generic cosine fit; `eval --tune` fits one
+    calibration: CalibrationConfig | None = None
+    # (model, instruction, query, document) scores kept in memory (0: no cache)
+    cache_size: int = Field(50_000, ge=0)
+    # requests waiting for the model at most; past it (or past their budget) they fall back at once
+    max_queue: int = Field(256, ge=1)
+    # circuit breaker: after this many errors in a row the model is skipped (0: never)
+    circuit_failures: int = Field(5, ge=0)
+    circuit_cooldown_s: float = Field(30.0, gt=0)  # then one search probes it
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys_of_the_other_kind(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            mine = cls.model_fields
+            other = RemoteModel if cls is LocalModel else LocalModel
+            for key in data:
+                if key not in mine and key in other.model_fields:
+                    kind = "backend remote" if other is RemoteModel else "local backends"
+                    raise ValueError(f"{key}: only for {kind}")
+        return data
+
+
+class LocalModel(_ModelBase):
+    """A model that runs in the sidecar, on its own inference thread behind the batcher."""
+
+    backend: Literal["qwen3", "cross-encoder", "bi-encoder"]
+    model: str  # the weights: a hub id or a folder
     device: str = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     # tokens per (query, document) input; default: 8192 for qwen3, the tokenizer's limit otherwise
@@ -113,9 +136,6 @@ class ModelConfig(_Model):
     batch_tokens: int = Field(16384, ge=64)
     # how long the first request of a batch waits for others to join it
     max_wait_ms: float = Field(2.0, ge=0, le=1000)
-    # requests waiting for the model at most; past it (or past their budget) they fall back at once
-    max_queue: int = Field(256, ge=1)
-    cache_size: int = Field(50_000, ge=0)
     # documents past max_length: cut, or split into overlapping chunks scored by the best one;
     # default: chunk for bi-encoders (cheap: one embedding per chunk, cached), truncate otherwise
     long_docs: Literal["truncate", "chunk"] | None = None
@@ -126,19 +146,29 @@ class ModelConfig(_Model):
     max_chunks: int | None = Field(None, ge=1, le=256)
     # cross-encoder: which label's probability is the score (a name or an index); default: the single logit
     label: str | int | None = None
-    # the model's raw score mapped to [0, 1] (0.5: as likely relevant as not); default: none for
-    # qwen3, cross-encoders and remote engines (probabilities already), for bi-encoders the
-    # shipped fit of the model, else a generic cosine fit; `eval --tune` fits one
-    calibration: CalibrationConfig | None = None
-    # circuit breaker: after this many errors in a row the model is skipped (0: never)
-    circuit_failures: int = Field(5, ge=0)
-    circuit_cooldown_s: float = Field(30.0, gt=0)  # then one search probes it
     # bi-encoder: texts per forward pass
     batch_size: int = Field(32, ge=1, le=4096)
     # bi-encoder: a SQLite file that keeps document embeddings across restarts
     embedding_store: str | None = None
-    # remote: a serving engine's rerank API at url (or spread over urls)
-    api: str | None = None  # one of REMOTE_APIS (sidecar/engine/remote_apis.py)
+
+    @model_validator(mode="after")
+    def _long_docs_default(self) -> LocalModel:
+        bi = self.backend == "bi-encoder"
+        if self.long_docs is None:
+            object.__setattr__(self, "long_docs", "chunk" if bi else "truncate")
+        if self.chunk_tokens is None:
+            object.__setattr__(self, "chunk_tokens", 128 if bi else 512)
+        if self.max_chunks is None:
+            object.__setattr__(self, "max_chunks", 16 if bi else 8)
+        return self
+
+
+class RemoteModel(_ModelBase):
+    """A serving engine's rerank API at url (or spread over urls)."""
+
+    backend: Literal["remote"]
+    api: str  # one of REMOTE_APIS (sidecar/engine/remote_apis.py)
+    model: str | None = None  # the name the server expects, if any
     url: str | None = None
     urls: list[str] | None = None
     api_key_env: str | None = None  # env var holding the bearer key (cohere; any API behind a gateway)
@@ -151,6 +181,20 @@ class ModelConfig(_Model):
     request_timeout_s: float = Field(10.0, gt=0)  # per request, and never past the route's budget
     retries: int = Field(1, ge=0, le=10)  # on connection errors only, on the next URL
     cooldown_s: float = Field(10.0, ge=0)  # a URL that failed is skipped this long
+
+    @model_validator(mode="before")
+    @classmethod
+    def _api_given(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("api") is None:
+            raise ValueError(f"api: required for backend remote (one of {', '.join(REMOTE_APIS)})")
+        return data
+
+    @field_validator("api")
+    @classmethod
+    def _api(cls, v: str) -> str:
+        if v not in APIS:
+            raise ValueError(f"{v!r} is not one of {', '.join(REMOTE_APIS)}")
+        return v
 
     @field_validator("url")
     @classmethod
@@ -167,22 +211,11 @@ class ModelConfig(_Model):
         return [_base_url(u) for u in v]
 
     @model_validator(mode="after")
-    def _backend_keys(self) -> ModelConfig:
-        if self.backend == "remote":
-            if self.api is None:
-                raise ValueError(f"api: required for backend remote (one of {', '.join(REMOTE_APIS)})")
-            if self.api not in APIS:
-                raise ValueError(f"api: {self.api!r} is not one of {', '.join(REMOTE_APIS)}")
-            if (self.url is None) == (self.urls is None):
-                raise ValueError("url or urls: exactly one is required for backend remote")
-            if APIS[self.api].needs_model_and_key and (self.model is None or self.api_key_env is None):
-                raise ValueError(f"api {self.api}: model and api_key_env are required")
-            return self
-        if self.model is None:
-            raise ValueError("model: required key is missing")
-        for key in _REMOTE_KEYS:
-            if getattr(self, key) != ModelConfig.model_fields[key].get_default(call_default_factory=True):
-                raise ValueError(f"{key}: only for backend remote")
+    def _servers(self) -> RemoteModel:
+        if (self.url is None) == (self.urls is None):
+            raise ValueError("url or urls: exactly one is required for backend remote")
+        if APIS[self.api].needs_model_and_key and (self.model is None or self.api_key_env is None):
+            raise ValueError(f"api {self.api}: model and api_key_env are required")
         return self
 
     @property
@@ -190,16 +223,18 @@ class ModelConfig(_Model):
         """The servers of a remote model."""
         return self.urls or ([self.url] if self.url else [])
 
-    @model_validator(mode="after")
-    def _long_docs_default(self) -> ModelConfig:
-        bi = self.backend == "bi-encoder"
-        if self.long_docs is None:
-            object.__setattr__(self, "long_docs", "chunk" if bi else "truncate")
-        if self.chunk_tokens is None:
-            object.__setattr__(self, "chunk_tokens", 128 if bi else 512)
-        if self.max_chunks is None:
-            object.__setattr__(self, "max_chunks", 16 if bi else 8)
-        return self
+
+# one model entry of `models`: which class is told by its backend key
+ModelConfig = Annotated[LocalModel | RemoteModel, Field(discriminator="backend")]
+_MODEL = TypeAdapter(ModelConfig)
+
+
+def model_entry(data: Any) -> LocalModel | RemoteModel:
+    """A model entry from its mapping (ConfigError naming the key when it is wrong)."""
+    try:
+        return _MODEL.validate_python(data)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e)) from None
 
 
 class RouteConfig(_Model):
@@ -320,7 +355,17 @@ class Config(_Model):
 def format_validation_error(err: ValidationError) -> str:
     """The first error of a validation as ``key.path: problem (got value)``."""
     first = err.errors()[0]
-    path = ".".join(str(p) for p in first["loc"])
+    # a model entry's errors carry its backend (the union's tag) in their path: it is no key
+    loc = [
+        p
+        for i, p in enumerate(first["loc"])
+        if not (p in _BACKENDS and i and first["loc"][i - 1] != "backend")
+    ]
+    path = ".".join(str(p) for p in loc)
+    if first["type"] in ("union_tag_not_found", "union_tag_invalid"):
+        return f"{path}.backend: required, one of {', '.join(_BACKENDS)}" + (
+            f" (got {first['ctx']['tag']!r})" if first["type"] == "union_tag_invalid" else ""
+        )
     if first["type"] == "extra_forbidden":
         return f"{path}: unknown key"
     msg = first["msg"]

@@ -20,10 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sidecar.engine.cache import LRUCache
 from sidecar.engine.pairs import forward_splitting_on_oom, token_batches
 from sidecar.engine.protocol import Backend, Encoded, ModelTimeout, Overloaded, PairBackend, Scored
-from sidecar.engine.score_cache import cached_scores
 from sidecar.engine.stats import BatchStats
 
 log = logging.getLogger(__name__)
@@ -78,14 +76,12 @@ class Batcher:
         batch_tokens: int = 16384,
         max_wait_ms: float = 2.0,
         max_queue: int = 256,
-        cache_size: int = 50_000,
     ) -> None:
         self.name = name
         self._load = load
         self.batch_tokens = batch_tokens
         self.max_wait = max_wait_ms / 1000
         self.max_queue = max_queue
-        self.cache: LRUCache[float] = LRUCache(cache_size)
         self.stats = BatchStats()
         self.backend: Backend | None = None
         self._pending: deque[_Request] = deque()
@@ -135,22 +131,16 @@ class Batcher:
     async def score(
         self, query: str, documents: Sequence[str], instruction: str | None, timeout_s: float
     ) -> list[float]:
-        """Scores for the documents within ``timeout_s``: cached ones at once, the rest from the model."""
+        """Scores for the documents within ``timeout_s``."""
         return (await self.score_timed(query, documents, instruction, timeout_s)).scores
 
     async def score_timed(
         self, query: str, documents: Sequence[str], instruction: str | None, timeout_s: float
     ) -> Scored:
         """The scores with ``queue_ms`` (waiting for the thread) and ``model_ms`` (forward passes)."""
-        return await cached_scores(
-            self.cache,
-            self.stats,
-            self.name,
-            query,
-            documents,
-            instruction,
-            lambda missing: self._submit(query, missing, instruction, timeout_s),
-        )
+        if not documents:
+            return Scored([])
+        return await self._submit(query, documents, instruction, timeout_s)
 
     def _estimate(self, query: str, documents: Sequence[str]) -> int:
         limit = getattr(self.backend, "max_length", 512)

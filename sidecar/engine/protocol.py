@@ -72,8 +72,16 @@ class Scorer(Protocol):
     Overloaded when the work cannot start in time."""
 
     name: str
-    stats: BatchStats
-    backend: Backend | None  # the local backend, once loaded; None for a remote model
+
+    @property
+    def stats(self) -> BatchStats:
+        """The model's running figures."""
+        ...
+
+    @property
+    def backend(self) -> Backend | None:
+        """The local backend, once loaded; None for a remote model."""
+        ...
 
     @property
     def queue_depth(self) -> int:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sidecar.config import ModelConfig
+from sidecar.config import LocalModel, ModelConfig, RemoteModel
 from sidecar.engine.batcher import Batcher
 from sidecar.engine.calibration import Calibration, for_model
 from sidecar.engine.protocol import Backend, Scorer
+from sidecar.engine.score_cache import CachedScorer
 
 
-def build_backend(name: str, spec: ModelConfig) -> Backend:
+def build_backend(name: str, spec: LocalModel) -> Backend:
     """Instantiate the backend a model entry names (loads weights: call it on the model's thread)."""
-    assert spec.model is not None  # required for local backends
     if spec.backend == "bi-encoder":
         from sidecar.engine.bi_encoder import BiEncoderBackend
 
@@ -51,19 +51,26 @@ def build_backend(name: str, spec: ModelConfig) -> Backend:
 
 def make_scorer(name: str, spec: ModelConfig, load: Callable[[], Backend] | None = None) -> Scorer:
     """A model entry as the service uses it: a remote API client, or a local backend behind its
-    batcher; ``load`` replaces building the local backend from the config (tests)."""
-    if spec.backend == "remote" and load is None:
+    batcher, either behind the score cache; ``load`` replaces building the local backend from the
+    config (tests)."""
+    scorer: Scorer
+    if isinstance(spec, RemoteModel) and load is None:
         from sidecar.engine.remote import RemoteScorer
 
-        return RemoteScorer(name, spec)
-    return Batcher(
-        name,
-        load or (lambda: build_backend(name, spec)),
-        batch_tokens=spec.batch_tokens,
-        max_wait_ms=spec.max_wait_ms,
-        max_queue=spec.max_queue,
-        cache_size=spec.cache_size,
-    )
+        scorer = RemoteScorer(name, spec)
+    elif isinstance(spec, LocalModel):
+        local = spec
+        scorer = Batcher(
+            name,
+            load or (lambda: build_backend(name, local)),
+            batch_tokens=spec.batch_tokens,
+            max_wait_ms=spec.max_wait_ms,
+            max_queue=spec.max_queue,
+        )
+    else:
+        assert load is not None
+        scorer = Batcher(name, load, max_queue=spec.max_queue)
+    return CachedScorer(scorer, spec.cache_size) if spec.cache_size else scorer
 
 
 def model_calibration(spec: ModelConfig) -> Calibration | None:

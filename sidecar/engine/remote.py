@@ -20,11 +20,9 @@ from typing import Any
 
 import httpx
 
-from sidecar.config import ModelConfig
-from sidecar.engine.cache import LRUCache
+from sidecar.config import RemoteModel
 from sidecar.engine.protocol import Backend, ModelTimeout, Overloaded, Scored
 from sidecar.engine.remote_apis import APIS
-from sidecar.engine.score_cache import cached_scores
 from sidecar.engine.stats import BatchStats
 
 log = logging.getLogger(__name__)
@@ -72,9 +70,8 @@ class RemoteScorer:
     """A remote model behind the same interface as a local one (see ``Scorer``)."""
 
     def __init__(
-        self, name: str, spec: ModelConfig, transport: httpx.AsyncBaseTransport | None = None
+        self, name: str, spec: RemoteModel, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
-        assert spec.api is not None
         self.name = name
         self.spec = spec
         self.backend: Backend | None = None  # no local weights
@@ -82,7 +79,6 @@ class RemoteScorer:
         self.path = APIS[spec.api].path
         self.endpoints = [Endpoint(u) for u in spec.remote_urls]
         self.per_request = spec.max_docs_per_request or APIS[spec.api].docs_per_request
-        self.cache: LRUCache[float] = LRUCache(spec.cache_size)
         self.stats = BatchStats()
         self.requests = 0
         self.errors = 0
@@ -159,26 +155,26 @@ class RemoteScorer:
     ) -> Scored:
         """The scores with ``queue_ms`` (the longest wait for a request slot) and ``model_ms``
         (the servers' time after it)."""
+        if not documents:
+            return Scored([])
         deadline = time.monotonic() + timeout_s
-
-        async def fetch(missing: list[str]) -> Scored:
-            parts = [missing[i : i + self.per_request] for i in range(0, len(missing), self.per_request)]
-            spans: list[tuple[float, float, float]] = []
-            tasks = [asyncio.ensure_future(self._request(query, p, deadline, spans)) for p in parts]
-            try:
-                results = await asyncio.gather(*tasks)
-            except BaseException:
-                for t in tasks:
-                    t.cancel()
-                raise
-            scores = [s for part in results for s in part]
-            if not spans:
-                return Scored(scores)
-            start = min(s[0] for s in spans)
-            queue_ms = max(s[1] - s[0] for s in spans) * 1000
-            return Scored(scores, queue_ms, (max(s[2] for s in spans) - start) * 1000 - queue_ms)
-
-        return await cached_scores(self.cache, self.stats, self.name, query, documents, instruction, fetch)
+        parts = [
+            list(documents[i : i + self.per_request]) for i in range(0, len(documents), self.per_request)
+        ]
+        spans: list[tuple[float, float, float]] = []
+        tasks = [asyncio.ensure_future(self._request(query, p, deadline, spans)) for p in parts]
+        try:
+            results = await asyncio.gather(*tasks)
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            raise
+        scores = [s for part in results for s in part]
+        if not spans:
+            return Scored(scores)
+        start = min(s[0] for s in spans)
+        queue_ms = max(s[1] - s[0] for s in spans) * 1000
+        return Scored(scores, queue_ms, (max(s[2] for s in spans) - start) * 1000 - queue_ms)
 
     def _pick(self) -> Endpoint:
         """The next server round-robin, skipping those cooling down (all down: the soonest back)."""

@@ -11,6 +11,7 @@ import pytest
 
 from sidecar.engine.batcher import Batcher, ModelTimeout, Overloaded
 from sidecar.engine.protocol import Encoded, PairBackend
+from sidecar.engine.score_cache import CachedScorer
 
 
 class RecordingBackend:
@@ -66,7 +67,7 @@ def test_recording_backend_is_a_pair_backend() -> None:
 
 async def test_concurrent_searches_share_batches_within_the_token_budget() -> None:
     backend = RecordingBackend()
-    b = await _batcher(backend, batch_tokens=400, max_wait_ms=50, cache_size=0)
+    b = await _batcher(backend, batch_tokens=400, max_wait_ms=50)
     try:
         docs = [[f"doc {i}-{j} " + "x" * (j % 2) for j in range(6)] for i in range(8)]
         results = await asyncio.gather(*(b.score(f"query {i}", docs[i], None, 5.0) for i in range(8)))
@@ -90,7 +91,7 @@ async def test_concurrent_searches_share_batches_within_the_token_budget() -> No
 
 async def test_a_lone_request_waits_at_most_max_wait() -> None:
     backend = RecordingBackend()
-    b = await _batcher(backend, max_wait_ms=150, cache_size=0)
+    b = await _batcher(backend, max_wait_ms=150)
     try:
         started = time.monotonic()
         await b.score("q", ["a", "b"], None, 5.0)
@@ -102,7 +103,7 @@ async def test_a_lone_request_waits_at_most_max_wait() -> None:
 
 async def test_a_full_budget_does_not_wait() -> None:
     backend = RecordingBackend()
-    b = await _batcher(backend, batch_tokens=256, max_wait_ms=3000, cache_size=0)
+    b = await _batcher(backend, batch_tokens=256, max_wait_ms=3000)
     try:
         started = time.monotonic()
         await b.score("q", ["y" * 300] * 3, None, 10.0)
@@ -113,7 +114,7 @@ async def test_a_full_budget_does_not_wait() -> None:
 
 async def test_overload_fails_fast() -> None:
     backend = RecordingBackend()
-    b = await _batcher(backend, max_queue=1, max_wait_ms=0, cache_size=0)
+    b = await _batcher(backend, max_queue=1, max_wait_ms=0)
     try:
         backend.gate.clear()
         first = asyncio.ensure_future(b.score("q", ["busy"], None, 5.0))
@@ -135,7 +136,7 @@ async def test_overload_fails_fast() -> None:
 
 async def test_a_cancelled_request_leaves_the_queue() -> None:
     backend = RecordingBackend()
-    b = await _batcher(backend, max_wait_ms=0, cache_size=0)
+    b = await _batcher(backend, max_wait_ms=0)
     try:
         backend.gate.clear()
         first = asyncio.ensure_future(b.score("q", ["busy"], None, 5.0))
@@ -155,7 +156,7 @@ async def test_a_cancelled_request_leaves_the_queue() -> None:
 
 async def test_an_exception_reaches_exactly_the_affected_requests() -> None:
     backend = RecordingBackend()
-    b = await _batcher(backend, batch_tokens=8, max_wait_ms=100, cache_size=0)  # one pair per batch
+    b = await _batcher(backend, batch_tokens=8, max_wait_ms=100)  # one pair per batch
     try:
         backend.fail_on = "boom"
         ok, bad = await asyncio.gather(
@@ -171,7 +172,7 @@ async def test_an_exception_reaches_exactly_the_affected_requests() -> None:
 
 async def test_out_of_memory_halves_the_batch() -> None:
     backend = RecordingBackend()
-    b = await _batcher(backend, max_wait_ms=0, cache_size=0)
+    b = await _batcher(backend, max_wait_ms=0)
     try:
         backend.oom_above = 2
         docs = [f"d{i}" for i in range(8)]
@@ -184,14 +185,15 @@ async def test_out_of_memory_halves_the_batch() -> None:
 async def test_the_score_cache_serves_repeats() -> None:
     backend = RecordingBackend()
     b = await _batcher(backend, max_wait_ms=0)
+    cached = CachedScorer(b, 50_000)
     try:
-        first = await b.score("q", ["a", "b", "c"], None, 5.0)
+        first = await cached.score("q", ["a", "b", "c"], None, 5.0)
         runs = len(backend.batches)
-        assert await b.score("q", ["c", "a"], None, 5.0) == [first[2], first[0]]
+        assert await cached.score("q", ["c", "a"], None, 5.0) == [first[2], first[0]]
         assert len(backend.batches) == runs
-        await b.score("q", ["a"], "another instruction", 5.0)
+        await cached.score("q", ["a"], "another instruction", 5.0)
         assert len(backend.batches) == runs + 1, "the instruction is part of the key"
-        assert b.stats.cache_hits == 2
+        assert cached.stats.cache_hits == 2
     finally:
         b.stop()
 
@@ -207,13 +209,14 @@ async def test_a_model_that_fails_to_load_fails_start() -> None:
 
 async def test_timings_come_back_with_the_scores() -> None:
     backend = RecordingBackend()
-    b = await _batcher(backend, max_wait_ms=50, cache_size=100)
+    b = await _batcher(backend, max_wait_ms=50)
+    cached = CachedScorer(b, 100)  # the score cache in front of it, as make_scorer puts it
     try:
-        first = await b.score_timed("q", ["a", "b"], None, 5.0)
+        first = await cached.score_timed("q", ["a", "b"], None, 5.0)
         assert first.scores == [expected("q|a"), expected("q|b")]
         assert first.queue_ms is not None and first.model_ms is not None
         assert 40 <= first.queue_ms < 2000 and 0 <= first.model_ms < 2000  # it waited max_wait_ms for company
-        again = await b.score_timed("q", ["a", "b"], None, 5.0)
+        again = await cached.score_timed("q", ["a", "b"], None, 5.0)
         assert (
             again.scores == first.scores and again.queue_ms is None and again.model_ms is None
         )  # all cached

@@ -18,9 +18,9 @@ from aiohttp import web
 from osmem_server import OsmemServer
 
 from sidecar.cli import main
-from sidecar.config import ConfigError, ModelConfig, parse_config
+from sidecar.config import ConfigError, RemoteModel, parse_config
 from sidecar.engine.batcher import ModelTimeout, Overloaded
-from sidecar.engine.registry import model_calibration
+from sidecar.engine.registry import make_scorer, model_calibration
 from sidecar.engine.remote import PATHS, RemoteError, RemoteScorer
 from tests.conftest import RunningSidecar, ThreadedApp, sidecar_config
 
@@ -112,13 +112,13 @@ def servers() -> Iterator[list[RerankServer]]:
         s.stop()
 
 
-def spec(api: str, urls: list[str], **extra: Any) -> ModelConfig:
+def spec(api: str, urls: list[str], **extra: Any) -> RemoteModel:
     model = {"cohere": "rerank-v3.5", "tei": None}.get(api, "Qwen/Qwen3-Reranker-0.6B")
     data: dict[str, Any] = {"backend": "remote", "api": api, "urls": urls, "model": model}
     if api == "cohere":
         data["api_key_env"] = "COHERE_TEST_KEY"
     data.update(extra)
-    return ModelConfig.model_validate(data)
+    return RemoteModel.model_validate(data)
 
 
 DOCS = [
@@ -133,7 +133,8 @@ async def test_each_api_scores_land_on_the_right_documents(
     monkeypatch.setenv("COHERE_TEST_KEY", KEY)
     server = RerankServer(api)
     servers.append(server)
-    scorer = await RemoteScorer("m", spec(api, [server.url])).start()
+    scorer = make_scorer("m", spec(api, [server.url]))  # behind the score cache, as the service has it
+    await scorer.start()
     try:
         query = "gpu memory usage"
         scores = await scorer.score(query, DOCS, None, 10.0)
