@@ -35,8 +35,8 @@ sys.path.insert(0, str(ROOT))
 
 from sidecar.engine.batcher import Batcher  # noqa: E402
 from sidecar.engine.qwen3 import Qwen3Reranker  # noqa: E402
-from sidecar.engine.qwen3_card import CardReranker  # noqa: E402
-from sidecar.engine.synthetic import save_qwen3_reranker  # noqa: E402
+from testkit.qwen3_card import CardReranker  # noqa: E402
+from testkit.synthetic import save_qwen3_reranker  # noqa: E402
 
 SHAPE = {
     "hidden": 1024,

@@ -287,7 +287,7 @@ def proxied(sidecar: RunningSidecar) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random BERT encoder with a real WordPiece tokenizer, saved the way the hub lays it out."""
-    from sidecar.engine.synthetic import save_bert
+    from testkit.synthetic import save_bert
 
     return save_bert(tmp_path_factory.mktemp("tiny-bert"), [f"{d['title']} {d['text']}" for d in CORPUS])
 
@@ -298,7 +298,7 @@ Factory = Callable[..., RunningSidecar]
 @pytest.fixture(scope="session")
 def tiny_qwen3_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer random Qwen3 reranker with a trained byte-level BPE tokenizer."""
-    from sidecar.engine.synthetic import save_qwen3_reranker
+    from testkit.synthetic import save_qwen3_reranker
 
     texts = [f"{d['title']} {d['text']}" for d in CORPUS]
     return save_qwen3_reranker(tmp_path_factory.mktemp("tiny-qwen3"), texts)
@@ -307,7 +307,7 @@ def tiny_qwen3_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer random BERT cross-encoder with one logit."""
-    from sidecar.engine.synthetic import save_bert
+    from testkit.synthetic import save_bert
 
     texts = [f"{d['title']} {d['text']}" for d in CORPUS]
     return save_bert(tmp_path_factory.mktemp("tiny-ce"), texts, num_labels=1)

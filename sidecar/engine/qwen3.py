@@ -11,9 +11,23 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from sidecar.engine.models import pick_device, resolve_model
 from sidecar.engine.pairs import PairScorer, pick_attention, pick_dtype
 from sidecar.engine.protocol import Encoded
-from sidecar.engine.qwen3_card import PREFIX, SUFFIX, format_instruction
 
 log = logging.getLogger(__name__)
+
+# The model card's prompt (tests/engine/test_qwen3.py holds the card's code to the same scores)
+PREFIX = (
+    "<|im_start|>system\nJudge whether the Document meets the requirements based on the Query and the "
+    'Instruct provided. Note that the answer can only be "yes" or "no".<|im_end|>\n<|im_start|>user\n'
+)
+SUFFIX = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+DEFAULT_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
+
+
+def format_instruction(instruction: str | None, query: str, doc: str) -> str:
+    """The user turn of the prompt, as the card writes it."""
+    if instruction is None:
+        instruction = DEFAULT_INSTRUCTION
+    return f"<Instruct>: {instruction}\n<Query>: {query}\n<Document>: {doc}"
 
 
 class Qwen3Reranker(PairScorer):

@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from sidecar.engine.cross_encoder import CrossEncoderBackend
-from sidecar.engine.synthetic import save_bert
+from testkit.synthetic import save_bert
 from tests.conftest import CORPUS
 
 DOCS = [f"{d['title']}. {d['text']}" for d in CORPUS]

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from sidecar.engine.qwen3 import Qwen3Reranker
-from sidecar.engine.qwen3_card import DEFAULT_INSTRUCTION, PREFIX, SUFFIX, CardReranker, format_instruction
+from sidecar.engine.qwen3 import DEFAULT_INSTRUCTION, PREFIX, SUFFIX, Qwen3Reranker, format_instruction
+from testkit.qwen3_card import CardReranker
 from tests.conftest import CORPUS
 
 DOCS = [f"{d['title']}. {d['text']}" for d in CORPUS]

@@ -13,19 +13,7 @@ from typing import Any
 
 import torch
 
-PREFIX = (
-    "<|im_start|>system\nJudge whether the Document meets the requirements based on the Query and the "
-    'Instruct provided. Note that the answer can only be "yes" or "no".<|im_end|>\n<|im_start|>user\n'
-)
-SUFFIX = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
-DEFAULT_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
-
-
-def format_instruction(instruction: str | None, query: str, doc: str) -> str:
-    """The user turn of the prompt, as the card writes it."""
-    if instruction is None:
-        instruction = DEFAULT_INSTRUCTION
-    return f"<Instruct>: {instruction}\n<Query>: {query}\n<Document>: {doc}"
+from sidecar.engine.qwen3 import PREFIX, SUFFIX, format_instruction
 
 
 class CardReranker:
