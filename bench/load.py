@@ -35,6 +35,8 @@ from typing import Any
 import httpx
 import yaml
 
+from sidecar.percentile import percentile
+
 QUERIES = [
     "GPU memory",
     "lora rank",
@@ -245,7 +247,7 @@ def summarize(report: Report, outage: tuple[float, float] | None, grace_s: float
             "requests": len(rs),
             "per_s": round(len(rs) / span, 1),
             "p50_ms": round(statistics.median(ms), 2),
-            "p99_ms": round(ms[min(len(ms) - 1, int(len(ms) * 0.99))], 2),
+            "p99_ms": round(percentile(ms, 99), 2),
         }
     out["errors_outside_outage"] = [
         (r.kind, round(r.started, 2), r.status, r.error_type)

@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from sidecar.engine.batcher import Batcher  # noqa: E402
 from sidecar.engine.qwen3 import Qwen3Reranker  # noqa: E402
+from sidecar.percentile import percentile  # noqa: E402
 from testkit.qwen3_card import CardReranker  # noqa: E402
 from testkit.synthetic import save_qwen3_reranker  # noqa: E402
 
@@ -152,11 +153,6 @@ def candidates(tokenizer: object, docs: list[str], n: int, lo: int, hi: int, rnd
     raise SystemExit("not enough long documents in the corpus")
 
 
-def pct(xs: list[float], p: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
-
-
 async def run_ours(
     model: Qwen3Reranker, searches: list[tuple[str, list[str]]], concurrent: int, batch_tokens: int
 ) -> tuple[list[float], float, Batcher]:
@@ -189,7 +185,7 @@ def report_row(
         "tok_s": tokens / wall,
         "pairs_s": pairs / wall,
         "p50": statistics.median(lat),
-        "p99": pct(lat, 99),
+        "p99": percentile(lat, 99),
         "waste": waste,
         "mem": mem,
     }

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from watchfiles import awatch
 
 from sidecar.admin.app import AdminApp
 from sidecar.config import Config, ConfigError, parse_listen
@@ -180,33 +181,31 @@ class SidecarServer:
 
 async def watch_config(rt: Runtime, path: Path, reload: Callable[[], Config], interval_s: float) -> None:
     """Apply changes of the config file, or of a rules file it names, to the next search; log and
-    ignore an invalid one."""
-
-    def mtime(p: Path) -> int | None:
-        try:
-            return p.stat().st_mtime_ns
-        except OSError:
-            return None
-
-    def rules_files() -> dict[Path, int | None]:
-        return {p: mtime(p) for p in rules_paths(rt.config, path.parent)}
-
-    last, last_rules = mtime(path), rules_files()
+    ignore an invalid one. The folders are watched (editors replace a file rather than write it);
+    changes within ``interval_s`` of each other are taken together."""
+    path = path.resolve()
     while True:
-        await asyncio.sleep(interval_s)
-        now, now_rules = mtime(path), rules_files()
-        rules_changed = now_rules != last_rules
-        if (now == last or now is None) and not rules_changed:
-            continue
-        last, last_rules = now, now_rules
-        try:
-            new = await asyncio.to_thread(reload)
-            if new != rt.config or rules_changed:
-                await rt.apply(new)
-                log.info("config %s reloaded", path)
-        except ConfigError as e:
-            log.error("config %s not applied, the running one stays: %s", path, e)
-        last_rules = rules_files()  # the new config may name other rules files
+        rules = {p.resolve() for p in rules_paths(rt.config, path.parent)}
+        watched = {path, *rules}
+        folders = sorted({p.parent for p in watched if p.parent.is_dir()})
+        ms = max(1, int(interval_s * 1000))
+        async for changes in awatch(
+            *folders,
+            watch_filter=lambda _change, name, watched=watched: Path(name) in watched,  # type: ignore[misc]
+            debounce=ms,
+            step=min(50, ms),
+            recursive=False,
+        ):
+            rules_changed = any(Path(name) in rules for _, name in changes)
+            try:
+                new = await asyncio.to_thread(reload)
+                if new != rt.config or rules_changed:
+                    await rt.apply(new)
+                    log.info("config %s reloaded", path)
+            except ConfigError as e:
+                log.error("config %s not applied, the running one stays: %s", path, e)
+            if {p.resolve() for p in rules_paths(rt.config, path.parent)} != rules:
+                break  # the new config names other rules files: watch those
 
 
 def _url(sock: socket.socket, tls: bool = False) -> str:

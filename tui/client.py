@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+from httpx_sse import aconnect_sse
 
 from sidecar.events.event import SearchEvent
 
@@ -88,19 +89,16 @@ class AdminClient:
         connection does, raising AdminError when it cannot be opened."""
         timeout = httpx.Timeout(10.0, read=45.0)  # the server sends a comment every 15 s
         try:
-            async with self._http.stream("GET", "/_sidecar/events/stream", timeout=timeout) as r:
-                if r.status_code != 200:
-                    raise AdminError(f"{self.name}: event stream: HTTP {r.status_code}")
-                data: list[str] = []
-                async for line in r.aiter_lines():
-                    if line.startswith("data:"):
-                        data.append(line[5:].strip())
-                    elif not line and data:
-                        try:
-                            yield SearchEvent.model_validate_json("\n".join(data))
-                        except ValueError:  # pydantic's ValidationError too: a record we cannot read
-                            pass
-                        data = []
+            async with aconnect_sse(self._http, "GET", "/_sidecar/events/stream", timeout=timeout) as source:
+                if source.response.status_code != 200:
+                    raise AdminError(f"{self.name}: event stream: HTTP {source.response.status_code}")
+                async for sse in source.aiter_sse():
+                    if sse.event != "search":
+                        continue
+                    try:
+                        yield SearchEvent.model_validate_json(sse.data)
+                    except ValueError:  # pydantic's ValidationError too: a record we cannot read
+                        pass
         except httpx.HTTPError as e:
             raise AdminError(f"{self.name}: {type(e).__name__}") from None
 

@@ -1,20 +1,28 @@
-"""Admin ASGI app: health, stats, metrics, events (and their live stream), the config, a rerank sandbox."""
+"""Admin API: health, stats, metrics, events (and their live stream), the config, a rerank sandbox.
+
+Starlette's router and sse-starlette's event stream; every error, 404 and 405 included, in
+OpenSearch's error shape."""
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 import os
 import tempfile
 import time
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
 
 import torch
 import yaml
 from prometheus_client import CONTENT_TYPE_LATEST
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from sidecar import __version__
 from sidecar.admin.preview import figures, proposed_route
@@ -22,12 +30,13 @@ from sidecar.config import Config, ConfigError, parse_config
 from sidecar.engine.circuit import CircuitOpen
 from sidecar.engine.protocol import ModelTimeout, Overloaded
 from sidecar.events.metrics import summarize
-from sidecar.proxy.asgi import JSON_HEADERS, BodyTooLarge, Receive, Scope, Send, read_body, send_response
+from sidecar.proxy.asgi import JSON_HEADERS, Receive, Scope, Send, send_response
 from sidecar.proxy.errors import error_body
 from sidecar.runtime import Runtime
 
 _REDACTED = "<redacted>"
 _MAX_BODY = 16 * 1024 * 1024
+KEEP_ALIVE_S = 15  # a comment on the event stream this often, so idle proxies keep it open
 
 
 class AdminError(Exception):
@@ -38,6 +47,16 @@ class AdminError(Exception):
         self.status, self.kind, self.reason = status, kind, reason
 
 
+def _error(status: int, kind: str, reason: str, headers: Mapping[str, str] | None = None) -> Response:
+    body = error_body(status, kind, reason)
+    return Response(body, status, headers=headers, media_type="application/json; charset=UTF-8")
+
+
+def _json(result: Any) -> Response:
+    body = json.dumps(result, ensure_ascii=False).encode()
+    return Response(body, media_type="application/json; charset=UTF-8")
+
+
 class AdminApp:
     """Serves ``/_sidecar/*``; a bearer token is checked when one is configured."""
 
@@ -46,6 +65,20 @@ class AdminApp:
         self.token = token.encode() if token else None
         self.config_path = config_path
         self.started = time.time()
+        self.app = Starlette(
+            routes=[
+                Route("/_sidecar/health", lambda r: _json(self.health()), methods=["GET"]),
+                Route("/_sidecar/stats", self._stats, methods=["GET"]),
+                Route("/_sidecar/metrics", self._metrics, methods=["GET"]),
+                Route("/_sidecar/config", self._config, methods=["GET", "PUT"]),
+                Route("/_sidecar/rerank", self._sandbox, methods=["POST"]),
+                Route("/_sidecar/preview", self._preview, methods=["POST"]),
+                Route("/_sidecar/events", self._events, methods=["GET"]),
+                Route("/_sidecar/events/stream", self.stream, methods=["GET"]),
+                Route("/_sidecar/events/{id}", self._event, methods=["GET"]),
+            ],
+            exception_handlers={AdminError: self._admin_error, HTTPException: self._http_error},
+        )
 
     def _authorized(self, scope: Scope) -> bool:
         if self.token is None:
@@ -63,46 +96,57 @@ class AdminApp:
             body = error_body(401, "security_exception", "missing or wrong admin bearer token")
             await send_response(send, 401, [*JSON_HEADERS, (b"www-authenticate", b"Bearer")], body)
             return
-        method, path = scope["method"], scope["path"].rstrip("/")
-        if method == "GET" and path == "/_sidecar/events/stream":
-            await self.stream(receive, send)
-            return
-        if method == "GET" and path == "/_sidecar/metrics":
-            body = self.rt.metrics.exposition()
-            await send_response(send, 200, [(b"content-type", CONTENT_TYPE_LATEST.encode())], body)
-            return
-        try:
-            result = await self._route(method, path, scope, receive)
-        except AdminError as e:
-            await send_response(send, e.status, JSON_HEADERS, error_body(e.status, e.kind, e.reason))
-            return
-        await send_response(send, 200, JSON_HEADERS, json.dumps(result, ensure_ascii=False).encode())
+        if len(scope["path"]) > 1 and scope["path"].endswith("/"):  # /_sidecar/health/ is /_sidecar/health
+            scope = {**scope, "path": scope["path"].rstrip("/")}
+        await self.app(scope, receive, send)
 
-    async def _route(self, method: str, path: str, scope: Scope, receive: Receive) -> Any:
-        if method == "GET" and path == "/_sidecar/health":
-            return self.health()
-        if method == "GET" and path == "/_sidecar/config":
-            return self.config_view(self.rt.config)
-        if method == "PUT" and path == "/_sidecar/config":
-            return await self.put_config(scope, await self._body(receive))
-        if method == "POST" and path == "/_sidecar/rerank":
-            return await self.sandbox(await self._body(receive))
-        if method == "POST" and path == "/_sidecar/preview":
-            return self.preview(await self._body(receive))
-        if method == "GET" and path == "/_sidecar/stats":
-            return summarize(list(self.rt.events.ring), self.rt.scorers)
-        if method == "GET" and path == "/_sidecar/events":
-            return {"events": self.events(scope)}
-        if method == "GET" and path.startswith("/_sidecar/events/"):
-            event = self.rt.events.get(path.rsplit("/", 1)[1])
-            if event is None:
-                raise AdminError(404, "resource_not_found_exception", f"no event {path.rsplit('/', 1)[1]!r}")
-            return event.to_json()
-        raise AdminError(404, "resource_not_found_exception", f"no handler for {method} {path}")
+    @staticmethod
+    async def _admin_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, AdminError)
+        return _error(exc.status, exc.kind, exc.reason)
 
-    def events(self, scope: Scope) -> list[dict[str, Any]]:
+    @staticmethod
+    async def _http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        where = f"{request.method} {request.url.path}"
+        if exc.status_code == 405:
+            allowed = exc.headers.get("Allow", "") if exc.headers else ""
+            reason = f"Incorrect HTTP method for uri [{request.url.path}] and method [{request.method}]"
+            return _error(405, "method_not_allowed_exception", f"{reason}, allowed: [{allowed}]", exc.headers)
+        if exc.status_code == 404:
+            return _error(404, "resource_not_found_exception", f"no handler for {where}")
+        return _error(exc.status_code, "illegal_argument_exception", str(exc.detail))
+
+    async def _stats(self, request: Request) -> Response:
+        return _json(summarize(list(self.rt.events.ring), self.rt.scorers))
+
+    async def _metrics(self, request: Request) -> Response:
+        return Response(self.rt.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    async def _config(self, request: Request) -> Response:
+        if request.method != "PUT":
+            return _json(self.config_view(self.rt.config))
+        ctype = request.headers.get("content-type", "").lower()
+        return _json(await self.put_config(ctype, await self._body(request)))
+
+    async def _sandbox(self, request: Request) -> Response:
+        return _json(await self.sandbox(await self._body(request)))
+
+    async def _preview(self, request: Request) -> Response:
+        return _json(self.preview(await self._body(request)))
+
+    async def _events(self, request: Request) -> Response:
+        return _json({"events": self.events(dict(request.query_params))})
+
+    async def _event(self, request: Request) -> Response:
+        event_id = request.path_params["id"]
+        event = self.rt.events.get(event_id)
+        if event is None:
+            raise AdminError(404, "resource_not_found_exception", f"no event {event_id!r}")
+        return _json(event.to_json())
+
+    def events(self, params: dict[str, str]) -> list[dict[str, Any]]:
         """Recent events, newest first: ``limit``, ``before`` (epoch seconds), ``index``, ``status``."""
-        params = dict(parse_qsl(scope["query_string"].decode("latin-1")))
         try:
             limit = int(params.get("limit", "50"))
             before = float(params["before"]) if "before" in params else None
@@ -117,40 +161,36 @@ class AdminApp:
         )
         return [e.to_json() for e in found]
 
-    async def stream(self, receive: Receive, send: Send) -> None:
+    async def stream(self, request: Request) -> Response:
         """Server-sent events: each new search event as it is recorded, a comment every 15 s."""
         feed = self.rt.events.subscribe()
-        headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": b": connected\n\n", "more_body": True})
 
-        async def disconnected() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass  # the (empty) request body comes first
-
-        gone = asyncio.ensure_future(disconnected())
-        try:
-            while not gone.done():
-                nxt = asyncio.ensure_future(feed.get())
-                done, _ = await asyncio.wait({nxt, gone}, timeout=15, return_when=asyncio.FIRST_COMPLETED)
-                if nxt in done:
-                    event = nxt.result()
+        async def events() -> AsyncIterator[ServerSentEvent]:
+            try:
+                yield ServerSentEvent(comment="connected")
+                while True:
+                    event = await feed.get()
                     data = json.dumps(event.to_json(), ensure_ascii=False)
-                    chunk = f"id: {event.id}\nevent: search\ndata: {data}\n\n".encode()
-                else:
-                    nxt.cancel()
-                    chunk = b": keep-alive\n\n"
-                if not gone.done():
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        finally:
-            self.rt.events.unsubscribe(feed)
-            gone.cancel()
+                    yield ServerSentEvent(data=data, event="search", id=event.id)
+            finally:
+                self.rt.events.unsubscribe(feed)
 
-    async def _body(self, receive: Receive) -> bytes:
-        try:
-            return await read_body(receive, _MAX_BODY)
-        except BodyTooLarge:
-            raise AdminError(413, "content_too_long_exception", f"body over {_MAX_BODY} bytes") from None
+        return EventSourceResponse(
+            events(),
+            ping=KEEP_ALIVE_S,
+            ping_message_factory=lambda: ServerSentEvent(comment="keep-alive"),
+            headers={"cache-control": "no-cache"},
+        )
+
+    async def _body(self, request: Request) -> bytes:
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > _MAX_BODY:
+                raise AdminError(413, "content_too_long_exception", f"body over {_MAX_BODY} bytes")
+            parts.append(chunk)
+        return b"".join(parts)
 
     def health(self) -> dict[str, object]:
         """Liveness and what is loaded."""
@@ -184,9 +224,8 @@ class AdminApp:
             data["admin"]["token"] = _REDACTED
         return data
 
-    async def put_config(self, scope: Scope, raw: bytes) -> dict[str, Any]:
+    async def put_config(self, ctype: str, raw: bytes) -> dict[str, Any]:
         """Validate, apply to the next search, persist with a backup; a bad one changes nothing."""
-        ctype = next((v for k, v in scope["headers"] if k == b"content-type"), b"").decode("latin-1").lower()
         try:
             data = yaml.safe_load(raw) if "yaml" in ctype else json.loads(raw or b"null")
         except (ValueError, yaml.YAMLError) as e:

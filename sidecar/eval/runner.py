@@ -19,6 +19,7 @@ from sidecar.engine.protocol import Backend
 from sidecar.eval.dataset import Dataset
 from sidecar.eval.index import fill
 from sidecar.eval.metrics import evaluate, mean
+from sidecar.percentile import percentile
 from sidecar.search.routes import match_route
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ class Result:
         lat = sorted(self.ms.values())
         out: dict[str, Any] = dict(mean(self.per_query))
         out["p50_ms"] = round(statistics.median(lat), 1) if lat else None
-        out["p95_ms"] = round(lat[min(len(lat) - 1, int(0.95 * len(lat)))], 1) if lat else None
+        out["p95_ms"] = round(percentile(lat, 95), 1) if lat else None
         out["outcomes"] = dict(sorted(self.outcomes.items()))
         if baseline is not None:
             diffs = [self.per_query[q]["ndcg@10"] - baseline.per_query[q]["ndcg@10"] for q in self.per_query]

@@ -12,6 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from sidecar.events.event import SearchEvent, Status, reason_text
+from sidecar.percentile import percentile
 
 STAGES = ("rewrite_ms", "upstream_ms", "queue_ms", "model_ms", "rerank_ms", "total_ms")
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -99,12 +100,8 @@ class Metrics:
 def _percentiles(values: list[float]) -> dict[str, float] | None:
     if not values:
         return None
-    values = sorted(values)
-
-    def at(p: float) -> float:
-        return round(values[min(len(values) - 1, int(p / 100 * len(values)))], 2)
-
-    return {"p50": at(50), "p95": at(95), "p99": at(99), "mean": round(statistics.fmean(values), 2)}
+    at = {f"p{p}": round(percentile(values, p), 2) for p in (50, 95, 99)}
+    return at | {"mean": round(statistics.fmean(values), 2)}
 
 
 def summarize(

@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 import os
 import ssl
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
-import httpx
+from opensearchpy import OpenSearch, Urllib3HttpConnection
+from opensearchpy.exceptions import OpenSearchException
+from opensearchpy.helpers import BulkIndexError, bulk
 
 
 class OpenSearchSink:
-    """Bulk-indexes event batches; runs on the event store's writer thread, never on a search."""
+    """Bulk-indexes event batches with opensearch-py's bulk helper; runs on the event store's
+    writer thread, never on a search."""
 
     def __init__(
         self,
@@ -28,28 +32,33 @@ class OpenSearchSink:
         if basic_auth_env:
             user, _, password = os.environ.get(basic_auth_env, "").partition(":")
             auth = (user, password) if user else None
-        self.client = httpx.Client(base_url=url, verify=verify, auth=auth, timeout=timeout_s, trust_env=False)
+        tls: dict[str, Any] = {}
+        if isinstance(verify, ssl.SSLContext):
+            tls = {"ssl_context": verify}
+        elif url.startswith("https://"):
+            tls = {"verify_certs": verify, "ssl_show_warn": verify}
+        self.client = OpenSearch(
+            hosts=[url],
+            http_auth=auth,
+            timeout=timeout_s,
+            max_retries=0,
+            connection_class=Urllib3HttpConnection,
+            **tls,
+        )
+
+    def _actions(self, batch: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for event in batch:
+            stamp = datetime.fromtimestamp(event["time"], timezone.utc).isoformat()
+            yield {"_index": self.index, "_id": event["id"], "_source": {**event, "@timestamp": stamp}}
 
     def __call__(self, batch: list[dict[str, Any]]) -> None:
-        lines: list[str] = []
-        for event in batch:
-            doc = dict(
-                event, **{"@timestamp": datetime.fromtimestamp(event["time"], timezone.utc).isoformat()}
-            )
-            lines.append(json.dumps({"index": {"_index": self.index, "_id": event["id"]}}))
-            lines.append(json.dumps(doc, ensure_ascii=False))
-        r = self.client.post(
-            "/_bulk", content="\n".join(lines) + "\n", headers={"content-type": "application/x-ndjson"}
-        )
-        if r.status_code >= 300:
-            raise OSError(f"bulk into {self.index} answered {r.status_code}")
-        body = r.json()
-        if body.get("errors"):
-            failed: dict[str, Any] = next(
-                (i for i in body.get("items", []) if next(iter(i.values())).get("error")), {}
-            )
-            raise OSError(f"bulk into {self.index} had errors: {json.dumps(failed)[:300]}")
+        try:
+            bulk(self.client, self._actions(batch), refresh=False)
+        except BulkIndexError as e:
+            raise OSError(f"bulk into {self.index} had errors: {json.dumps(e.errors[:1])[:300]}") from None
+        except OpenSearchException as e:
+            raise OSError(f"bulk into {self.index} failed: {e}") from None
 
     def close(self) -> None:
-        """Close the HTTP client."""
+        """Close the client's connections."""
         self.client.close()

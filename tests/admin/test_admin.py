@@ -53,6 +53,29 @@ def test_token_is_enforced(admin_sidecar: tuple[RunningSidecar, Path]) -> None:
     assert httpx.get(url, headers=_auth()).status_code == 200
 
 
+def test_unknown_paths_and_methods_answer_in_opensearch_error_shape(
+    admin_sidecar: tuple[RunningSidecar, Path],
+) -> None:
+    running, _ = admin_sidecar
+    base = running.admin_url + "/_sidecar"
+    missing = httpx.get(base + "/nothing-here", headers=_auth())
+    assert missing.status_code == 404
+    assert missing.json() == {
+        "error": missing.json()["error"],
+        "status": 404,
+    } and missing.json()["error"]["type"] == "resource_not_found_exception"
+    assert "GET /_sidecar/nothing-here" in missing.json()["error"]["reason"]
+    wrong = httpx.delete(base + "/health", headers=_auth())
+    assert wrong.status_code == 405 and wrong.json()["status"] == 405
+    reason = wrong.json()["error"]["reason"]
+    assert "method [DELETE], allowed: [" in reason and "GET" in reason and "GET" in wrong.headers["allow"]
+    assert "PUT" in httpx.delete(base + "/config", headers=_auth()).json()["error"]["reason"]
+    # a trailing slash names the same endpoint, as before
+    assert httpx.get(base + "/health/", headers=_auth()).json()["status"] == "ok"
+    # the stream refuses a wrong token like every other endpoint
+    assert httpx.get(base + "/events/stream").status_code == 401
+
+
 def test_get_config_redacts_the_token(admin_sidecar: tuple[RunningSidecar, Path]) -> None:
     running, _ = admin_sidecar
     cfg = httpx.get(running.admin_url + "/_sidecar/config", headers=_auth()).json()

@@ -211,6 +211,28 @@ def test_events_can_also_go_to_an_opensearch_index(osmem: OsmemServer) -> None:
         assert doc["found"] and doc["_source"]["status"] == "applied" and "@timestamp" in doc["_source"]
 
 
+def test_an_unreachable_event_cluster_degrades_health_not_searches(osmem: OsmemServer) -> None:
+    dead = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    running = RunningSidecar(
+        sidecar_config(osmem.url, events={"index": "sidecar-events", "url": dead}),
+        backends={"slow": BrokenBackend(), "broken": BrokenBackend()},
+    )
+    try:
+        r = httpx.post(running.url + "/kb/_search", json=QUERY)
+        assert r.status_code == 200 and "x-rerank-event" in r.headers and "x-rerank-reason" not in r.headers
+        deadline = time.monotonic() + 10
+        health: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            health = httpx.get(running.admin_url + "/_sidecar/health").json()
+            if health["events"]["sink_error"]:
+                break
+            time.sleep(0.1)
+        assert health["status"] == "degraded"
+        assert "bulk into sidecar-events failed" in health["events"]["sink_error"]
+    finally:
+        running.close()
+
+
 def test_a_full_disk_does_not_break_searches(osmem: OsmemServer, tmp_path: Path) -> None:
     """The sidecar runs as its own process whose files may not grow past 256 KB (RLIMIT_FSIZE,
     SIGXFSZ ignored): the kernel refuses the event store's writes as it would on a full disk."""
