@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.reactive import var
 
 from sidecar.events.event import SearchEvent
 from tui.client import AdminClient, AdminError
@@ -25,8 +26,14 @@ class SidecarTUI(App[None]):
     TITLE = "rerank-sidecar"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "quit"),
-        Binding("question_mark", "help", "help", key_display="?"),
+        Binding("question_mark", "help", "help", key_display="?", tooltip="this help"),
     ]
+
+    # State the screens watch (``self.watch(self.app, ...)``); each change assigns a new value.
+    received: var[int] = var(0)  # events taken into ``events`` so far
+    stats: var[dict[str, dict[str, Any]]] = var(dict)  # each sidecar's figures of the last minute
+    connected: var[dict[str, tuple[bool, str]]] = var(dict)  # each sidecar: reachable, and why not
+    target: var[int] = var(0)  # the sidecar that tune, distribution and sandbox act on
 
     def __init__(
         self,
@@ -44,9 +51,7 @@ class SidecarTUI(App[None]):
         self.stats_interval_s = stats_interval_s
         # newest last; keyed by (source, event id) so a reconnect's catch-up does not repeat rows
         self.events: OrderedDict[tuple[str, str], SearchEvent] = OrderedDict()
-        self.stats: dict[str, dict[str, Any]] = {}
-        self.connected: dict[str, tuple[bool, str]] = {c.name: (False, "connecting") for c in self.clients}
-        self.target = 0  # the sidecar that tune, distribution and sandbox act on
+        self.connected = {c.name: (False, "connecting") for c in self.clients}
 
     @property
     def client(self) -> AdminClient:
@@ -93,23 +98,13 @@ class SidecarTUI(App[None]):
         self.events[key] = message.event
         while len(self.events) > self.history:
             self.events.popitem(last=False)
-        self._notify_live(feed=True)
+        self.received += 1
 
     def on_stats_updated(self, message: StatsUpdated) -> None:
-        self.stats[message.source] = message.stats
-        self._notify_live()
+        self.stats = {**self.stats, message.source: message.stats}
 
     def on_connection_changed(self, message: ConnectionChanged) -> None:
-        self.connected[message.source] = (message.connected, message.detail)
-        self._notify_live()
-
-    def _notify_live(self, *, feed: bool = False) -> None:
-        from tui.screens.live import LiveScreen
-
-        for screen in self.screen_stack:
-            if isinstance(screen, LiveScreen):
-                screen.header_dirty = True
-                screen.dirty = screen.dirty or feed
+        self.connected = {**self.connected, message.source: (message.connected, message.detail)}
 
     def recent(self) -> list[tuple[str, SearchEvent]]:
         """Every stored event, newest first, with its source."""

@@ -60,10 +60,14 @@ def test_unknown_paths_and_methods_answer_in_opensearch_error_shape(
     base = running.admin_url + "/_sidecar"
     missing = httpx.get(base + "/nothing-here", headers=_auth())
     assert missing.status_code == 404
-    assert missing.json() == {
-        "error": missing.json()["error"],
-        "status": 404,
-    } and missing.json()["error"]["type"] == "resource_not_found_exception"
+    assert (
+        missing.json()
+        == {
+            "error": missing.json()["error"],
+            "status": 404,
+        }
+        and missing.json()["error"]["type"] == "resource_not_found_exception"
+    )
     assert "GET /_sidecar/nothing-here" in missing.json()["error"]["reason"]
     wrong = httpx.delete(base + "/health", headers=_auth())
     assert wrong.status_code == 405 and wrong.json()["status"] == 405

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -252,3 +252,25 @@ async def test_several_sidecars_odd_queries_and_a_wrong_token(
             await until(pilot, lambda: "○" in text_of(bad, "#live-title"))
     finally:
         second.close()
+
+
+def test_the_help_is_generated_from_every_screens_bindings() -> None:
+    from textual.binding import Binding, BindingType
+
+    from tui.screens.base import BaseScreen
+    from tui.screens.distribution import DistributionScreen
+    from tui.screens.help import help_text
+
+    screens: list[type[BaseScreen]] = [LiveScreen, DiffScreen, DistributionScreen, TuneScreen, SandboxScreen]
+    text = help_text(screens, SidecarTUI.BINDINGS).plain
+    for screen in screens:
+        assert screen.HELP_NAME in text
+        for b in screen.BINDINGS:
+            assert isinstance(b, Binding) and (b.tooltip or b.description) in text, (screen, b.key)
+
+    class Extended(DistributionScreen):  # a screen's new key is in the help with no other edit
+        BINDINGS: ClassVar[list[BindingType]] = [Binding("z", "zoom", "zoom", tooltip="zoom into the scores")]
+        HELP_NAME = "Extended"
+
+    extended = help_text([Extended], []).plain
+    assert "zoom into the scores" in extended and "next index" in extended and "esc     back" in extended

@@ -8,33 +8,36 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.screen import Screen
+from textual.reactive import var
 from textual.widgets import DataTable, Footer, Static
 
 from sidecar.events.event import SearchEvent, reason_text
 from tui.feed import bars, diff, histogram, model_scores, one_line
+from tui.screens.base import BaseScreen
 
 
 def _score(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, (int, float)) else "–"
 
 
-class DiffScreen(Screen[None]):
+class DiffScreen(BaseScreen):
     """Baseline and reranked lists side by side; ←/→ walk through the feed."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "app.pop_screen", "back"),
-        Binding("left", "step(-1)", "previous", priority=True),
-        Binding("right", "step(1)", "next", priority=True),
-        Binding("s", "sandbox", "sandbox"),
+        Binding("left", "step(-1)", "previous", priority=True, tooltip="previous search"),
+        Binding("right", "step(1)", "next", priority=True, tooltip="next search"),
+        Binding("s", "sandbox", "sandbox", tooltip="the search's query and titles in the sandbox"),
     ]
+    HELP_NAME = "Diff"
 
     AUTO_FOCUS = "#diff-reranked"
+
+    index: var[int] = var(0, init=False)  # the search shown, in ``feed``
 
     def __init__(self, feed: list[tuple[str, SearchEvent]], index: int) -> None:
         super().__init__()
         self.feed = feed
-        self.index = index
+        self.set_reactive(DiffScreen.index, index)
 
     def compose(self) -> ComposeResult:
         yield Static(id="diff-title")
@@ -48,13 +51,16 @@ class DiffScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one("#diff-baseline", DataTable).add_columns("#", "baseline (cluster)", "score", "page")
         self.query_one("#diff-reranked", DataTable).add_columns("#", "reranked", "score", "move")
-        self.show()
+        self.show_event()
 
     @property
     def event(self) -> SearchEvent:
         return self.feed[self.index][1]
 
-    def show(self) -> None:
+    def watch_index(self) -> None:
+        self.show_event()
+
+    def show_event(self) -> None:
         e = self.event
         source = self.feed[self.index][0]
         ms = e.timings.total_ms or 0
@@ -101,7 +107,6 @@ class DiffScreen(Screen[None]):
 
     def action_step(self, delta: int) -> None:
         self.index = max(0, min(len(self.feed) - 1, self.index + delta))
-        self.show()
 
     def action_sandbox(self) -> None:
         from tui.screens.sandbox import SandboxScreen

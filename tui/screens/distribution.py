@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import fnmatch
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.screen import Screen
+from textual.reactive import var
 from textual.widgets import Footer, Static
 from textual_plotext import PlotextPlot
 
 from sidecar.events.event import Status
 from tui.client import AdminError
 from tui.feed import model_scores
-
-if TYPE_CHECKING:
-    from tui.app import SidecarTUI
+from tui.screens.base import BaseScreen
 
 SIZES = (100, 500, 2000)
 
@@ -53,24 +51,18 @@ def thresholds_text(route: dict[str, Any] | None) -> str:
     )
 
 
-class DistributionScreen(Screen[None]):
+class DistributionScreen(BaseScreen):
     """A histogram of the model's scores of the last N searches of an index."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "app.pop_screen", "back"),
         Binding("i", "next_index", "next index"),
-        Binding("n", "next_size", "last N"),
+        Binding("n", "next_size", "last N", tooltip="last 100 / 500 / 2000 searches"),
     ]
+    HELP_NAME = "Distribution"
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.config: dict[str, Any] = {}
-        self.index_choice = 0
-        self.size_choice = 1
-
-    @property
-    def tui(self) -> SidecarTUI:
-        return self.app  # type: ignore[return-value]
+    config: var[dict[str, Any]] = var(dict, init=False)  # the sidecar's running config
+    index_choice: var[int] = var(0, init=False)
+    size_choice: var[int] = var(1, init=False)
 
     def compose(self) -> ComposeResult:
         yield Static(id="dist-title")
@@ -83,13 +75,21 @@ class DistributionScreen(Screen[None]):
         self.load_config()
         self.draw()
 
+    def watch_config(self) -> None:
+        self.draw()
+
+    def watch_index_choice(self) -> None:
+        self.draw()
+
+    def watch_size_choice(self) -> None:
+        self.draw()
+
     @work(exclusive=True, group="dist-config")
     async def load_config(self) -> None:
         try:
             self.config = await self.tui.client.config()
         except AdminError as e:
             self.notify(f"config: {e}", severity="error")
-        self.draw()
 
     def indices(self) -> list[str]:
         source = self.tui.client.name
@@ -100,6 +100,8 @@ class DistributionScreen(Screen[None]):
         return sorted(seen)
 
     def draw(self) -> None:
+        if not self.is_attached:  # the config arrived after the screen closed
+            return
         indices = self.indices()
         n = SIZES[self.size_choice]
         index = indices[self.index_choice % len(indices)] if indices else None
@@ -133,8 +135,6 @@ class DistributionScreen(Screen[None]):
 
     def action_next_index(self) -> None:
         self.index_choice += 1
-        self.draw()
 
     def action_next_size(self) -> None:
         self.size_choice = (self.size_choice + 1) % len(SIZES)
-        self.draw()

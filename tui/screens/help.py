@@ -1,47 +1,62 @@
-"""Every key of every screen."""
+"""Every key of every screen, generated from the screens' bindings."""
 
 from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
+from textual.keys import format_key
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-HELP = """[b]rerank-sidecar TUI — keys[/]
+from tui.screens.base import BaseScreen
 
-[b]Live[/]  (the home screen)
-  enter   diff of the selected search        d   score distribution
-  t       tune thresholds                    s   sandbox
-  /       filter: index:kb status:fallback src:host words       esc  clear the filter
-  p       pause the feed                     c   next sidecar (tune, distribution, sandbox act on it)
-  ↑/↓     move                               q   quit          ?  this help
-
-[b]Diff[/]
-  ←/→     previous / next search             s   the search's query and titles in the sandbox
-  esc     back
-
-[b]Distribution[/]
-  i       next index                         n   last 100 / 500 / 2000 searches
-  esc     back
-
-[b]Tune[/]
-  ↑/↓     select a value                     ←/→ adjust it
-  enter   type a value                       x   off (no threshold)
-  [ / ]   previous / next route              r   reset to the running values
-  ctrl+s  save to the config (PUT /_sidecar/config)            esc  back
-
-[b]Sandbox[/]
-  ctrl+r  rank the documents                 ctrl+o  load a .txt / .csv[#col] / .jsonl[#field]
-  tab     next field                         esc     back
-
-Rows: green applied, yellow fallback, grey bypass. top1: ↺ the reranker changed the first
+LEGEND = """Rows: green applied, yellow fallback, grey bypass. top1: ↺ the reranker changed the first
 hit, = it did not. sd: spread of the top scores. Moves: ▲ up, ▼ down, new entered the
-page, left left it, cut removed by a threshold.
+page, left left it, cut removed by a threshold."""
 
-Press esc or ? to close."""
+COLUMN = 44  # two keys a line
+
+
+def _pairs(keys: list[tuple[str, str]]) -> list[str]:
+    """Two keys a line; a key with a long description has its line to itself."""
+    cells = [f"  {key:<7} {what}" for key, what in keys]
+    lines: list[str] = []
+    left: str | None = None
+    for cell in cells:
+        if len(cell) >= COLUMN:
+            if left is not None:
+                lines.append(left)
+                left = None
+            lines.append(cell)
+        elif left is None:
+            left = cell
+        else:
+            lines.append(f"{left:<{COLUMN}}{cell}")
+            left = None
+    if left is not None:
+        lines.append(left)
+    return lines
+
+
+def help_text(screens: list[type[BaseScreen]], app_bindings: list[BindingType]) -> Text:
+    """The help: a section per screen from its bindings, then the keys that work everywhere."""
+    everywhere = [
+        (b.key_display or format_key(b.key), b.tooltip or b.description)
+        for b in app_bindings
+        if isinstance(b, Binding)
+    ]
+    sections = [(s.HELP_NAME, s.keys()) for s in screens] + [("Everywhere", everywhere)]
+    out = Text("rerank-sidecar TUI — keys\n", style="bold")
+    for name, keys in sections:
+        out.append("\n")
+        out.append(name + "\n", style="bold")
+        out.append("".join(line + "\n" for line in _pairs(keys)))
+    out.append(f"\n{LEGEND}\n\nPress esc or ? to close.")
+    return out
 
 
 class HelpScreen(ModalScreen[None]):
@@ -53,5 +68,18 @@ class HelpScreen(ModalScreen[None]):
     ]
 
     def compose(self) -> ComposeResult:
+        from tui.screens.diff import DiffScreen
+        from tui.screens.distribution import DistributionScreen
+        from tui.screens.live import LiveScreen
+        from tui.screens.sandbox import SandboxScreen
+        from tui.screens.tune import TuneScreen
+
+        screens: list[type[BaseScreen]] = [
+            LiveScreen,
+            DiffScreen,
+            DistributionScreen,
+            TuneScreen,
+            SandboxScreen,
+        ]
         with VerticalScroll(id="help-box"):
-            yield Static(HELP, id="help-text")
+            yield Static(help_text(screens, type(self.app).BINDINGS), id="help-text")

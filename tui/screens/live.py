@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.screen import Screen
+from textual.reactive import var
+from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input, Sparkline, Static
 
 from sidecar.events.event import SearchEvent
 from tui.feed import Filter, feed_row
-
-if TYPE_CHECKING:
-    from tui.app import SidecarTUI
+from tui.screens.base import BaseScreen
 
 COLUMNS = ("time", "src", "index", "query", "status", "top1", "top", "sd", "ms", "notes")
 STATUS_STYLE = {"applied": "green", "fallback": "yellow", "bypass": "grey50"}
@@ -52,33 +51,47 @@ def figures_line(name: str | None, stats: dict[str, Any]) -> str:
     return ("" if name is None else f"{name}  ") + "   ".join(parts)
 
 
-class LiveScreen(Screen[None]):
-    """Feed, figures and sparkline; enter opens the diff of the selected search."""
+class LiveScreen(BaseScreen):
+    """Feed, figures and sparkline; enter opens the diff of the selected search. It redraws when
+    the app's state it watches changes (events, figures, connections, the target sidecar) or
+    its own does (pause, filter), at most every ``REDRAW_S``, and once a second for the clock."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "diff", "diff", priority=True),
-        Binding("d", "distribution", "distribution"),
-        Binding("t", "tune", "tune"),
+        Binding("enter", "diff", "diff", priority=True, tooltip="diff of the selected search"),
+        Binding("d", "distribution", "distribution", tooltip="score distribution"),
+        Binding("t", "tune", "tune", tooltip="tune thresholds"),
         Binding("s", "sandbox", "sandbox"),
-        Binding("slash", "filter", "filter", key_display="/"),
-        Binding("p", "pause", "pause"),
-        Binding("c", "cycle_target", "next sidecar", show=False),
+        Binding(
+            "slash",
+            "filter",
+            "filter",
+            key_display="/",
+            tooltip="filter: index:kb status:fallback src:host words",
+        ),
         Binding("escape", "clear_filter", "clear filter", show=False),
+        Binding("p", "pause", "pause", tooltip="pause the feed"),
+        Binding(
+            "c",
+            "cycle_target",
+            "next sidecar",
+            show=False,
+            tooltip="next sidecar (tune, distribution, sandbox)",
+        ),
     ]
+    HELP_NAME = "Live  (the home screen)"
+    WIDGET_KEYS: ClassVar[list[tuple[str, str]]] = [("↑/↓", "move")]
+    REDRAW_S = 0.25
 
     AUTO_FOCUS = "#live-feed"
 
+    paused: var[bool] = var(False, init=False)
+    filter: var[Filter] = var(Filter, init=False)
+
     def __init__(self) -> None:
         super().__init__()
-        self.dirty = True  # the feed changed: rebuild the table
-        self.header_dirty = True  # figures, connections or the clock changed
-        self.paused = False
-        self.filter = Filter()
         self.shown: list[tuple[str, SearchEvent]] = []
-
-    @property
-    def tui(self) -> SidecarTUI:
-        return self.app  # type: ignore[return-value]
+        self._pending: Timer | None = None
+        self._feed_changed = True
 
     def compose(self) -> ComposeResult:
         yield Static(id="live-title")
@@ -95,9 +108,17 @@ class LiveScreen(Screen[None]):
         for column in self._columns():
             table.add_column(column, key=column)
         self.query_one("#live-filter", Input).display = False
-        self.set_interval(0.25, self._refresh_if_dirty)
-        self.set_interval(1.0, self._tick)
-        self._tick()
+        self.watch(self.app, "received", lambda: self._changed(feed=True), init=False)
+        for state in ("stats", "connected", "target"):
+            self.watch(self.app, state, lambda: self._changed(), init=False)
+        self.set_interval(1.0, self._header)  # the clock
+        self._redraw()
+
+    def watch_paused(self) -> None:
+        self._changed(feed=True)
+
+    def watch_filter(self) -> None:
+        self._changed(feed=True)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # while the filter is typed, keys are text and enter submits it
@@ -108,13 +129,15 @@ class LiveScreen(Screen[None]):
     def _columns(self) -> list[str]:
         return [c for c in COLUMNS if c != "src" or len(self.tui.clients) > 1]
 
-    def _tick(self) -> None:
-        self.header_dirty = True
+    def _changed(self, *, feed: bool = False) -> None:
+        """Redraw soon: a burst of events is drawn once."""
+        self._feed_changed = self._feed_changed or feed
+        if self._pending is None:
+            self._pending = self.set_timer(self.REDRAW_S, self._redraw)
 
-    def _refresh_if_dirty(self) -> None:
-        if not (self.dirty or self.header_dirty):
-            return
-        feed, self.dirty, self.header_dirty = self.dirty, False, False
+    def _redraw(self) -> None:
+        self._pending = None
+        feed, self._feed_changed = self._feed_changed, False
         self._header()
         if feed and not self.paused:
             self._table()
@@ -198,7 +221,6 @@ class LiveScreen(Screen[None]):
             self.filter = Filter.parse(message.value)
             message.input.display = bool(message.value)
             self.query_one("#live-feed", DataTable).focus()
-            self.dirty = True
 
     def action_clear_filter(self) -> None:
         box = self.query_one("#live-filter", Input)
@@ -206,12 +228,9 @@ class LiveScreen(Screen[None]):
         box.display = False
         self.filter = Filter()
         self.query_one("#live-feed", DataTable).focus()
-        self.dirty = True
 
     def action_pause(self) -> None:
         self.paused = not self.paused
-        self.dirty = True
 
     def action_cycle_target(self) -> None:
         self.tui.target = (self.tui.target + 1) % len(self.tui.clients)
-        self.header_dirty = True

@@ -3,41 +3,37 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static, TextArea
 
 from sidecar.docfiles import DocumentsError
 from tui.client import AdminError
 from tui.feed import bars, histogram, load_documents, one_line
-
-if TYPE_CHECKING:
-    from tui.app import SidecarTUI
+from tui.screens.base import BaseScreen
 
 
-class SandboxScreen(Screen[None]):
+class SandboxScreen(BaseScreen):
     """Documents typed (one per line) or loaded from a file, ranked by the sidecar's model."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "app.pop_screen", "back"),
-        Binding("ctrl+r", "rank", "rank", priority=True),
-        Binding("ctrl+o", "open", "open file", priority=True),
+        Binding("ctrl+r", "rank", "rank", priority=True, tooltip="rank the documents"),
+        Binding(
+            "ctrl+o", "open", "open file", priority=True, tooltip="load a .txt / .csv[#col] / .jsonl[#field]"
+        ),
     ]
+    HELP_NAME = "Sandbox"
+    WIDGET_KEYS: ClassVar[list[tuple[str, str]]] = [("tab", "next field")]
 
     def __init__(self, query: str = "", documents: list[str] | None = None) -> None:
         super().__init__()
         self.initial_query = query
         self.initial_documents = documents or []
-
-    @property
-    def tui(self) -> SidecarTUI:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield Static(id="sandbox-title")
@@ -63,7 +59,7 @@ class SandboxScreen(Screen[None]):
         return [d.strip() for d in self.query_one("#sandbox-docs", TextArea).text.splitlines() if d.strip()]
 
     def status(self, text: str, *, error: bool = False) -> None:
-        self.query_one("#sandbox-status", Static).update(Text(text, style="red" if error else ""))
+        self.show("#sandbox-status", Text(text, style="red" if error else ""))
 
     def action_open(self) -> None:
         box = self.query_one("#sandbox-file", Input)

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.css.query import NoMatches
-from textual.screen import Screen
+from textual.reactive import var
 from textual.widgets import DataTable, Footer, Input, Static
 
 from tui.client import AdminError
-
-if TYPE_CHECKING:
-    from tui.app import SidecarTUI
+from tui.screens.base import BaseScreen
 
 # key, step, lowest, highest, value when switched on from off
 FIELDS: list[tuple[str, float, float | None, float | None, float]] = [
@@ -44,34 +41,33 @@ def _share(value: Any) -> str:
     return f"{value * 100:5.1f}%" if isinstance(value, (int, float)) else "    –"
 
 
-class TuneScreen(Screen[None]):
-    """Thresholds of one route: ←/→ adjust, enter types, ctrl+s saves through the admin API."""
+class TuneScreen(BaseScreen):
+    """Thresholds of one route: ←/→ adjust, enter types, ctrl+s saves through the admin API.
+    A new route or new values redraw the table and ask for a preview."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "app.pop_screen", "back"),
-        Binding("left", "adjust(-1)", "less", show=False, priority=True),
-        Binding("right", "adjust(1)", "more", show=False, priority=True),
-        Binding("enter", "edit", "edit", priority=True),
-        Binding("x", "off", "off"),
-        Binding("left_square_bracket", "route(-1)", "prev route", key_display="["),
+        Binding("left", "adjust(-1)", "less", show=False, priority=True, tooltip="adjust the value: less"),
+        Binding("right", "adjust(1)", "more", show=False, priority=True, tooltip="adjust the value: more"),
+        Binding("enter", "edit", "edit", priority=True, tooltip="type a value"),
+        Binding("x", "off", "off", tooltip="off (no threshold)"),
+        Binding("left_square_bracket", "route(-1)", "prev route", key_display="[", tooltip="previous route"),
         Binding("right_square_bracket", "route(1)", "next route", key_display="]"),
-        Binding("r", "reset", "reset"),
-        Binding("ctrl+s", "save", "save"),
+        Binding("r", "reset", "reset", tooltip="reset to the running values"),
+        Binding("ctrl+s", "save", "save", tooltip="save to the config (PUT /_sidecar/config)"),
     ]
+    HELP_NAME = "Tune"
+    WIDGET_KEYS: ClassVar[list[tuple[str, str]]] = [("↑/↓", "select a value")]
 
     AUTO_FOCUS = "#tune-fields"
+
+    config: var[dict[str, Any]] = var(dict, init=False)  # the sidecar's running config
+    route: var[int] = var(0, init=False)  # the route tuned, by position
+    values: var[dict[str, Any]] = var(dict, init=False)  # the values shown as new
 
     def __init__(self, limit: int = 500) -> None:
         super().__init__()
         self.limit = limit
-        self.config: dict[str, Any] = {}
-        self.route = 0
-        self.values: dict[str, Any] = {}
         self.status = ""
-
-    @property
-    def tui(self) -> SidecarTUI:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield Static(id="tune-title")
@@ -98,8 +94,15 @@ class TuneScreen(Screen[None]):
         except AdminError as e:
             self.set_status(f"cannot read the config: {e}", error=True)
             return
-        self.route = min(self.route, max(0, len(self.config.get("routes") or []) - 1))
+        self.set_reactive(TuneScreen.route, min(self.route, max(0, len(self.config.get("routes") or []) - 1)))
         self.action_reset()
+
+    def watch_route(self) -> None:
+        self.action_reset()
+
+    def watch_values(self) -> None:
+        self.render_table()
+        self.preview()
 
     def running(self) -> dict[str, Any]:
         routes = self.config.get("routes") or []
@@ -129,7 +132,7 @@ class TuneScreen(Screen[None]):
 
     def set_status(self, text: str, *, error: bool = False) -> None:
         self.status = text
-        self.query_one("#tune-status", Static).update(Text(text, style="red" if error else "green"))
+        self.show("#tune-status", Text(text, style="red" if error else "green"))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # while a value is typed, ←/→ move the text cursor and enter submits it
@@ -152,14 +155,12 @@ class TuneScreen(Screen[None]):
             value = max(lo, value) if lo is not None else value
             value = min(hi, value) if hi is not None else value
             value = int(value) if key == "max_hits" else round(value, 4)
-        self.values[key] = value
-        self.changed()
+        self.values = {**self.values, key: value}
 
     def action_off(self) -> None:
         key = self.field()[0]
         if key in OPTIONAL:
-            self.values[key] = None
-            self.changed()
+            self.values = {**self.values, key: None}
 
     def action_edit(self) -> None:
         box = self.query_one("#tune-input", Input)
@@ -188,23 +189,17 @@ class TuneScreen(Screen[None]):
         except ValueError as e:
             self.set_status(f"{key}: {e}", error=True)
             return
-        self.values[key] = value
-        self.changed()
+        self.values = {**self.values, key: value}
 
     def action_route(self, delta: int) -> None:
         routes = self.config.get("routes") or []
         if routes:
             self.route = (self.route + delta) % len(routes)
-            self.action_reset()
 
     def action_reset(self) -> None:
         running = self.running()
-        self.values = {key: running.get(key) for key, *_ in FIELDS}
-        self.changed()
-
-    def changed(self) -> None:
-        self.render_table()
-        self.preview()
+        self.set_reactive(TuneScreen.values, {key: running.get(key) for key, *_ in FIELDS})
+        self.mutate_reactive(TuneScreen.values)  # redraw even when equal (a new route, a save)
 
     @work(exclusive=True, group="tune-preview")
     async def preview(self) -> None:
@@ -228,11 +223,7 @@ class TuneScreen(Screen[None]):
         self._show_preview("\n".join(rows))
 
     def _show_preview(self, content: str | Text) -> None:
-        # the answer can arrive after the screen was closed (or the app quit): nothing to show then
-        try:
-            self.query_one("#tune-preview", Static).update(content)
-        except NoMatches:
-            return
+        self.show("#tune-preview", content)
 
     @work(exclusive=True, group="tune-save")
     async def action_save(self) -> None:
@@ -252,5 +243,4 @@ class TuneScreen(Screen[None]):
             result.get("persisted") or "memory only (the sidecar was started without a writable config file)"
         )
         self.set_status(f"saved {', '.join(f'{k}={_show(v)}' for k, v in changes.items())} → {where}")
-        self.render_table()
-        self.preview()
+        self.mutate_reactive(TuneScreen.values)
