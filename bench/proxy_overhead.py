@@ -5,7 +5,10 @@ sidecar (``rerank-sidecar serve`` in its own process), then drives each with wrk
 ``GET /{index}/_doc/{id}`` and a bypassed BM25 search, at 1 and 8 connections.
 Prints p50/p99 latency and throughput per target and the ratios against the anchors.
 
-    python bench/proxy_overhead.py [--data ../shared/data/scifact] [--seconds 5]
+    python bench/proxy_overhead.py [--data ../shared/data/scifact] [--seconds 5] [--against REV]
+
+``--against REV`` also runs the sidecar of an earlier commit (a git worktree of it), interleaved
+with the others, and prints the current sidecar's figures against it.
 
 Needs wrk and nginx (Debian: apt-get install wrk nginx-light).
 """
@@ -182,6 +185,7 @@ def main() -> int:
         type=Path,
         help="record the sidecar with py-spy during the 8-client GET run into this SVG",
     )
+    ap.add_argument("--against", metavar="REV", help="also run the sidecar of this git commit, side by side")
     args = ap.parse_args()
     for tool in ("wrk", "nginx"):
         if not shutil.which(tool):
@@ -220,6 +224,24 @@ def main() -> int:
             "nginx": f"http://127.0.0.1:{nginx_port}",
             "sidecar": f"http://127.0.0.1:{side_port}",
         }
+        if args.against:
+            tree = work / "against"
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), args.against],
+                check=True,
+                capture_output=True,
+            )
+            old_port = free_port()
+            old = dict(config, listen=f"127.0.0.1:{old_port}", admin={"listen": f"127.0.0.1:{free_port()}"})
+            (work / "against.yaml").write_text(json.dumps(old))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "sidecar.cli", "serve", "--config", str(work / "against.yaml")],
+                    cwd=tree,
+                    env={**os.environ, "PYTHONPATH": str(tree)},
+                )
+            )
+            targets["before"] = f"http://127.0.0.1:{old_port}"
         for url in targets.values():
             wait_http(url + "/")
 
@@ -283,6 +305,13 @@ def main() -> int:
                 f"  throughput at 8 clients: sidecar/nginx {s8['rps'] / n8['rps']:.1%}"
                 f"   sidecar/direct {s8['rps'] / d8['rps']:.1%}   nginx/direct {n8['rps'] / d8['rps']:.1%}"
             )
+            if args.against:
+                b1, b8 = results[(workload, 1, "before")], results[(workload, 8, "before")]
+                print(
+                    f"  against {args.against}: added p50 at 1 client {s1['p50'] - d1['p50']:+.3f} ms now,"
+                    f" {b1['p50'] - d1['p50']:+.3f} ms before; throughput at 8 clients now/before"
+                    f" {s8['rps'] / b8['rps']:.1%}"
+                )
         return 0
     finally:
         for p in procs:
@@ -293,6 +322,8 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 p.kill()
         cluster.close()
+        if args.against:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(work / "against")])
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from sidecar.cli import main
-from sidecar.config import Config, load_config, parse_listen
+from sidecar.config import Config, RemoteModel, load_config, parse_listen
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILES = ("docker-compose.yml", "docker-compose.elasticsearch.yml")
@@ -103,14 +103,15 @@ def test_the_sidecar_service_and_its_configs_agree(file: str) -> None:
         # each env var the config names is given to the container
         env = service["environment"]
         named = [cfg.admin.token_env, cfg.events.basic_auth_env]
-        named += [m.api_key_env for m in cfg.models.values()] + [
-            v for m in cfg.models.values() for v in m.headers_env.values()
+        remotes = {name: m for name, m in cfg.models.items() if isinstance(m, RemoteModel)}
+        named += [m.api_key_env for m in remotes.values()] + [
+            v for m in remotes.values() for v in m.headers_env.values()
         ]
         for var in filter(None, named):
             assert var in env, f"{file}: {path.name} reads ${var}, the sidecar service does not set it"
         assert cfg.admin.token_env in " ".join(service["healthcheck"]["test"])
         # remote models point at a service of this file, which serves the model they name
-        for name, model in cfg.models.items():
+        for name, model in remotes.items():
             for url in model.remote_urls:
                 target = urlsplit(url)
                 assert target.hostname in services, (

@@ -10,7 +10,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +52,14 @@ def _error(status: int, kind: str, reason: str, headers: Mapping[str, str] | Non
     return Response(body, status, headers=headers, media_type="application/json; charset=UTF-8")
 
 
-def _json(result: Any) -> Response:
-    body = json.dumps(result, ensure_ascii=False).encode()
-    return Response(body, media_type="application/json; charset=UTF-8")
+def _answers_json(handler: Callable[[Request], Awaitable[Any]]) -> Callable[[Request], Awaitable[Response]]:
+    """An endpoint that answers what ``handler`` returns as JSON."""
+
+    async def endpoint(request: Request) -> Response:
+        body = json.dumps(await handler(request), ensure_ascii=False).encode()
+        return Response(body, media_type="application/json; charset=UTF-8")
+
+    return endpoint
 
 
 class AdminApp:
@@ -67,15 +72,15 @@ class AdminApp:
         self.started = time.time()
         self.app = Starlette(
             routes=[
-                Route("/_sidecar/health", lambda r: _json(self.health()), methods=["GET"]),
-                Route("/_sidecar/stats", self._stats, methods=["GET"]),
-                Route("/_sidecar/metrics", self._metrics, methods=["GET"]),
-                Route("/_sidecar/config", self._config, methods=["GET", "PUT"]),
-                Route("/_sidecar/rerank", self._sandbox, methods=["POST"]),
-                Route("/_sidecar/preview", self._preview, methods=["POST"]),
-                Route("/_sidecar/events", self._events, methods=["GET"]),
+                Route("/_sidecar/health", _answers_json(self.health), methods=["GET"]),
+                Route("/_sidecar/stats", _answers_json(self.stats), methods=["GET"]),
+                Route("/_sidecar/metrics", self.metrics, methods=["GET"]),
+                Route("/_sidecar/config", _answers_json(self.config), methods=["GET", "PUT"]),
+                Route("/_sidecar/rerank", _answers_json(self.sandbox), methods=["POST"]),
+                Route("/_sidecar/preview", _answers_json(self.preview), methods=["POST"]),
+                Route("/_sidecar/events", _answers_json(self.events), methods=["GET"]),
                 Route("/_sidecar/events/stream", self.stream, methods=["GET"]),
-                Route("/_sidecar/events/{id}", self._event, methods=["GET"]),
+                Route("/_sidecar/events/{id}", _answers_json(self.event), methods=["GET"]),
             ],
             exception_handlers={AdminError: self._admin_error, HTTPException: self._http_error},
         )
@@ -117,36 +122,32 @@ class AdminApp:
             return _error(404, "resource_not_found_exception", f"no handler for {where}")
         return _error(exc.status_code, "illegal_argument_exception", str(exc.detail))
 
-    async def _stats(self, request: Request) -> Response:
-        return _json(summarize(list(self.rt.events.ring), self.rt.scorers))
+    async def stats(self, request: Request) -> dict[str, Any]:
+        """The last minute's figures."""
+        return summarize(list(self.rt.events.ring), self.rt.scorers)
 
-    async def _metrics(self, request: Request) -> Response:
+    async def metrics(self, request: Request) -> Response:
+        """The Prometheus text format."""
         return Response(self.rt.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
-    async def _config(self, request: Request) -> Response:
+    async def config(self, request: Request) -> dict[str, Any]:
+        """GET: the running config; PUT: replace it."""
         if request.method != "PUT":
-            return _json(self.config_view(self.rt.config))
+            return self.config_view(self.rt.config)
         ctype = request.headers.get("content-type", "").lower()
-        return _json(await self.put_config(ctype, await self._body(request)))
+        return await self.put_config(ctype, await self._body(request))
 
-    async def _sandbox(self, request: Request) -> Response:
-        return _json(await self.sandbox(await self._body(request)))
-
-    async def _preview(self, request: Request) -> Response:
-        return _json(self.preview(await self._body(request)))
-
-    async def _events(self, request: Request) -> Response:
-        return _json({"events": self.events(dict(request.query_params))})
-
-    async def _event(self, request: Request) -> Response:
+    async def event(self, request: Request) -> dict[str, Any]:
+        """One event by id."""
         event_id = request.path_params["id"]
         event = self.rt.events.get(event_id)
         if event is None:
             raise AdminError(404, "resource_not_found_exception", f"no event {event_id!r}")
-        return _json(event.to_json())
+        return event.to_json()
 
-    def events(self, params: dict[str, str]) -> list[dict[str, Any]]:
+    async def events(self, request: Request) -> dict[str, Any]:
         """Recent events, newest first: ``limit``, ``before`` (epoch seconds), ``index``, ``status``."""
+        params = request.query_params
         try:
             limit = int(params.get("limit", "50"))
             before = float(params["before"]) if "before" in params else None
@@ -159,7 +160,7 @@ class AdminApp:
         found = self.rt.events.query(
             limit=limit, before=before, index=params.get("index"), status=params.get("status")
         )
-        return [e.to_json() for e in found]
+        return {"events": [e.to_json() for e in found]}
 
     async def stream(self, request: Request) -> Response:
         """Server-sent events: each new search event as it is recorded, a comment every 15 s."""
@@ -192,7 +193,7 @@ class AdminApp:
             parts.append(chunk)
         return b"".join(parts)
 
-    def health(self) -> dict[str, object]:
+    async def health(self, request: Request) -> dict[str, object]:
         """Liveness and what is loaded."""
         cfg = self.rt.config
         return {
@@ -263,9 +264,9 @@ class AdminApp:
         os.replace(tmp, path)
         return str(path)
 
-    def preview(self, raw: bytes) -> dict[str, Any]:
+    async def preview(self, request: Request) -> dict[str, Any]:
         """Thresholds tried on the recorded searches of one route, beside the running ones."""
-        req = _json_object(raw, "route and thresholds")
+        req = _json_object(await self._body(request), "route and thresholds")
         routes = self.rt.config.routes
         index, changes, limit = req.get("route", 0), req.get("thresholds", {}), req.get("limit", 500)
         names = [r.name for r in routes]
@@ -297,9 +298,9 @@ class AdminApp:
             "proposed": figures(proposed, events),
         }
 
-    async def sandbox(self, raw: bytes) -> dict[str, Any]:
+    async def sandbox(self, request: Request) -> dict[str, Any]:
         """Score documents for a query without touching the cluster."""
-        req = _json_object(raw, "query and documents")
+        req = _json_object(await self._body(request), "query and documents")
         query, docs = req.get("query"), req.get("documents")
         instruction, model = req.get("instruction"), req.get("model")
         if not isinstance(query, str) or not query.strip():
