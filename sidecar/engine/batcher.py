@@ -21,7 +21,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sidecar.engine.pairs import forward_splitting_on_oom, token_batches
-from sidecar.engine.protocol import Backend, Encoded, ModelTimeout, Overloaded, PairBackend, Scored
+from sidecar.engine.protocol import (
+    Backend,
+    Encoded,
+    ModelTimeout,
+    Overloaded,
+    PairBackend,
+    Scored,
+    ScoresFromTimed,
+)
 from sidecar.engine.stats import BatchStats
 
 log = logging.getLogger(__name__)
@@ -65,7 +73,7 @@ def _settle(fut: asyncio.Future[list[float]], result: list[float] | BaseExceptio
         fut.set_result(result)
 
 
-class Batcher:
+class Batcher(ScoresFromTimed):
     """Owns one model's inference thread; the model is built on that thread too."""
 
     def __init__(
@@ -128,12 +136,6 @@ class Batcher:
             self._thread.join(timeout)
 
     # event loop side
-    async def score(
-        self, query: str, documents: Sequence[str], instruction: str | None, timeout_s: float
-    ) -> list[float]:
-        """Scores for the documents within ``timeout_s``."""
-        return (await self.score_timed(query, documents, instruction, timeout_s)).scores
-
     async def score_timed(
         self, query: str, documents: Sequence[str], instruction: str | None, timeout_s: float
     ) -> Scored:

@@ -66,6 +66,21 @@ class PairBackend(Backend, Protocol):
         ...
 
 
+class ScoresFromTimed:
+    """``score`` for a scorer that implements ``score_timed``: the scores without the timings."""
+
+    async def score_timed(
+        self, query: str, documents: Sequence[str], instruction: str | None, timeout_s: float
+    ) -> Scored:
+        raise NotImplementedError
+
+    async def score(
+        self, query: str, documents: Sequence[str], instruction: str | None, timeout_s: float
+    ) -> list[float]:
+        """One score per document within ``timeout_s``, higher is better."""
+        return (await self.score_timed(query, documents, instruction, timeout_s)).scores
+
+
 class Scorer(Protocol):
     """A model as the service uses it, on the event loop: a local backend behind its batcher,
     or a remote serving engine. ``score`` raises ModelTimeout past ``timeout_s`` and

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from sidecar.config import RemoteModel
-from sidecar.engine.protocol import Backend, ModelTimeout, Overloaded, Scored
+from sidecar.engine.protocol import Backend, ModelTimeout, Overloaded, Scored, ScoresFromTimed
 from sidecar.engine.remote_apis import APIS
 from sidecar.engine.stats import BatchStats
 
@@ -66,7 +66,7 @@ class Endpoint:
         return now >= self.down_until
 
 
-class RemoteScorer:
+class RemoteScorer(ScoresFromTimed):
     """A remote model behind the same interface as a local one (see ``Scorer``)."""
 
     def __init__(
@@ -143,12 +143,6 @@ class RemoteScorer:
                 for e in self.endpoints
             ],
         }
-
-    async def score(
-        self, query: str, documents: Sequence[str], instruction: str | None, timeout_s: float
-    ) -> list[float]:
-        """Scores within ``timeout_s`` (the instruction is the server's chat template's business)."""
-        return (await self.score_timed(query, documents, instruction, timeout_s)).scores
 
     async def score_timed(
         self, query: str, documents: Sequence[str], instruction: str | None, timeout_s: float

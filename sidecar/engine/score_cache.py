@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sidecar.engine.cache import LRUCache
-from sidecar.engine.protocol import Backend, Scored, Scorer
+from sidecar.engine.protocol import Backend, Scored, Scorer, ScoresFromTimed
 from sidecar.engine.stats import BatchStats
 
 
@@ -21,7 +21,7 @@ def score_key(model: str, instruction: str | None, query: str, document: str) ->
     return h.digest()
 
 
-class CachedScorer:
+class CachedScorer(ScoresFromTimed):
     """A scorer whose scores are kept in an LRU of ``size`` entries: cached documents are
     answered at once, only the others go to the inner scorer (a local batcher or a remote
     engine). Hits and misses are counted in the inner scorer's stats."""
@@ -51,11 +51,6 @@ class CachedScorer:
 
     def info(self) -> dict[str, Any]:
         return self.inner.info() | {"cache_entries": len(self.cache)}
-
-    async def score(
-        self, query: str, documents: Sequence[str], instruction: str | None, timeout_s: float
-    ) -> list[float]:
-        return (await self.score_timed(query, documents, instruction, timeout_s)).scores
 
     async def score_timed(
         self, query: str, documents: Sequence[str], instruction: str | None, timeout_s: float
