@@ -181,22 +181,32 @@ class SidecarServer:
 
 async def watch_config(rt: Runtime, path: Path, reload: Callable[[], Config], interval_s: float) -> None:
     """Apply changes of the config file, or of a rules file it names, to the next search; log and
-    ignore an invalid one. The folders are watched (editors replace a file rather than write it);
-    changes within ``interval_s`` of each other are taken together."""
-    path = path.resolve()
+    ignore an invalid one. Their folders are watched (an editor's save-by-rename, a Kubernetes
+    ConfigMap's symlink swap) and a file counts as changed when what it resolves to does: its
+    inode, size or mtime. Changes within ``interval_s`` of each other are taken together."""
+    path = path.absolute()
+
+    def state(files: set[Path]) -> dict[Path, tuple[int, int, int] | None]:
+        out: dict[Path, tuple[int, int, int] | None] = {}
+        for f in files:
+            try:
+                st = f.stat()
+                out[f] = (st.st_ino, st.st_size, st.st_mtime_ns)
+            except OSError:
+                out[f] = None
+        return out
+
+    ms = max(1, int(interval_s * 1000))
     while True:
-        rules = {p.resolve() for p in rules_paths(rt.config, path.parent)}
-        watched = {path, *rules}
-        folders = sorted({p.parent for p in watched if p.parent.is_dir()})
-        ms = max(1, int(interval_s * 1000))
-        async for changes in awatch(
-            *folders,
-            watch_filter=lambda _change, name, watched=watched: Path(name) in watched,  # type: ignore[misc]
-            debounce=ms,
-            step=min(50, ms),
-            recursive=False,
-        ):
-            rules_changed = any(Path(name) in rules for _, name in changes)
+        rules = set(rules_paths(rt.config, path.parent))
+        last = state({path, *rules})
+        folders = sorted({f.parent for f in last if f.parent.is_dir()})
+        async for _ in awatch(*folders, debounce=ms, step=min(50, ms), recursive=False):
+            now = state(set(last))
+            if now == last or now[path] is None:
+                continue  # another file of the folder, or the config is away mid-swap
+            rules_changed = any(now[f] != last[f] for f in rules)
+            last = now
             try:
                 new = await asyncio.to_thread(reload)
                 if new != rt.config or rules_changed:
@@ -204,7 +214,7 @@ async def watch_config(rt: Runtime, path: Path, reload: Callable[[], Config], in
                     log.info("config %s reloaded", path)
             except ConfigError as e:
                 log.error("config %s not applied, the running one stays: %s", path, e)
-            if {p.resolve() for p in rules_paths(rt.config, path.parent)} != rules:
+            if set(rules_paths(rt.config, path.parent)) != rules:
                 break  # the new config names other rules files: watch those
 
 

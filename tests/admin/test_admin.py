@@ -202,3 +202,34 @@ def test_a_rules_file_is_watched_too(
         assert variants() == ["Kubernetes container group"]
     finally:
         running.close()
+
+
+def test_a_configmap_style_symlink_swap_is_seen(osmem: OsmemServer, tmp_path: Path) -> None:
+    """Kubernetes mounts a ConfigMap as sidecar.yaml -> ..data/sidecar.yaml, ..data -> a dated
+    folder, and updates it by writing a new folder and renaming a new ..data link over the old."""
+    mount = tmp_path / "mount"
+    mount.mkdir()
+
+    def publish(version: int, data: dict[str, Any]) -> None:
+        folder = mount / f"..2026_12_02_{version}"
+        folder.mkdir()
+        (folder / "sidecar.yaml").write_text(yaml.safe_dump(data))
+        (mount / "..data_tmp").symlink_to(folder.name)
+        (mount / "..data_tmp").rename(mount / "..data")
+
+    data = _config(osmem)
+    publish(1, data)
+    path = mount / "sidecar.yaml"
+    path.symlink_to("..data/sidecar.yaml")
+    running = RunningSidecar(
+        load_config(path), config_path=path, reload=lambda: load_config(path), watch_interval_s=0.1
+    )
+    try:
+        assert len(httpx.post(running.url + "/kb/_search", json=QUERY).json()["hits"]["hits"]) > 2
+        data["routes"][0]["max_hits"] = 2
+        publish(2, data)
+        assert _wait_for(
+            lambda: len(httpx.post(running.url + "/kb/_search", json=QUERY).json()["hits"]["hits"]) == 2
+        )
+    finally:
+        running.close()
