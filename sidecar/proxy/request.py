@@ -75,15 +75,24 @@ def json_body(scope: Scope, body: bytes) -> Any:
 
 
 def msearch_lines(raw: bytes) -> list[tuple[Any, Any]] | None:
-    """An ``_msearch`` body as (header, body) pairs, or None when it cannot be read."""
-    lines = [ln for ln in raw.split(b"\n") if ln.strip()]
-    if len(lines) % 2:
+    """An ``_msearch`` body as (header, body) pairs, read as OpenSearch and Elasticsearch read
+    NDJSON: a line per header and per body, each ended by a newline (``\r\n`` too), a blank
+    header meaning ``{}`` (the URL's index and options), a last header without a body ignored.
+    None when they would refuse it (a last line without its newline, a line that is not JSON)
+    or read it differently (a leading blank line: OpenSearch skips it, Elasticsearch 8 reads
+    a blank header): the cluster then gets the request as it came and answers for itself."""
+    if not raw.endswith(b"\n") or raw.startswith(b"\n"):
         return None
+    lines = raw[:-1].split(b"\n")
+    if len(lines) % 2:
+        lines.pop()  # a header with no body after it: the cluster reads no search there
+    pairs: list[tuple[Any, Any]] = []
     try:
-        docs = [json.loads(ln) for ln in lines]
+        for head, body in zip(lines[0::2], lines[1::2], strict=True):
+            pairs.append((json.loads(head) if head.strip() else {}, json.loads(body)))
     except (UnicodeDecodeError, json.JSONDecodeError):
         return None
-    return list(zip(docs[0::2], docs[1::2], strict=True))
+    return pairs
 
 
 def dumps(doc: Any, pretty: bool = False) -> bytes:

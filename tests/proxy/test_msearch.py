@@ -85,3 +85,32 @@ def test_the_urls_parameters_count_for_each_sub_search(proxied: httpx.Client) ->
 def _ids(proxied: httpx.Client) -> list[str]:
     r = proxied.post("/kb/_search", json={**QUERY, "size": 2}, headers={"X-Rerank": "off"})
     return [h["_id"] for h in r.json()["hits"]["hits"]]
+
+
+def test_blank_headers_and_crlf_are_read_as_the_cluster_reads_them(
+    direct: httpx.Client, proxied: httpx.Client
+) -> None:
+    """A blank header line is ``{}`` (the URL's index); ``\\r\\n`` ends lines too."""
+    query = json.dumps({**QUERY, "size": 2})
+    body = f"\r\n{query}\n\n{query}\r\n{json.dumps({'index': 'plain'})}\n{query}\n"
+    headers = {"content-type": "application/x-ndjson"}
+    p = proxied.post("/kb/_msearch", content=body, headers=headers)
+    d = direct.post("/kb/_msearch", content=body, headers=headers)
+    assert d.status_code == 200 and len(d.json()["responses"]) == 3
+    assert p.status_code == 200 and len(p.json()["responses"]) == 3
+    assert p.headers["x-rerank-msearch"] == "applied,applied,bypass:no-route"
+    assert all("_rerank" in r["hits"]["hits"][0] for r in p.json()["responses"][:2])
+
+
+def test_ndjson_the_cluster_refuses_gets_the_clusters_own_answer(
+    direct: httpx.Client, proxied: httpx.Client
+) -> None:
+    headers = {"content-type": "application/x-ndjson"}
+    for body in (
+        _ndjson({"index": "kb"}, QUERY).rstrip("\n"),  # the last line without its newline
+        _ndjson({"index": "kb"}) + "{not json\n",
+    ):
+        p = proxied.post("/_msearch", content=body, headers=headers)
+        d = direct.post("/_msearch", content=body, headers=headers)
+        assert (p.status_code, p.json()) == (d.status_code, d.json())
+        assert p.headers["x-rerank"] == "bypass" and p.headers["x-rerank-reason"] == "unparsed-body"
