@@ -52,6 +52,9 @@ class Reason(str, Enum):
     UPSTREAM_STATUS = "upstream-status"  # not a 200 search answer (header: upstream-status-NNN)
     UPSTREAM_ERROR = "upstream-error"  # an _msearch sub-search the cluster answered with an error
     # fallback: the client's page in the cluster's order
+    WIDEN_REFUSED = (
+        "widen-refused"  # the cluster refused the widened request (a 400 or 413), not the client's
+    )
     TIMEOUT = "timeout"
     OVERLOADED = "overloaded"
     CIRCUIT_OPEN = "circuit-open"
@@ -69,7 +72,9 @@ def reason_text(reason: Reason | str, upstream_status: int | None = None) -> str
     return reason.header(upstream_status) if isinstance(reason, Reason) else reason
 
 
-FALLBACK_REASONS = frozenset({Reason.TIMEOUT, Reason.OVERLOADED, Reason.CIRCUIT_OPEN, Reason.MODEL_ERROR})
+FALLBACK_REASONS = frozenset(
+    {Reason.WIDEN_REFUSED, Reason.TIMEOUT, Reason.OVERLOADED, Reason.CIRCUIT_OPEN, Reason.MODEL_ERROR}
+)
 
 
 class _Record(BaseModel):

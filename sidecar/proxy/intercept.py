@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 
 _WIDENED_DROP = frozenset({b"content-length", b"content-encoding", b"accept-encoding", b"content-type"})
 _RESPONSE_DROP = frozenset({b"content-length", b"content-encoding"})
+_RETRY_DROP = frozenset({b"content-length"})
+# what a cluster answers a request it will not take (too large a result window, a field it cannot
+# return, too large a body): the widened request is asked again as the client sent it
+WIDEN_REFUSED = frozenset({400, 413})
 
 
 @dataclass
@@ -140,6 +144,23 @@ async def _search(
         search.record(Outcome.bypass(Reason.UPSTREAM_UNAVAILABLE))
         return
     resp, content = fetched
+    if resp.status in WIDEN_REFUSED:  # the cluster refused what the sidecar added: ask as the client did
+        fetched = await _fetch(rt, send, target(scope), request_headers(scope, _RETRY_DROP), raw)
+        if fetched is None:
+            search.record(Outcome.bypass(Reason.UPSTREAM_UNAVAILABLE))
+            return
+        resp, content = fetched
+        ok = 200 <= resp.status < 300
+        outcome = (
+            Outcome.fallback(Reason.WIDEN_REFUSED)
+            if ok
+            else Outcome.bypass(Reason.UPSTREAM_STATUS, resp.status)
+        )
+        search.record(outcome)
+        await send_response(
+            send, resp.status, response_headers(resp, _RESPONSE_DROP) + outcome_headers(outcome), content
+        )
+        return
     parsed = _json_response(resp, content)
     if parsed is None or window_hits(parsed) is None:  # the cluster's own answer goes back
         outcome = Outcome.bypass(Reason.UPSTREAM_STATUS, resp.status)
@@ -154,16 +175,23 @@ async def _search(
     await send_response(send, resp.status, out_headers, dumps(page, pretty(params)))
 
 
+async def _call(
+    rt: Runtime, path: bytes, headers: list[tuple[bytes, bytes]], body: bytes
+) -> tuple[UpstreamResponse, bytes]:
+    """POST to the cluster and read the whole answer (UpstreamError when there is none)."""
+    resp = await rt.upstream.request("POST", path, headers, body)
+    try:
+        return resp, await resp.read()
+    finally:
+        resp.release()
+
+
 async def _fetch(
     rt: Runtime, send: Send, path: bytes, headers: list[tuple[bytes, bytes]], body: bytes
 ) -> tuple[UpstreamResponse, bytes] | None:
-    """POST the widened request; on an upstream failure answer the client and return None."""
+    """``_call``; on an upstream failure answer the client and return None."""
     try:
-        resp = await rt.upstream.request("POST", path, headers, body)
-        try:
-            return resp, await resp.read()
-        finally:
-            resp.release()
+        return await _call(rt, path, headers, body)
     except UpstreamError as e:
         await send_upstream_error(send, e)
         return None
@@ -271,7 +299,8 @@ async def _msearch(
         extra = bypass_headers(outcome.reason_text)
         await send_response(send, resp.status, response_headers(resp, _RESPONSE_DROP) + extra, content)
         return
-    outcomes = await asyncio.gather(*(_finish_sub(s, responses, i) for i, s in enumerate(subs)))
+    refused = await _ask_again(rt, scope, subs, responses)
+    outcomes = await asyncio.gather(*(_finish_sub(s, responses, i, i in refused) for i, s in enumerate(subs)))
     per_sub = ",".join(
         o.status.value if not o.reason_text else f"{o.status.value}:{o.reason_text}" for o in outcomes
     )
@@ -280,14 +309,43 @@ async def _msearch(
     await send_response(send, resp.status, out_headers, dumps(doc, pretty(params)))
 
 
-async def _finish_sub(sub: _Sub, responses: list[Any], i: int) -> Outcome:
+async def _ask_again(rt: Runtime, scope: Scope, subs: list[_Sub], responses: list[Any]) -> set[int]:
+    """Sub-searches whose widened request the cluster refused (400, 413) are asked again, in one
+    ``_msearch``, as the client sent them; their answers replace the refusals. Returns their
+    positions (none when the second call fails: the refusals stay)."""
+    refused = [
+        i
+        for i, (s, r) in enumerate(zip(subs, responses, strict=True))
+        if isinstance(s.plan, SearchPlan) and isinstance(r, dict) and r.get("status") in WIDEN_REFUSED
+    ]
+    if not refused:
+        return set()
+    body = b"".join(dumps(subs[i].header) + b"\n" + dumps(subs[i].body) + b"\n" for i in refused)
+    headers = [*request_headers(scope, _WIDENED_DROP), (b"content-type", b"application/x-ndjson")]
+    try:
+        resp, content = await _call(rt, target(scope), headers, body)
+    except UpstreamError:
+        return set()
+    doc = _json_response(resp, content)
+    again = doc.get("responses") if isinstance(doc, dict) else None
+    if not isinstance(again, list) or len(again) != len(refused):
+        return set()
+    for i, answer in zip(refused, again, strict=True):
+        responses[i] = answer
+    return set(refused)
+
+
+async def _finish_sub(sub: _Sub, responses: list[Any], i: int, asked_again: bool = False) -> Outcome:
     """Rerank one sub-search's answer in place; its event recorded."""
     response = responses[i]
+    answered = isinstance(response, dict) and response.get("status", 200) == 200
     if isinstance(sub.plan, Bypass):
         outcome = Outcome.bypass(sub.plan.reason)
-    elif (
-        not isinstance(response, dict) or response.get("status", 200) != 200 or window_hits(response) is None
-    ):
+    elif asked_again:
+        outcome = (
+            Outcome.fallback(Reason.WIDEN_REFUSED) if answered else Outcome.bypass(Reason.UPSTREAM_ERROR)
+        )
+    elif not answered or window_hits(response) is None:
         outcome = Outcome.bypass(Reason.UPSTREAM_ERROR)
     else:
         assert sub.route is not None  # a plan is made for a route

@@ -39,6 +39,11 @@ class Outcome:
         """A search passed through unchanged."""
         return cls(Status.BYPASS, reason, upstream_status=upstream_status)
 
+    @classmethod
+    def fallback(cls, reason: Reason) -> Outcome:
+        """A search answered in the cluster's order."""
+        return cls(Status.FALLBACK, reason)
+
     @property
     def reason_text(self) -> str:
         """The reason as the ``X-Rerank-Reason`` header gives it."""
