@@ -80,16 +80,20 @@ _FAULTS: tuple[tuple[type[BaseException], Reason], ...] = (
 
 
 async def rerank_hits(
-    compiled: CompiledRoute, plan: SearchPlan, response: dict[str, Any]
+    compiled: CompiledRoute, plan: SearchPlan, texts: list[str]
 ) -> tuple[list[Scored] | None, Outcome]:
-    """Score the window's hits against each of the plan's queries (the original first); None
-    (and a fallback outcome) on model error or timeout."""
+    """Score the window's texts against each of the plan's queries (the original first); a hit
+    with no text is not sent to the model and scores 0. None (and a fallback outcome) on model
+    error or timeout."""
     route = compiled.config
-    hits = response["hits"]["hits"]
-    texts = [document_text(h.get("_source"), route.fields, route.template, route.max_chars) for h in hits]
+    read = [i for i, t in enumerate(texts) if t]
     started = time.perf_counter()
     try:
-        per_query = await _score_queries(compiled, plan, texts)
+        if read:
+            scored = await _score_queries(compiled, plan, [texts[i] for i in read])
+            per_query = [_spread(s, read, len(texts)) for s in scored]
+        else:
+            per_query = [Scored([0.0] * len(texts)) for _ in plan.queries]
     except Exception as e:
         took = (time.perf_counter() - started) * 1000
         reason = next((r for kind, r in _FAULTS if isinstance(e, kind)), Reason.MODEL_ERROR)
@@ -98,6 +102,14 @@ async def rerank_hits(
         return None, Outcome(Status.FALLBACK, reason, route.model, took)
     took = (time.perf_counter() - started) * 1000
     return per_query, Outcome(Status.APPLIED, Reason.NONE, route.model, took)
+
+
+def _spread(scored: Scored, read: list[int], n: int) -> Scored:
+    """Scores of the texts that were read, laid out over all ``n`` (0 for the others)."""
+    scores = [0.0] * n
+    for i, value in zip(read, scored.scores, strict=True):
+        scores[i] = value
+    return Scored(scores, scored.queue_ms, scored.model_ms)
 
 
 async def _score_queries(route: CompiledRoute, plan: SearchPlan, texts: list[str]) -> list[Scored]:
@@ -132,7 +144,8 @@ async def finish(
         event.retrieval = plan.retrieval
         event.timings.rewrite_ms = round(plan.rewrite.took_ms, 3)
     event.baseline = record.baseline(hits, route)
-    timed, outcome = await rerank_hits(compiled, plan, response)
+    texts = [document_text(h.get("_source"), route.fields, route.template, route.max_chars) for h in hits]
+    timed, outcome = await rerank_hits(compiled, plan, texts)
     outcome = replace(outcome, variants=len(plan.queries) - 1)
     event.timings.rerank_ms = outcome.took_ms
     if timed is None:
@@ -144,7 +157,8 @@ async def finish(
     cfg = route.rewrite
     scores = aggregate(per_query, cfg.aggregate, cfg.original_weight) if cfg else per_query[0]
     original = [h.get("_score") for h in hits]
-    decision = decide(route, scores, [o if isinstance(o, (int, float)) else None for o in original])
+    missing = [i for i, t in enumerate(texts) if not t]
+    decision = decide(route, scores, [o if isinstance(o, (int, float)) else None for o in original], missing)
     outcome = replace(outcome, cut=decision.cut, flags=decision.flags)
     event.cut, event.flags = decision.cut, list(decision.flags)
     fused = None if route.fusion == "replace" else decision.final

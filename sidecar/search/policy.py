@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from sidecar.config import RouteConfig
@@ -118,10 +118,30 @@ def flags(route: RouteConfig, scores: Sequence[float]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def decide(route: RouteConfig, scores: Sequence[float], original: Sequence[float | None]) -> Decision:
-    """Order by the fused score, then cut by the thresholds (on the model's score)."""
-    final = fuse(route, scores, original)
-    order = sorted(range(len(scores)), key=lambda i: (-final[i], i))
-    kept = _cut(route, order, scores)
-    shown = shown_scores(route, scores, final, kept)
-    return Decision(kept, final, len(order) - len(kept), flags(route, scores), shown)
+def decide(
+    route: RouteConfig,
+    scores: Sequence[float],
+    original: Sequence[float | None],
+    missing: Collection[int] = (),
+) -> Decision:
+    """Order by the fused score, then cut by the thresholds (on the model's score). Hits with
+    no text in the route's fields (``missing``: the model had nothing to read) keep their
+    cluster order after the scored ones, are never cut by a score threshold, show ``_score``
+    0 and flag the search ``missing-text``."""
+    if not missing:
+        final = fuse(route, scores, original)
+        order = sorted(range(len(scores)), key=lambda i: (-final[i], i))
+        kept = _cut(route, order, scores)
+        shown = shown_scores(route, scores, final, kept)
+        return Decision(kept, final, len(order) - len(kept), flags(route, scores), shown)
+    read = [i for i in range(len(scores)) if i not in missing]
+    inner = decide(
+        route.model_copy(update={"max_hits": None}), [scores[i] for i in read], [original[i] for i in read]
+    )
+    final, shown = [0.0] * len(scores), [0.0] * len(scores)
+    for j, i in enumerate(read):
+        final[i], shown[i] = inner.final[j], inner.shown[j]
+    kept = [read[j] for j in inner.order] + sorted(missing)
+    if route.max_hits is not None:
+        kept = kept[: route.max_hits]
+    return Decision(kept, final, len(scores) - len(kept), (*inner.flags, "missing-text"), shown)

@@ -126,3 +126,20 @@ def test_replace_and_linear_show_their_own_scores() -> None:
     assert decide(route(fusion="replace"), SCORES, ORIGINAL).shown == SCORES
     lin = decide(route(fusion="linear"), SCORES, ORIGINAL)
     assert lin.shown == lin.final and all(0 <= s <= 1 for s in lin.shown)
+
+
+@pytest.mark.parametrize("fusion", ["replace", "auto", "rrf", "linear"])
+def test_hits_without_text_keep_their_cluster_order_after_the_scored_ones(fusion: str) -> None:
+    missing = [0, 4]  # the model read nothing there: their scores mean nothing
+    d = decide(route(fusion=fusion, min_score=0.2), SCORES, ORIGINAL, missing)
+    read = [i for i in range(len(SCORES)) if i not in missing]
+    alone = decide(
+        route(fusion=fusion, min_score=0.2), [SCORES[i] for i in read], [ORIGINAL[i] for i in read]
+    )
+    assert d.order == [read[j] for j in alone.order] + [0, 4]  # never cut by the score threshold
+    assert d.flags == (*alone.flags, "missing-text")
+    assert d.shown[0] == d.shown[4] == 0.0
+    shown = [d.shown[i] for i in d.order]
+    assert shown == sorted(shown, reverse=True)
+    assert decide(route(max_hits=5), SCORES, ORIGINAL, missing).order[-1] == 0  # max_hits counts them
+    assert len(decide(route(max_hits=5), SCORES, ORIGINAL, missing).order) == 5
