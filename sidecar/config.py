@@ -306,6 +306,9 @@ class EventsConfig(_Model):
     index: str | None = None
     url: str | None = None
     basic_auth_env: str | None = None  # env var holding user:password for that cluster
+    # keep no query or document text in events (memory, SQLite, the index, the live stream): for
+    # clusters whose document- or field-level security must not be copied out of them
+    redact: bool = False
 
 
 class TlsConfig(_Model):

@@ -162,6 +162,17 @@ class SearchEvent(_Record):
             and all(b.model_score is not None for b in self.baseline)
         )
 
+    def redact(self) -> None:
+        """Keep no query or document text (``events.redact``): no query, variants' text, rules
+        (a rule names the words it matched), titles or header values; ids, scores, ranks,
+        timings and outcomes stay, so stats, metrics and threshold previews still work."""
+        self.query = None
+        self.variants = [VariantRecord(text="", rules=[]) for _ in self.variants]
+        self.rules = []
+        for hit in self.baseline:
+            hit.title = ""
+        self.headers = {k: "" for k in self.headers}
+
     def to_json(self) -> dict[str, Any]:
         """The record as the store, the admin API and the live feed give it: rows and timings
         without the keys that do not apply to them."""

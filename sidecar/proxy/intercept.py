@@ -62,6 +62,8 @@ class _Search:
         e = self.event
         e.status, e.reason, e.upstream_status = outcome.status, outcome.reason, outcome.upstream_status
         e.timings.total_ms = round((time.perf_counter() - self.started) * 1000, 2)
+        if self.rt.config.events.redact:
+            e.redact()
         self.rt.events.add(e)
         self.rt.metrics.observe(e)
 

@@ -297,3 +297,27 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_redacted_events_keep_no_query_or_document_text(osmem: OsmemServer, tmp_path: Path) -> None:
+    db = tmp_path / "e.sqlite"
+    running = RunningSidecar(
+        sidecar_config(osmem.url, events={"sqlite": str(db), "redact": True}),
+        backends={"slow": BrokenBackend(), "broken": BrokenBackend()},
+    )
+    try:
+        headers = {"X-Rerank-Query": "secret words", "X-Rerank-Explain": "1"}
+        r = httpx.post(running.url + "/kb/_search", json=QUERY, headers=headers)
+        assert r.status_code == 200 and r.headers["x-rerank"] == "applied"
+        titles = [h["_source"]["title"] for h in r.json()["hits"]["hits"]]
+        event = _events(running, limit=1)[0]
+        assert event["query"] is None and event["rules"] == [] and set(event["headers"].values()) == {""}
+        assert event["baseline"] and all(b["title"] == "" for b in event["baseline"])
+        assert all(b.get("model_score") is not None for b in event["baseline"])  # previews still work
+        assert event["final"] and event["timings"]["total_ms"] > 0
+    finally:
+        running.close()
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("e.sqlite*")).decode("utf-8", "replace")
+    assert "applied" in stored  # the events are there
+    assert "secret words" not in stored and "LoRA" not in stored
+    assert not any(t in stored for t in titles)
