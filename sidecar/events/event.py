@@ -40,6 +40,7 @@ class Reason(str, Enum):
     NO_QUERY_TEXT = "no-query-text"
     STORED_FIELDS = "stored_fields"
     FILTER_PATH = "filter_path"
+    FORMAT = "format"  # the client asked for YAML, CBOR or Smile (?format=, Accept)
     BODY_TOO_LARGE = "body-too-large"
     CONTENT_TYPE = "content-type"
     CONTENT_ENCODING = "content-encoding"

@@ -23,6 +23,8 @@ from sidecar.proxy.asgi import BodyTooLarge, Receive, Scope, Send, read_body, se
 from sidecar.proxy.forward import forward, request_headers, response_headers, send_upstream_error, target
 from sidecar.proxy.request import (
     Unreadable,
+    answers_in_json,
+    content_type,
     decode_body,
     dumps,
     json_body,
@@ -74,6 +76,8 @@ def prepare(
     """The plan of a search, or why it goes to the cluster unchanged (no I/O)."""
     if route is None:
         return Bypass(Reason.NO_ROUTE)
+    if not answers_in_json(scope, params):
+        return Bypass(Reason.FORMAT)
     try:
         body = json_body(scope, raw)
     except Unreadable as e:
@@ -136,7 +140,7 @@ async def _search(
     plan = await _rewritten(route, plan, search_context(scope))
 
     headers = request_headers(scope, _WIDENED_DROP)
-    headers.append((b"content-type", b"application/json"))
+    headers.append((b"content-type", content_type(scope, b"application/json")))
     upstream_started = time.perf_counter()
     fetched = await _fetch(
         rt, send, target(scope, urlencode(plan.params).encode()), headers, dumps(plan.body)
@@ -258,12 +262,15 @@ async def _msearch(
     except BodyTooLarge as e:
         await _bypass(whole, Reason.BODY_TOO_LARGE, scope, receive, send, head=e.head)
         return
+    params = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+    if not answers_in_json(scope, params):
+        await _bypass(whole, Reason.FORMAT, scope, receive, send, body=raw)
+        return
     plain = decode_body(scope, raw) if raw else b""
     pairs = msearch_lines(plain) if plain is not None else None
     if not pairs:
         await _bypass(whole, Reason.UNPARSED_BODY, scope, receive, send, body=raw)
         return
-    params = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
     subs = [_plan_sub(rt, snap, h, b, index, params, headers) for h, b in pairs]
     if not any(isinstance(s.plan, SearchPlan) for s in subs):
         for s in subs:
@@ -285,7 +292,7 @@ async def _msearch(
         lines.append(dumps(s.header))
         lines.append(dumps(s.plan.body if isinstance(s.plan, SearchPlan) else s.body))
     upstream = request_headers(scope, _WIDENED_DROP)
-    upstream.append((b"content-type", b"application/x-ndjson"))
+    upstream.append((b"content-type", content_type(scope, b"application/x-ndjson")))
     fetched = await _fetch(rt, send, target(scope), upstream, b"\n".join(lines) + b"\n")
     if fetched is None:
         for s in subs:
@@ -323,7 +330,10 @@ async def _ask_again(rt: Runtime, scope: Scope, subs: list[_Sub], responses: lis
     if not refused:
         return set()
     body = b"".join(dumps(subs[i].header) + b"\n" + dumps(subs[i].body) + b"\n" for i in refused)
-    headers = [*request_headers(scope, _WIDENED_DROP), (b"content-type", b"application/x-ndjson")]
+    headers = [
+        *request_headers(scope, _WIDENED_DROP),
+        (b"content-type", content_type(scope, b"application/x-ndjson")),
+    ]
     try:
         resp, content = await _call(rt, target(scope), headers, body)
     except UpstreamError:

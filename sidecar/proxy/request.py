@@ -44,6 +44,31 @@ def rerank_headers(scope: Scope) -> dict[str, str]:
     }
 
 
+def answers_in_json(scope: Scope, params: Sequence[tuple[str, str]]) -> bool:
+    """Whether the client asked for a JSON answer, the only one the sidecar rewrites: no
+    ``?format`` but json, and an ``Accept`` (if any) that takes JSON (vendored types such as
+    ``application/vnd.elasticsearch+json; compatible-with=8`` too) or anything. YAML, CBOR and
+    Smile answers go to the client as the cluster writes them."""
+    fmt = next((v for k, v in params if k == "format"), "").strip().lower()
+    if fmt not in ("", "json"):
+        return False
+    accept = header(scope, b"accept").strip().lower()
+    if not accept:
+        return True
+    for part in accept.split(","):
+        media = part.split(";", 1)[0].strip()
+        if "json" in media or media in ("*/*", "application/*"):
+            return True
+    return False
+
+
+def content_type(scope: Scope, default: bytes) -> bytes:
+    """The client's Content-Type, kept on the widened request (a vendored JSON type and its
+    ``compatible-with`` must match its Accept); ``default`` when it sent none."""
+    value = header(scope, b"content-type").strip()
+    return value.encode("latin-1") if value else default
+
+
 def decode_body(scope: Scope, body: bytes) -> bytes | None:
     """The request body as plain bytes, or None when its encoding is not one we read."""
     encoding = header(scope, b"content-encoding").strip().lower()
