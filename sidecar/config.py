@@ -246,6 +246,8 @@ class RouteConfig(_Model):
     model: str
     window: int = Field(100, ge=1, le=10_000)
     fields: list[str] = Field(min_length=1)
+    # where the query text is looked for: the clause that searches these fields (default: fields)
+    query_fields: list[str] | None = None
     template: str | None = None
     timeout_ms: int = Field(2000, ge=1)
     query_path: str | None = None

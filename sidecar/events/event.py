@@ -38,6 +38,7 @@ class Reason(str, Enum):
     BEYOND_WINDOW = "beyond-window"
     DISABLED_BY_HEADER = "disabled-by-header"
     NO_QUERY_TEXT = "no-query-text"
+    KNN_NO_TEXT = "knn-no-text"  # a vector search with no text to rerank against
     STORED_FIELDS = "stored_fields"
     FILTER_PATH = "filter_path"
     FORMAT = "format"  # the client asked for YAML, CBOR or Smile (?format=, Accept)

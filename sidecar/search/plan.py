@@ -10,7 +10,7 @@ from typing import Any
 from sidecar.config import RouteConfig
 from sidecar.events.event import Reason
 from sidecar.rewrite.rules import Rewrite
-from sidecar.search.query_text import find_query_text, lucene_terms, text_at_path
+from sidecar.search.query_text import find_query_text, has_knn, lucene_terms, text_at_path
 from sidecar.search.source_filter import (
     SourceFilter,
     parse_body_source,
@@ -109,7 +109,8 @@ def _query_text(
     if "q" in params:
         terms = lucene_terms(params["q"])
         return terms or None
-    return find_query_text(body.get("query"))
+    searched = {k: body[k] for k in ("query", "retriever", "knn", "sub_searches") if k in body}
+    return find_query_text(searched, route.query_fields or route.fields)
 
 
 def plan_search(
@@ -158,7 +159,7 @@ def plan_search(
     source = parse_params_source(p, body_source)
     query = _query_text(route, body, p, headers)
     if not query:
-        return Bypass(Reason.NO_QUERY_TEXT)
+        return Bypass(Reason.KNN_NO_TEXT if has_knn(body) else Reason.NO_QUERY_TEXT)
 
     wide = copy.deepcopy(body)
     ext = wide.get("ext")
