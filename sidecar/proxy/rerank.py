@@ -134,7 +134,7 @@ async def finish(
 ) -> tuple[dict[str, Any], Outcome]:
     """Rerank the window and cut the client's page out of it; the event records the plan,
     the cluster's window and what the model made of it."""
-    route = compiled.config
+    route = plan.effective(compiled.config)
     hits = response["hits"]["hits"]
     event.route, event.query, event.window, event.model = compiled.name, plan.query, route.window, route.model
     event.page = record.page(plan.from_, plan.size)

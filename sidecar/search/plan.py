@@ -47,6 +47,21 @@ class SearchPlan:
     explain: bool = False  # X-Rerank-Explain: the variants go back in the body under _rerank
     rewrite: Rewrite | None = None
     retrieval: str = "original"  # expanded: the cluster query carries the variants too
+    # what the request itself asks for in place of the route's (Elasticsearch's
+    # text_similarity_reranker: its field and rank_window_size)
+    window: int | None = None
+    fields: tuple[str, ...] | None = None
+
+    def effective(self, route: RouteConfig) -> RouteConfig:
+        """The route as this search uses it."""
+        if self.window is None and self.fields is None:
+            return route
+        update: dict[str, Any] = {}
+        if self.window is not None:
+            update["window"] = self.window
+        if self.fields is not None:
+            update.update(fields=list(self.fields), template=None)
+        return route.model_copy(update=update)
 
     @property
     def queries(self) -> list[str]:
@@ -82,6 +97,59 @@ def _is_score_sort(sort: Any) -> bool:
         else:
             return False
     return True
+
+
+RERANK_WINDOW = 10  # text_similarity_reranker's rank_window_size default
+
+
+def _with_filter(retriever: dict[str, Any], extra: Any) -> dict[str, Any]:
+    """A retriever with a filter added: on ``standard`` and ``knn`` its own, on ``rrf`` and
+    ``linear`` each child's (as Elasticsearch applies a parent's filter)."""
+    ((kind, spec),) = retriever.items()
+    spec = dict(spec)
+    if kind in ("standard", "knn"):
+        mine = spec.get("filter")
+        spec["filter"] = [
+            *(mine if isinstance(mine, list) else [mine] if mine else []),
+            *(extra if isinstance(extra, list) else [extra]),
+        ]
+    elif kind == "rrf":
+        spec["retrievers"] = [_with_filter(r, extra) for r in spec.get("retrievers", [])]
+    elif kind == "linear":
+        spec["retrievers"] = [
+            {**r, "retriever": _with_filter(r["retriever"], extra)} for r in spec.get("retrievers", [])
+        ]
+    return {kind: spec}
+
+
+def _unwrap_reranker(body: dict[str, Any]) -> tuple[dict[str, Any], int, str] | None:
+    """A body whose retriever is Elasticsearch's ``text_similarity_reranker``, rewritten for
+    the cluster to run only its child (a ``standard`` child becomes a plain ``query``, which
+    OpenSearch understands too), with the reranker's window and field; None otherwise."""
+    retriever = body.get("retriever")
+    spec = retriever.get("text_similarity_reranker") if isinstance(retriever, dict) else None
+    if not isinstance(spec, dict):
+        return None
+    child, field = spec.get("retriever"), spec.get("field")
+    window = spec.get("rank_window_size", RERANK_WINDOW)
+    if not (isinstance(child, dict) and len(child) == 1 and isinstance(field, str)):
+        return None
+    if not isinstance(window, int) or isinstance(window, bool) or not 1 <= window <= 10_000:
+        return None
+    if spec.get("filter") is not None:
+        child = _with_filter(child, spec["filter"])
+    out = {k: v for k, v in body.items() if k != "retriever"}
+    ((kind, inner),) = child.items()
+    if kind == "standard" and isinstance(inner, dict) and set(inner) <= {"query", "filter", "min_score"}:
+        query = inner.get("query", {"match_all": {}})
+        if inner.get("filter") is not None:
+            query = {"bool": {"must": [query], "filter": inner["filter"]}}
+        out["query"] = query
+        if inner.get("min_score") is not None:
+            out["min_score"] = inner["min_score"]
+    else:
+        out["retriever"] = child
+    return out, window, field
 
 
 def _query_text(
@@ -127,6 +195,14 @@ def plan_search(
     if not isinstance(body, dict):
         return Bypass(Reason.UNPARSED_BODY)
     p = dict(params)
+    reranker = _unwrap_reranker(body)
+    window, fields = (reranker[1], (reranker[2],)) if reranker else (None, None)
+    if reranker is not None:
+        text = body["retriever"]["text_similarity_reranker"].get("inference_text")
+        if isinstance(text, str) and text.strip() and "x-rerank-query" not in headers:
+            headers = {**headers, "x-rerank-query": text}
+        body = reranker[0]
+        route = route.model_copy(update={"window": window, "fields": [reranker[2]], "template": None})
     if "scroll" in p:
         return Bypass(Reason.SCROLL)
     for key, reason in (
@@ -177,4 +253,16 @@ def plan_search(
     upstream_params = tuple((k, v) for k, v in params if k not in _WIDENED_PARAMS)
     instruction = headers.get("x-rerank-instruction", "").strip() or route.instruction
     explain = headers.get("x-rerank-explain", "").strip().lower() in ("1", "true", "yes")
-    return SearchPlan(route.name, query, from_, size, source, wide, upstream_params, instruction, explain)
+    return SearchPlan(
+        route.name,
+        query,
+        from_,
+        size,
+        source,
+        wide,
+        upstream_params,
+        instruction,
+        explain,
+        window=window,
+        fields=fields,
+    )

@@ -198,3 +198,36 @@ def test_thresholds_cut_and_flags_through_the_proxy(osmem: object, direct: httpx
         assert "low" in r.headers["x-rerank-flags"].split(",")
     finally:
         running.close()
+
+
+def test_elasticsearchs_reranker_retriever_is_honoured_in_front_of_opensearch(
+    sidecar: RunningSidecar, direct: httpx.Client, proxied: httpx.Client
+) -> None:
+    """An app written for Elasticsearch's text_similarity_reranker works unchanged: the sidecar
+    reranks the child retriever's top rank_window_size by the model on `field` against
+    `inference_text`, and the cluster only ever sees a plain query (OpenSearch has no retrievers)."""
+    child = {"match": {"text": "LoRA rank adapter"}}
+    body = {
+        "retriever": {
+            "text_similarity_reranker": {
+                "retriever": {"standard": {"query": child, "filter": {"exists": {"field": "title"}}}},
+                "field": "text",
+                "inference_text": "which rank should my adapter use",
+                "rank_window_size": 6,
+            }
+        },
+        "size": 3,
+    }
+    r = proxied.post("/kb/_search", json=body)
+    assert r.status_code == 200 and r.headers["x-rerank"] == "applied", r.text
+    window = direct.post("/kb/_search", json={"query": child, "size": 6}).json()["hits"]["hits"]
+    scores = sidecar.backend("minilm").score(
+        "which rank should my adapter use", [h["_source"]["text"] for h in window]
+    )
+    expected = [window[i]["_id"] for i in sorted(range(len(window)), key=lambda i: (-scores[i], i))]
+    assert [h["_id"] for h in r.json()["hits"]["hits"]] == expected[:3]
+    event = httpx.get(f"{sidecar.admin_url}/_sidecar/events/{r.headers['x-rerank-event']}").json()
+    assert event["window"] == 6 and event["query"] == "which rank should my adapter use"
+    # past its window the search is the cluster's: the retriever, as sent, is not reranked
+    beyond = proxied.post("/kb/_search", json={**body, "from": 4, "size": 3})
+    assert beyond.headers["x-rerank"] == "bypass"
