@@ -35,7 +35,6 @@ class Reason(str, Enum):
     SEARCH_AFTER = "search_after"
     PIT = "pit"
     RESCORE = "rescore"
-    BEYOND_WINDOW = "beyond-window"
     DISABLED_BY_HEADER = "disabled-by-header"
     NO_QUERY_TEXT = "no-query-text"
     KNN_NO_TEXT = "knn-no-text"  # a vector search with no text to rerank against

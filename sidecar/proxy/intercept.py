@@ -33,7 +33,7 @@ from sidecar.proxy.request import (
     rerank_headers,
     search_context,
 )
-from sidecar.proxy.rerank import Outcome, bypass_headers, finish, outcome_headers, summarize
+from sidecar.proxy.rerank import Outcome, PastWindow, bypass_headers, finish, outcome_headers, summarize
 from sidecar.proxy.upstream import UpstreamError, UpstreamResponse
 from sidecar.runtime import Runtime
 from sidecar.search.page import window_hits
@@ -174,7 +174,16 @@ async def _search(
         extra = bypass_headers(outcome.reason_text)
         await send_response(send, resp.status, response_headers(resp, _RESPONSE_DROP) + extra, content)
         return
-    page, outcome = await finish(route, plan, parsed, search.event)
+    path = target(scope, urlencode(plan.params).encode())
+
+    async def past(body: dict[str, Any]) -> list[dict[str, Any]] | None:
+        try:
+            more, raw_more = await _call(rt, path, headers, dumps(body))
+        except UpstreamError:
+            return None
+        return window_hits(_json_response(more, raw_more))
+
+    page, outcome = await finish(route, plan, parsed, search.event, past)
     search.record(outcome)
     out_headers = response_headers(resp, _RESPONSE_DROP) + outcome_headers(outcome)
     out_headers.append((b"x-rerank-event", search.event.id.encode()))
@@ -309,7 +318,24 @@ async def _msearch(
         await send_response(send, resp.status, response_headers(resp, _RESPONSE_DROP) + extra, content)
         return
     refused = await _ask_again(rt, scope, subs, responses)
-    outcomes = await asyncio.gather(*(_finish_sub(s, responses, i, i in refused) for i, s in enumerate(subs)))
+
+    def past_for(header: Any) -> PastWindow:
+        async def past(body: dict[str, Any]) -> list[dict[str, Any]] | None:
+            try:
+                more, raw_more = await _call(
+                    rt, target(scope), upstream, dumps(header) + b"\n" + dumps(body) + b"\n"
+                )
+            except UpstreamError:
+                return None
+            doc = _json_response(more, raw_more)
+            answers = doc.get("responses") if isinstance(doc, dict) else None
+            return window_hits(answers[0]) if isinstance(answers, list) and len(answers) == 1 else None
+
+        return past
+
+    outcomes = await asyncio.gather(
+        *(_finish_sub(s, responses, i, i in refused, past_for(s.header)) for i, s in enumerate(subs))
+    )
     per_sub = ",".join(
         o.status.value if not o.reason_text else f"{o.status.value}:{o.reason_text}" for o in outcomes
     )
@@ -347,7 +373,9 @@ async def _ask_again(rt: Runtime, scope: Scope, subs: list[_Sub], responses: lis
     return set(refused)
 
 
-async def _finish_sub(sub: _Sub, responses: list[Any], i: int, asked_again: bool = False) -> Outcome:
+async def _finish_sub(
+    sub: _Sub, responses: list[Any], i: int, asked_again: bool = False, past: PastWindow | None = None
+) -> Outcome:
     """Rerank one sub-search's answer in place; its event recorded."""
     response = responses[i]
     answered = isinstance(response, dict) and response.get("status", 200) == 200
@@ -361,6 +389,6 @@ async def _finish_sub(sub: _Sub, responses: list[Any], i: int, asked_again: bool
         outcome = Outcome.bypass(Reason.UPSTREAM_ERROR)
     else:
         assert sub.route is not None  # a plan is made for a route
-        responses[i], outcome = await finish(sub.route, sub.plan, response, sub.search.event)
+        responses[i], outcome = await finish(sub.route, sub.plan, response, sub.search.event, past)
     sub.search.record(outcome)
     return outcome

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -13,7 +14,7 @@ from sidecar.engine.protocol import ModelTimeout, Overloaded, Scored
 from sidecar.events import record
 from sidecar.events.event import Reason, SearchEvent, Status, VariantRecord
 from sidecar.search.documents import document_text
-from sidecar.search.page import build_page
+from sidecar.search.page import build_page, tail_range
 from sidecar.search.plan import SearchPlan
 from sidecar.search.policy import aggregate, decide
 from sidecar.snapshot import CompiledRoute
@@ -129,11 +130,34 @@ async def _score_queries(route: CompiledRoute, plan: SearchPlan, texts: list[str
         raise
 
 
+# the cluster's hits for a widened body, None when it would not give them
+PastWindow = Callable[[dict[str, Any]], Awaitable[list[dict[str, Any]] | None]]
+
+
+async def _tail(
+    plan: SearchPlan, window: int, hits: int, kept: int, past: PastWindow | None
+) -> list[dict[str, Any]]:
+    """The cluster's hits after the window that the client's page reaches (none when it ends
+    within the reranked hits). Without them the page comes back short, never wrong."""
+    wanted = tail_range(plan, hits, kept, window)
+    if wanted is None or past is None:
+        return []
+    found = await past(plan.past_window(*wanted))
+    if found is None:
+        log.warning("the cluster did not give the hits after the window; the page is short")
+    return found or []
+
+
 async def finish(
-    compiled: CompiledRoute, plan: SearchPlan, response: dict[str, Any], event: SearchEvent
+    compiled: CompiledRoute,
+    plan: SearchPlan,
+    response: dict[str, Any],
+    event: SearchEvent,
+    past: PastWindow | None = None,
 ) -> tuple[dict[str, Any], Outcome]:
-    """Rerank the window and cut the client's page out of it; the event records the plan,
-    the cluster's window and what the model made of it."""
+    """Rerank the window and cut the client's page out of it (continued by the cluster's order
+    past the window, from ``past``, where the page reaches beyond it); the event records the
+    plan, the cluster's window and what the model made of it."""
     route = plan.effective(compiled.config)
     hits = response["hits"]["hits"]
     event.route, event.query, event.window, event.model = compiled.name, plan.query, route.window, route.model
@@ -149,7 +173,8 @@ async def finish(
     outcome = replace(outcome, variants=len(plan.queries) - 1)
     event.timings.rerank_ms = outcome.took_ms
     if timed is None:
-        return explained(build_page(response, plan, None, route.annotate), plan), outcome
+        tail = await _tail(plan, route.window, len(hits), len(hits), past)
+        return explained(build_page(response, plan, None, route.annotate, tail=tail), plan), outcome
     # the query and its variants were scored side by side: the longest wait and work of any
     event.timings.queue_ms = max((t.queue_ms for t in timed if t.queue_ms is not None), default=None)
     event.timings.model_ms = max((t.model_ms for t in timed if t.model_ms is not None), default=None)
@@ -166,7 +191,10 @@ async def finish(
     event.final = record.final(ids, decision.order, decision.shown, scores, per_query, fused)
     for row, score in zip(event.baseline, scores, strict=True):
         row.model_score = score  # the whole window's, cut hits too: what threshold previews need
-    return explained(build_page(response, plan, scores, route.annotate, decision), plan), outcome
+    # a cut says the rest is not relevant: the list ends with the kept hits
+    tail = [] if decision.cut else await _tail(plan, route.window, len(hits), len(decision.order), past)
+    page = build_page(response, plan, scores, route.annotate, decision, tail)
+    return explained(page, plan), outcome
 
 
 def explained(page: dict[str, Any], plan: SearchPlan) -> dict[str, Any]:

@@ -36,9 +36,13 @@ def build_page(
     scores: Sequence[float] | None,
     annotate: bool,
     decision: Decision | None = None,
+    tail: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """Reorder the window by the decision (or keep the cluster's order when ``scores`` is None)
-    and slice the client's page; ``_score`` becomes the final score.
+    and slice the client's page out of it followed by ``tail``: the cluster's hits after the
+    window, for a page that reaches past the reranked hits. ``_score`` becomes the final score;
+    a hit from the tail shows 0 under reranking (below every reranked hit), its cluster score
+    under the cluster's order.
 
     ``hits.total``, aggregations, ``took`` and the rest stay as the cluster sent them.
     """
@@ -59,7 +63,26 @@ def build_page(
                 hit["_rerank"] = {"score": scores[i], "original_score": original, "original_rank": i + 1}
         _restore_source(hit, plan)
         page.append(hit)
+    first = len(hits) + max(0, plan.from_ - len(order))  # the tail's first hit, as the cluster ranks it
+    for j, hit in enumerate(tail[: plan.size - len(page)]):
+        if final is not None:
+            original = hit.get("_score")
+            hit["_score"] = 0.0
+            if annotate:
+                hit["_rerank"] = {"score": None, "original_score": original, "original_rank": first + j + 1}
+        _restore_source(hit, plan)
+        page.append(hit)
     response["hits"]["hits"] = page
     if final is not None:
         response["hits"]["max_score"] = max((final[i] for i in order), default=None)
     return response
+
+
+def tail_range(plan: SearchPlan, window_hits: int, kept: int, window: int) -> tuple[int, int] | None:
+    """The cluster's hits a page needs after the window, as (from, size): the client's page
+    runs past the ``kept`` reranked hits, and the window was full (a window of fewer hits than
+    it asked for holds every hit there is). None when the page ends within the window."""
+    need = plan.from_ + plan.size - kept
+    if need <= 0 or window_hits < window:
+        return None
+    return window + max(0, plan.from_ - kept), min(need, plan.size)

@@ -63,6 +63,11 @@ class SearchPlan:
             update.update(fields=list(self.fields), template=None)
         return route.model_copy(update=update)
 
+    def past_window(self, start: int, count: int) -> dict[str, Any]:
+        """The widened body for the cluster's hits ``start`` to ``start + count``: a page past
+        the window continues the cluster's order of the same (widened) query."""
+        return {**self.body, "from": start, "size": count}
+
     @property
     def queries(self) -> list[str]:
         """The original query and its variants: what each candidate is scored against."""
@@ -227,8 +232,6 @@ def plan_search(
         return Bypass(Reason.UNPARSED_PAGING)
     if size == 0:
         return Bypass(Reason.SIZE_0)
-    if from_ + size > route.window:
-        return Bypass(Reason.BEYOND_WINDOW)
     body_source = parse_body_source(body.get("_source"))
     if body_source is None:
         return Bypass(Reason.UNPARSED_SOURCE)

@@ -24,7 +24,6 @@ BYPASS = [
         {**MATCH, "rescore": {"window_size": 5, "query": {"rescore_query": {"match_all": {}}}}},
         {},
     ),
-    ("beyond-window", "/kb/_search", {}, {**MATCH, "from": 10, "size": 5}, {}),
     ("disabled-by-header", "/kb/_search", {}, MATCH, {"X-Rerank": "off"}),
     ("no-query-text", "/kb/_search", {}, {"query": {"match_all": {}}}, {}),
 ]

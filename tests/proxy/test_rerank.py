@@ -228,6 +228,8 @@ def test_elasticsearchs_reranker_retriever_is_honoured_in_front_of_opensearch(
     assert [h["_id"] for h in r.json()["hits"]["hits"]] == expected[:3]
     event = httpx.get(f"{sidecar.admin_url}/_sidecar/events/{r.headers['x-rerank-event']}").json()
     assert event["window"] == 6 and event["query"] == "which rank should my adapter use"
-    # past its window the search is the cluster's: the retriever, as sent, is not reranked
+    # a page past its window: the window's end reranked, then the child's order after it
     beyond = proxied.post("/kb/_search", json={**body, "from": 4, "size": 3})
-    assert beyond.headers["x-rerank"] == "bypass"
+    after = direct.post("/kb/_search", json={"query": child, "from": 6, "size": 1}).json()["hits"]["hits"]
+    assert beyond.headers["x-rerank"] == "applied"
+    assert [h["_id"] for h in beyond.json()["hits"]["hits"]] == expected[4:6] + [h["_id"] for h in after]

@@ -46,7 +46,10 @@ def test_plan_widens_and_strips() -> None:
 
 def test_plan_bypass_reasons() -> None:
     q = {"query": {"match": {"text": "q"}}}
-    assert plan_search(ROUTE, {**q, "from": 15, "size": 10}, [], {}) == Bypass("beyond-window")
+    past = plan_search(
+        ROUTE, {**q, "from": 15, "size": 10}, [], {}
+    )  # past the window: reranked and continued
+    assert isinstance(past, SearchPlan) and (past.from_, past.size) == (15, 10)
     assert plan_search(ROUTE, {**q, "sort": ["_score"]}, [], {}) != Bypass("sort")
     assert plan_search(ROUTE, {**q, "sort": [{"_score": {"order": "asc"}}]}, [], {}) == Bypass("sort")
     assert plan_search(ROUTE, {**q, "size": -1}, [], {}) == Bypass("unparsed-paging")
