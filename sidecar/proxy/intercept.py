@@ -317,7 +317,7 @@ async def _msearch(
         extra = bypass_headers(outcome.reason_text)
         await send_response(send, resp.status, response_headers(resp, _RESPONSE_DROP) + extra, content)
         return
-    refused = await _ask_again(rt, scope, subs, responses)
+    refused = await _ask_again(rt, target(scope), upstream, subs, responses)
 
     def past_for(header: Any) -> PastWindow:
         async def past(body: dict[str, Any]) -> list[dict[str, Any]] | None:
@@ -344,7 +344,9 @@ async def _msearch(
     await send_response(send, resp.status, out_headers, dumps(doc, pretty(params)))
 
 
-async def _ask_again(rt: Runtime, scope: Scope, subs: list[_Sub], responses: list[Any]) -> set[int]:
+async def _ask_again(
+    rt: Runtime, path: bytes, headers: list[tuple[bytes, bytes]], subs: list[_Sub], responses: list[Any]
+) -> set[int]:
     """Sub-searches whose widened request the cluster refused (400, 413) are asked again, in one
     ``_msearch``, as the client sent them; their answers replace the refusals. Returns their
     positions (none when the second call fails: the refusals stay)."""
@@ -356,12 +358,8 @@ async def _ask_again(rt: Runtime, scope: Scope, subs: list[_Sub], responses: lis
     if not refused:
         return set()
     body = b"".join(dumps(subs[i].header) + b"\n" + dumps(subs[i].body) + b"\n" for i in refused)
-    headers = [
-        *request_headers(scope, _WIDENED_DROP),
-        (b"content-type", content_type(scope, b"application/x-ndjson")),
-    ]
     try:
-        resp, content = await _call(rt, target(scope), headers, body)
+        resp, content = await _call(rt, path, headers, body)
     except UpstreamError:
         return set()
     doc = _json_response(resp, content)
