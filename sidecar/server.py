@@ -109,6 +109,7 @@ class SidecarServer:
         self.proxy_sock = bind(config.listen)
         self.admin_sock = bind(config.admin.listen)
         self._servers: list[_Server] = []
+        self._admin: AdminApp | None = None
         self.runtime: Runtime | None = None
         self.ready = asyncio.Event()
 
@@ -148,7 +149,9 @@ class SidecarServer:
         base_dir = self.config_path.parent if self.config_path is not None else None
         async with open_runtime(self.config, backends=self.backends, base_dir=base_dir) as rt:
             self.runtime = rt
-            admin = AdminApp(rt, self.token, config_path=self.config_path if self.persist else None)
+            admin = self._admin = AdminApp(
+                rt, self.token, config_path=self.config_path if self.persist else None
+            )
             self._servers = [self._uvicorn(ProxyApp(rt)), self._uvicorn(admin)]
             if install_signals:
                 loop = asyncio.get_running_loop()
@@ -174,7 +177,9 @@ class SidecarServer:
                     watcher.cancel()
 
     def stop(self) -> None:
-        """Ask both listeners to finish in-flight requests and exit."""
+        """Ask both listeners to finish in-flight requests and exit; live event streams end."""
+        if self._admin is not None:
+            self._admin.close()
         for s in self._servers:
             s.should_exit = True
 

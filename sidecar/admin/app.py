@@ -5,6 +5,7 @@ OpenSearch's error shape."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import os
@@ -70,6 +71,7 @@ class AdminApp:
         self.token = token.encode() if token else None
         self.config_path = config_path
         self.started = time.time()
+        self.closing = asyncio.Event()  # set when the sidecar stops: live streams end
         self.app = Starlette(
             routes=[
                 Route("/_sidecar/health", _answers_json(self.health), methods=["GET"]),
@@ -84,6 +86,10 @@ class AdminApp:
             ],
             exception_handlers={AdminError: self._admin_error, HTTPException: self._http_error},
         )
+
+    def close(self) -> None:
+        """End the live streams, so that stopping does not wait for their clients."""
+        self.closing.set()
 
     def _authorized(self, scope: Scope) -> bool:
         if self.token is None:
@@ -167,13 +173,20 @@ class AdminApp:
         feed = self.rt.events.subscribe()
 
         async def events() -> AsyncIterator[ServerSentEvent]:
+            closing = asyncio.ensure_future(self.closing.wait())
             try:
                 yield ServerSentEvent(comment="connected")
                 while True:
-                    event = await feed.get()
+                    nxt = asyncio.ensure_future(feed.get())
+                    await asyncio.wait({nxt, closing}, return_when=asyncio.FIRST_COMPLETED)
+                    if not nxt.done():  # the sidecar is stopping: end the stream, do not hold it up
+                        nxt.cancel()
+                        return
+                    event = nxt.result()
                     data = json.dumps(event.to_json(), ensure_ascii=False)
                     yield ServerSentEvent(data=data, event="search", id=event.id)
             finally:
+                closing.cancel()
                 self.rt.events.unsubscribe(feed)
 
         return EventSourceResponse(

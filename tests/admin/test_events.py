@@ -321,3 +321,30 @@ def test_redacted_events_keep_no_query_or_document_text(osmem: OsmemServer, tmp_
     assert "applied" in stored  # the events are there
     assert "secret words" not in stored and "LoRA" not in stored
     assert not any(t in stored for t in titles)
+
+
+def test_stopping_ends_the_live_stream_instead_of_waiting_for_its_client(
+    osmem: OsmemServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    running = _start(osmem, tmp_path / "e.sqlite")
+    lines: list[str] = []
+    ended = threading.Event()
+
+    def listen() -> None:
+        try:
+            with httpx.stream("GET", running.admin_url + "/_sidecar/events/stream", timeout=60) as r:
+                for line in r.iter_lines():
+                    lines.append(line)
+        except httpx.HTTPError:
+            pass
+        ended.set()
+
+    t = threading.Thread(target=listen, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 10
+    while not any(ln.startswith(": connected") for ln in lines) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert lines, "the stream did not open"
+    running.close()
+    assert ended.wait(5), "the stream outlived the sidecar"
+    assert "graceful shutdown exceeded" not in caplog.text
