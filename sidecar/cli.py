@@ -1,4 +1,6 @@
-"""The ``rerank-sidecar`` command line: serve, demo, check-config."""
+"""rerank-sidecar: a reranking proxy in front of OpenSearch and Elasticsearch.
+
+Commands: serve, demo, tui, eval, rerank, check-config (``rerank-sidecar COMMAND --help``)."""
 
 from __future__ import annotations
 
@@ -59,8 +61,18 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate a config file: exit 0, or 2 with one line naming the key path."""
     config = load_config(args.file)
     from sidecar.rewrite.load import compile_rewriters
+    from sidecar.server import admin_token
 
     compile_rewriters(config, Path(args.file).parent)
+    admin_token(config)  # serve refuses a non-loopback admin API without a token
+    for key, value in (
+        ("tls.certfile", config.tls.certfile if config.tls else None),
+        ("tls.keyfile", config.tls.keyfile if config.tls else None),
+        ("tls.ca_certs", config.tls.ca_certs if config.tls else None),
+        ("upstream.ca_certs", config.upstream.ca_certs),
+    ):
+        if value is not None and not Path(value).is_file():
+            raise ConfigError(f"{key}: {value} is not a readable file")
     print(f"{args.file}: ok ({len(config.models)} models, {len(config.routes)} routes)")
     return 0
 
@@ -112,7 +124,12 @@ def cmd_tui(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(prog="rerank-sidecar", description=__doc__)
+    from sidecar import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="rerank-sidecar", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"rerank-sidecar {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="run the reranking proxy")

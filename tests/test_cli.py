@@ -44,6 +44,9 @@ BAD = [
     (GOOD.replace("url: http://127.0.0.1:9201", "url: ftp://x"), "upstream.url"),
     (GOOD.replace("{title}", "{titel}"), "placeholder {titel}"),
     (GOOD.replace("fields: [title, text]", "fields: []"), "routes.0.fields"),
+    # what serve would refuse, check-config refuses too
+    (GOOD.replace("admin: {listen: 127.0.0.1:9301}", "admin: {listen: 0.0.0.0:9301}"), "is not loopback"),
+    (GOOD.replace("timeout_s: 30}", "timeout_s: 30, ca_certs: /nonexistent/ca.pem}"), "upstream.ca_certs"),
     ("routes: [\n", "invalid YAML"),
     ("- just\n- a list\n", "mapping at the top level"),
 ]
@@ -154,3 +157,14 @@ def test_routes_are_named_once() -> None:
         {"models": models, "routes": [{**route, "indices": ["a"]}, {**route, "indices": ["a"], "name": "a2"}]}
     )
     assert parse_config(two.model_dump(mode="json")) == two
+
+
+def test_version_and_help_name_every_command() -> None:
+    version = subprocess.run(
+        [sys.executable, "-m", "sidecar.cli", "--version"], capture_output=True, text=True
+    )
+    assert version.returncode == 0 and version.stdout.startswith("rerank-sidecar ")
+    helped = subprocess.run([sys.executable, "-m", "sidecar.cli", "--help"], capture_output=True, text=True)
+    named = helped.stdout.split("Commands:")[1].split("\n")[0]
+    for command in ("serve", "demo", "tui", "eval", "rerank", "check-config"):
+        assert command in named
