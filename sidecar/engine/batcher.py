@@ -239,6 +239,10 @@ class Batcher(ScoresFromTimed):
                     r.deliver(backend.score(r.query, r.documents, r.instruction))
                 except Exception as e:
                     r.deliver(e)
+                    continue
+                self.stats.batches += 1  # one call of the model per request; its padding is its own
+                self.stats.pairs += len(r.documents)
+                self.stats.last_batch_sizes.append(len(r.documents))
             return
         # In arrival order, requests are grouped until a group holds a batch worth of
         # tokens; each group's pairs are sorted by length together. Small searches share

@@ -222,3 +222,28 @@ async def test_timings_come_back_with_the_scores() -> None:
         )  # all cached
     finally:
         b.stop()
+
+
+async def test_a_whole_request_backend_is_counted_too() -> None:
+    """The bi-encoder scores whole requests: each is one call of the model, its pairs counted."""
+
+    class Whole:
+        name = "whole"
+
+        def score(self, query: str, documents: Sequence[str], instruction: str | None = None) -> list[float]:
+            return [expected(f"{query}|{d}") for d in documents]
+
+        def count_tokens(self, text: str) -> int:
+            return len(text)
+
+        def warm_up(self) -> None:
+            return None
+
+    b = Batcher("m", Whole)  # type: ignore[arg-type]
+    await b.start()
+    try:
+        await b.score("q", ["a", "b", "c"], None, 5.0)
+        await b.score("q", ["d"], None, 5.0)
+        assert (b.stats.batches, b.stats.pairs, list(b.stats.last_batch_sizes)) == (2, 4, [3, 1])
+    finally:
+        b.stop()
