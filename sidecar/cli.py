@@ -12,7 +12,7 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-from sidecar.config import Config, ConfigError, load_config
+from sidecar.config import Config, ConfigError, load_config, parse_listen
 
 
 def _run(coro: Coroutine[Any, Any, None]) -> None:
@@ -61,10 +61,15 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate a config file: exit 0, or 2 with one line naming the key path."""
     config = load_config(args.file)
     from sidecar.rewrite.load import compile_rewriters
-    from sidecar.server import admin_token
+    from sidecar.server import is_loopback
 
     compile_rewriters(config, Path(args.file).parent)
-    admin_token(config)  # serve refuses a non-loopback admin API without a token
+    host, _ = parse_listen(config.admin.listen)
+    if not is_loopback(host) and not (config.admin.token or config.admin.token_env):
+        # what serve refuses (a token_env is read when it starts: it need not be set here)
+        raise ConfigError(
+            f"admin.listen: {config.admin.listen} is not loopback; set admin.token or admin.token_env"
+        )
     for key, value in (
         ("tls.certfile", config.tls.certfile if config.tls else None),
         ("tls.keyfile", config.tls.keyfile if config.tls else None),

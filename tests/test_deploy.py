@@ -177,3 +177,29 @@ def test_every_config_passes_check_config(path: Path, capsys: pytest.CaptureFixt
 def test_the_configs_folder_holds_the_expected_configs() -> None:
     names = {str(p.relative_to(ROOT / "configs")) for p in CONFIGS}
     assert {"default.yaml", "demo.yaml", "compose.yaml", "compose-gpu.yaml", "compose-es.yaml"} <= names
+
+
+def test_the_build_context_leaves_out_what_the_image_does_not_copy() -> None:
+    ignored = {
+        ln.strip()
+        for ln in (ROOT / ".dockerignore").read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    }
+    assert {".venv", ".git"} <= ignored
+    copied = re.findall(r"^COPY (\S+)", (ROOT / "Dockerfile").read_text(), re.M)
+    assert not ignored & set(copied), "the image copies something the context leaves out"
+
+
+@pytest.mark.parametrize("file", COMPOSE_FILES)
+def test_cluster_healthchecks_pass_only_on_green_or_yellow(file: str) -> None:
+    for name, service in compose(file)["services"].items():
+        if name in ("opensearch", "elasticsearch"):
+            check = " ".join(service["healthcheck"]["test"])
+            assert "green" in check and "yellow" in check and "grep -qv" not in check, name
+
+
+def test_elasticsearch_keeps_its_automatic_tls() -> None:
+    """Any xpack.security.* setting turns off the TLS set-up of Elasticsearch's first start, while
+    its healthcheck and the sidecar's config speak https to it."""
+    env = compose("docker-compose.elasticsearch.yml")["services"]["elasticsearch"]["environment"]
+    assert not [k for k in env if k.startswith("xpack.security")]
