@@ -274,3 +274,24 @@ def test_the_help_is_generated_from_every_screens_bindings() -> None:
 
     extended = help_text([Extended], []).plain
     assert "zoom into the scores" in extended and "next index" in extended and "esc     back" in extended
+
+
+async def test_a_bad_value_in_tune_says_what_is_expected_until_a_good_one(
+    watched: tuple[RunningSidecar, Path],
+) -> None:
+    running, _ = watched
+    app = SidecarTUI([running.admin_url], TOKEN)
+    async with app.run_test(size=(110, 30)) as pilot:
+        await pilot.press("t")
+        screen = app.screen
+        assert isinstance(screen, TuneScreen)
+        await until(pilot, lambda: bool(screen.config))
+        await pilot.press("down", "down", "down", "enter", *"abc", "enter")  # max_hits
+        await until(
+            pilot, lambda: "max_hits: a whole number, or off, not 'abc'" in text_of(app, "#tune-status")
+        )
+        assert "invalid literal" not in text_of(app, "#tune-status")
+        await pilot.press("enter", "backspace", "backspace", "backspace", "4", "enter")
+        await until(
+            pilot, lambda: text_of(app, "#tune-status").strip() == "" and screen.values["max_hits"] == 4
+        )

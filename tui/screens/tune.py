@@ -155,6 +155,7 @@ class TuneScreen(BaseScreen):
             value = max(lo, value) if lo is not None else value
             value = min(hi, value) if hi is not None else value
             value = int(value) if key == "max_hits" else round(value, 4)
+        self.set_status("")
         self.values = {**self.values, key: value}
 
     def action_off(self) -> None:
@@ -175,20 +176,22 @@ class TuneScreen(BaseScreen):
         text = message.value.strip()
         message.input.display = False
         self.query_one("#tune-fields", DataTable).focus()
-        try:
-            if text.lower() in ("off", "none", "") and key in OPTIONAL:
-                value: Any = None
-            elif key == "fusion":
-                if text not in FUSIONS:
-                    raise ValueError(f"one of {', '.join(FUSIONS)}")
-                value = text
-            elif key == "max_hits":
-                value = int(text)
-            else:
-                value = float(text)
-        except ValueError as e:
-            self.set_status(f"{key}: {e}", error=True)
-            return
+        off = ", or off" if key in OPTIONAL else ""
+        if text.lower() in ("off", "none", "") and key in OPTIONAL:
+            value: Any = None
+        elif key == "fusion":
+            if text not in FUSIONS:
+                self.set_status(f"fusion: one of {', '.join(FUSIONS)}, not {text!r}", error=True)
+                return
+            value = text
+        else:
+            try:
+                value = int(text) if key == "max_hits" else float(text)
+            except ValueError:
+                kind = "a whole number" if key == "max_hits" else "a number"
+                self.set_status(f"{key}: {kind}{off}, not {text!r}", error=True)
+                return
+        self.set_status("")  # a valid value clears the last complaint
         self.values = {**self.values, key: value}
 
     def action_route(self, delta: int) -> None:
