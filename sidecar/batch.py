@@ -119,11 +119,11 @@ def render(
     lines = []
     for qid, query, rows in rankings:
         lines.append(f"query {qid}: {query}")
-        lines.append(f"{'rank':>5} {'score':>9} {'doc #':>6}  document")
+        lines.append(f"{'rank':>5} {'score':>9} {'index':>6}  document")
         for r, i, s in rows:
             snippet = " ".join(docs[i].split())
             snippet = snippet if len(snippet) <= 90 else snippet[:89] + "…"
-            lines.append(f"{r:>5} {s:>9.4f} {i + 1:>6}  {snippet}")
+            lines.append(f"{r:>5} {s:>9.4f} {i:>6}  {snippet}")  # from 0, as in JSON and CSV
         lines.append("")
     return "\n".join(lines).rstrip("\n")
 
@@ -158,6 +158,12 @@ def cmd_rerank(args: argparse.Namespace) -> int:
         scores = asyncio.run(main())
     except RemoteError as e:
         print(f"rerank-sidecar rerank: models.{name}: {e}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as e:  # no such model, no network to fetch it, weights that do not load
+        reason = " ".join(str(e).split())
+        print(
+            f"rerank-sidecar rerank: models.{name}: cannot load {spec.model}: {reason[:300]}", file=sys.stderr
+        )
         return 2
     print(render(args.format, queries, docs, scores, args.top))
     return 0

@@ -88,3 +88,18 @@ def test_bad_files_give_one_line_and_exit_2(
     r = rerank("--query", "q", "--docs", str(path), *extra, *MINILM)
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1 and message in r.stderr
+
+
+@pytest.mark.parametrize("model", ["someone/no-such-reranker", "/nonexistent/model/dir"])
+def test_a_model_that_cannot_load_is_one_line(
+    tmp_path: Path, model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # as a machine without internet: no wait for the hub
+    docs = tmp_path / "docs.txt"
+    docs.write_text("one\ntwo\n")
+    r = rerank("--model", model, "--backend", "cross-encoder", "--query", "q", "--docs", str(docs))
+    assert r.returncode == 2 and r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"rerank-sidecar rerank: models.rerank: cannot load {model}"
+    )
