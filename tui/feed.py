@@ -76,7 +76,7 @@ def feed_row(source: str, event: SearchEvent) -> dict[str, str]:
         "time": time.strftime("%H:%M:%S", time.localtime(event.time)),
         "src": source,
         "index": event.index,
-        "query": one_line(event.query or "", 60),
+        "query": one_line(event.query, 60) if event.query else "–",
         "status": event.status.value,
         "top1": top1(event),
         "top": f"{event.final[0].score:.2f}" if event.final else "–",

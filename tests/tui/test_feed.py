@@ -64,7 +64,7 @@ def test_feed_row_and_top1() -> None:
     assert top1(event(final=[{"id": "a", "score": 1, "rank": 1, "original_rank": 1}])) == "="
     assert top1(event(status="bypass", final=[], reason="size-0")) == "–"
     assert feed_row("s1", event(status="bypass", final=[], flags=[], reason="size-0"))["notes"] == "size-0"
-    assert feed_row("s1", event(query=None))["query"] == ""
+    assert feed_row("s1", event(query=None))["query"] == "–"  # a bypassed search: no query text was read
 
 
 def test_filter() -> None:

@@ -80,6 +80,10 @@ class DiffScreen(BaseScreen):
         lines = [f"variants: {v.text}  ({', '.join(v.rules)})" for v in variants]
         if e.rules:
             lines.insert(0, "rules: " + ", ".join(e.rules))
+        if e.retrieval == "expanded":
+            lines.append("baseline: the cluster's order for the query and its variants (expanded retrieval)")
+        if not e.baseline:
+            lines = [f"{e.status.value}{reason}: the cluster answered this search itself; nothing to compare"]
         self.query_one("#diff-rules", Static).update(Text("\n".join(lines) or "rules: none fired"))
         before, after = diff(e)
         width = max(12, self.size.width // 2 - 24)
