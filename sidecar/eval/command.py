@@ -16,6 +16,7 @@ import httpx
 
 from sidecar.config import Config, ConfigError, load_config
 from sidecar.engine.protocol import Backend
+from sidecar.eval.beir import dataset_folder
 from sidecar.eval.dataset import Dataset, DatasetError, load_dataset
 from sidecar.eval.index import DEFAULT_QUERY, IndexingError, ensure_index, without_rerank_ext
 from sidecar.eval.runner import EvalError, Result, run_queries, run_setting, setting_config
@@ -81,7 +82,7 @@ def prepared(
 ) -> Iterator[Prepared]:
     """Read the dataset and the configs, start the embedded cluster if asked, put the corpus
     into the index (once), and stop the embedded cluster after the block."""
-    dataset = load_dataset(args.dataset)
+    dataset = load_dataset(dataset_folder(args.dataset, args.split))
     index = args.index or dataset.name
     configs = {}
     paths = {}
@@ -251,7 +252,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def add_parser(sub: Any) -> None:
     """The eval subcommand's arguments."""
     p = sub.add_parser("eval", help="offline evaluation on a BEIR-layout dataset: baseline and each config")
-    p.add_argument("dataset", help="folder with corpus.jsonl, queries.jsonl, qrels.tsv")
+    p.add_argument(
+        "dataset", help="folder with corpus.jsonl, queries.jsonl, qrels.tsv; or beir/NAME (downloaded once)"
+    )
+    p.add_argument("--split", default="test", help="beir/NAME: which qrels to judge by (default test)")
     p.add_argument(
         "--config", action="append", required=True, help="a setting (repeat); named by the file's stem"
     )

@@ -18,6 +18,7 @@ from sidecar.config import Config, ConfigError, RouteConfig, load_config, parse_
 from sidecar.engine.calibration import Calibration
 from sidecar.engine.protocol import Backend
 from sidecar.engine.registry import model_calibration
+from sidecar.eval.beir import dataset_folder
 from sidecar.eval.collect import Window, collect
 from sidecar.eval.command import prepared, progress
 from sidecar.eval.metrics import evaluate, mean
@@ -232,6 +233,6 @@ def cmd_tune(args: argparse.Namespace) -> int:
         print(f"wrote {args.write}")
     if args.apply:
         token = os.environ.get(args.token_env) if args.token_env else None
-        index = args.index or Path(args.dataset).resolve().name
+        index = args.index or dataset_folder(args.dataset, args.split).resolve().name
         print(apply_remote(args.apply, index, changes, route.model, calibration, token))
     return 0
