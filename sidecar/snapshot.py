@@ -31,13 +31,24 @@ class Model:
     async def score(
         self, query: str, documents: Sequence[str], timeout_s: float, instruction: str | None = None
     ) -> Scored:
-        """Calibrated scores within ``timeout_s``, with their queue and model time: ModelTimeout
-        past it, Overloaded when the queue cannot make it, CircuitOpen while the breaker skips
-        the model."""
-        query, documents = scrub(query), [scrub(d) for d in documents]  # lone surrogates -> U+FFFD
+        """Calibrated scores within ``timeout_s``, with their queue and model time (see
+        ``score_queries``)."""
+        return (await self.score_queries([query], documents, timeout_s, instruction))[0]
+
+    async def score_queries(
+        self,
+        queries: Sequence[str],
+        documents: Sequence[str],
+        timeout_s: float,
+        instruction: str | None = None,
+    ) -> list[Scored]:
+        """Calibrated scores of the documents against each query, as one piece of work, within
+        ``timeout_s``: ModelTimeout past it, Overloaded when the queue cannot make it,
+        CircuitOpen while the breaker skips the model."""
+        queries, documents = [scrub(q) for q in queries], [scrub(d) for d in documents]  # lone surrogates
         probe = self.breaker.before()
         try:
-            timed = await self.scorer.score_timed(query, documents, instruction, timeout_s)
+            timed = await self.scorer.score_queries(queries, documents, instruction, timeout_s)
         except (ModelTimeout, Overloaded, asyncio.CancelledError):
             self.breaker.neutral(probe)
             raise
@@ -45,11 +56,12 @@ class Model:
             self.breaker.failure()
             raise
         self.breaker.success()
-        if len(timed.scores) != len(documents):
-            raise ValueError(
-                f"model {self.name!r} returned {len(timed.scores)} scores for {len(documents)} documents"
-            )
-        return Scored(apply(self.calibration, timed.scores), timed.queue_ms, timed.model_ms)
+        for t in timed:
+            if len(t.scores) != len(documents):
+                raise ValueError(
+                    f"model {self.name!r} returned {len(t.scores)} scores for {len(documents)} documents"
+                )
+        return [Scored(apply(self.calibration, t.scores), t.queue_ms, t.model_ms) for t in timed]
 
 
 @dataclass(frozen=True)

@@ -40,20 +40,22 @@ __all__ = ["BatchStats", "Batcher", "ModelTimeout", "Overloaded"]
 
 @dataclass(eq=False)
 class _Request:
-    query: str
+    """The documents against one or more queries (a search's query and its variants)."""
+
+    queries: tuple[str, ...]
     documents: Sequence[str]
     instruction: str | None
-    future: asyncio.Future[list[float]]
+    future: asyncio.Future[list[list[float]]]
     loop: asyncio.AbstractEventLoop
     est_tokens: int
     enqueued: float = field(default_factory=time.monotonic)
-    scores: list[float] = field(default_factory=list)
+    scores: list[list[float]] = field(default_factory=list)  # per query, per document
     remaining: int = 0
     done: bool = False
     first_batch: float | None = None  # when its first forward pass started (monotonic)
     finished: float | None = None
 
-    def deliver(self, result: list[float] | BaseException) -> None:
+    def deliver(self, result: list[list[float]] | BaseException) -> None:
         if self.done:
             return
         self.done = True
@@ -64,7 +66,7 @@ class _Request:
             log.debug("event loop closed before a result could be delivered")
 
 
-def _settle(fut: asyncio.Future[list[float]], result: list[float] | BaseException) -> None:
+def _settle(fut: asyncio.Future[list[list[float]]], result: list[list[float]] | BaseException) -> None:
     if fut.done():
         return
     if isinstance(result, BaseException):
@@ -140,24 +142,30 @@ class Batcher(ScoresFromTimed):
         self, query: str, documents: Sequence[str], instruction: str | None, timeout_s: float
     ) -> Scored:
         """The scores with ``queue_ms`` (waiting for the thread) and ``model_ms`` (forward passes)."""
-        if not documents:
-            return Scored([])
-        return await self._submit(query, documents, instruction, timeout_s)
+        return (await self.score_queries([query], documents, instruction, timeout_s))[0]
 
-    def _estimate(self, query: str, documents: Sequence[str]) -> int:
+    async def score_queries(
+        self, queries: Sequence[str], documents: Sequence[str], instruction: str | None, timeout_s: float
+    ) -> list[Scored]:
+        """The documents against every query as one request: one wait in the queue, their
+        pairs sorted and batched together."""
+        if not documents:
+            return [Scored([]) for _ in queries]
+        return await self._submit(tuple(queries), documents, instruction, timeout_s)
+
+    def _estimate(self, queries: Sequence[str], documents: Sequence[str]) -> int:
         limit = getattr(self.backend, "max_length", 512)
-        per_query = len(query) // 3 + 64
-        return sum(min(per_query + len(d) // 3, limit) for d in documents)
+        return sum(min(len(q) // 3 + 64 + len(d) // 3, limit) for q in queries for d in documents)
 
     async def _submit(
         self,
-        query: str,
+        queries: tuple[str, ...],
         documents: Sequence[str],
         instruction: str | None,
         timeout_s: float,
-    ) -> Scored:
+    ) -> list[Scored]:
         loop = asyncio.get_running_loop()
-        est = self._estimate(query, documents)
+        est = self._estimate(queries, documents)
         with self._cond:
             work = self._queued_tokens + self._inflight_tokens + est
             wait = work / self._tokens_per_s if self._tokens_per_s else 0.0
@@ -167,16 +175,17 @@ class Batcher(ScoresFromTimed):
                     f"model {self.name!r}: {len(self._pending)} requests queued,"
                     f" about {wait * 1000:.0f} ms of work"
                 )
-            request = _Request(query, documents, instruction, loop.create_future(), loop, est)
+            request = _Request(queries, documents, instruction, loop.create_future(), loop, est)
             self._pending.append(request)
             self._queued_tokens += est
             self._cond.notify()
         try:
             result = await asyncio.wait_for(request.future, timeout_s)
             if request.finished is None:
-                return Scored(result)
+                return [Scored(r) for r in result]
             start = request.first_batch or request.finished
-            return Scored(result, (start - request.enqueued) * 1000, (request.finished - start) * 1000)
+            queue_ms, model_ms = (start - request.enqueued) * 1000, (request.finished - start) * 1000
+            return [Scored(r, queue_ms, model_ms) for r in result]
         except asyncio.TimeoutError:
             raise ModelTimeout(f"model {self.name!r} took longer than {timeout_s * 1000:.0f} ms") from None
         finally:
@@ -236,40 +245,48 @@ class Batcher(ScoresFromTimed):
             for r in requests:  # a backend that scores whole requests (the bi-encoder)
                 r.first_batch = time.monotonic()
                 try:
-                    r.deliver(backend.score(r.query, r.documents, r.instruction))
+                    r.deliver([backend.score(q, r.documents, r.instruction) for q in r.queries])
                 except Exception as e:
                     r.deliver(e)
                     continue
-                self.stats.batches += 1  # one call of the model per request; its padding is its own
-                self.stats.pairs += len(r.documents)
-                self.stats.last_batch_sizes.append(len(r.documents))
+                for _ in r.queries:  # one call of the model per query; its padding is its own
+                    self.stats.batches += 1
+                    self.stats.pairs += len(r.documents)
+                    self.stats.last_batch_sizes.append(len(r.documents))
             return
         # In arrival order, requests are grouped until a group holds a batch worth of
         # tokens; each group's pairs are sorted by length together. Small searches share
         # batches, and a large one does not wait for every other search to finish first.
-        group: list[tuple[_Request, int, Encoded]] = []
+        group: list[tuple[_Request, tuple[int, int], Encoded]] = []
         tokens = 0
         for r in requests:
             if r.future.cancelled():
                 continue
             try:
-                encoded = backend.encode(r.query, r.documents, r.instruction)
+                encoded = [backend.encode(q, r.documents, r.instruction) for q in r.queries]
             except Exception as e:
                 r.deliver(e)
                 continue
-            r.scores = [float("-inf")] * len(r.documents)
-            r.remaining = sum(len(chunks) for chunks in encoded)
+            r.scores = [[float("-inf")] * len(r.documents) for _ in r.queries]
+            r.remaining = sum(len(chunks) for per_query in encoded for chunks in per_query)
             if r.remaining == 0:
-                r.deliver([])
-            group += [(r, d, e) for d, chunks in enumerate(encoded) for e in chunks]
-            tokens += sum(len(e[0]) for chunks in encoded for e in chunks)
+                r.deliver([[] for _ in r.queries])
+            group += [
+                (r, (j, d), e)
+                for j, per_query in enumerate(encoded)
+                for d, chunks in enumerate(per_query)
+                for e in chunks
+            ]
+            tokens += sum(len(e[0]) for per_query in encoded for chunks in per_query for e in chunks)
             if tokens >= self.batch_tokens:
                 self._run_group(backend, group)
                 group, tokens = [], 0
         if group:
             self._run_group(backend, group)
 
-    def _run_group(self, backend: PairBackend, items: list[tuple[_Request, int, Encoded]]) -> None:
+    def _run_group(
+        self, backend: PairBackend, items: list[tuple[_Request, tuple[int, int], Encoded]]
+    ) -> None:
         for batch in token_batches([len(e[0]) for _, _, e in items], self.batch_tokens):
             live = [items[i] for i in batch if not items[i][0].done and not items[i][0].future.cancelled()]
             if not live:
@@ -287,13 +304,13 @@ class Batcher(ScoresFromTimed):
                     r.deliver(e)
                 continue
             self._account(live, time.perf_counter() - started)
-            for (r, d, _), s in zip(live, out, strict=True):
-                r.scores[d] = max(r.scores[d], s)
+            for (r, (j, d), _), s in zip(live, out, strict=True):
+                r.scores[j][d] = max(r.scores[j][d], s)
                 r.remaining -= 1
                 if r.remaining == 0:
                     r.deliver(r.scores)
 
-    def _account(self, live: list[tuple[_Request, int, Encoded]], seconds: float) -> None:
+    def _account(self, live: list[tuple[_Request, tuple[int, int], Encoded]], seconds: float) -> None:
         real = sum(len(e[0]) for _, _, e in live)
         padded = max(len(e[0]) for _, _, e in live) * len(live)
         st = self.stats

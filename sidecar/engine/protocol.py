@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -67,7 +68,7 @@ class PairBackend(Backend, Protocol):
 
 
 class ScoresFromTimed:
-    """``score`` for a scorer that implements ``score_timed``: the scores without the timings."""
+    """``score`` and ``score_queries`` for a scorer that implements ``score_timed``."""
 
     async def score_timed(
         self, query: str, documents: Sequence[str], instruction: str | None, timeout_s: float
@@ -79,6 +80,23 @@ class ScoresFromTimed:
     ) -> list[float]:
         """One score per document within ``timeout_s``, higher is better."""
         return (await self.score_timed(query, documents, instruction, timeout_s)).scores
+
+    async def score_queries(
+        self, queries: Sequence[str], documents: Sequence[str], instruction: str | None, timeout_s: float
+    ) -> list[Scored]:
+        """The documents against each query, the queries at once; the first failure cancels
+        the others (their queued work leaves the queue)."""
+        if len(queries) == 1:
+            return [await self.score_timed(queries[0], documents, instruction, timeout_s)]
+        tasks = [
+            asyncio.ensure_future(self.score_timed(q, documents, instruction, timeout_s)) for q in queries
+        ]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            raise
 
 
 class Scorer(Protocol):
@@ -121,6 +139,13 @@ class Scorer(Protocol):
         self, query: str, documents: Sequence[str], instruction: str | None, timeout_s: float
     ) -> Scored:
         """The scores with their queue and model time."""
+        ...
+
+    async def score_queries(
+        self, queries: Sequence[str], documents: Sequence[str], instruction: str | None, timeout_s: float
+    ) -> list[Scored]:
+        """The documents against each query (a search's query and its variants), as one piece of
+        work where the scorer can: one queue wait, the model time of all of them."""
         ...
 
     def info(self) -> dict[str, Any]:

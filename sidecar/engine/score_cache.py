@@ -57,23 +57,33 @@ class CachedScorer(ScoresFromTimed):
     ) -> Scored:
         """Scores of the documents: cached ones at once, the others from the inner scorer (then
         cached), with its timings (none when the cache had them all)."""
-        keys = [score_key(self.name, instruction, query, d) for d in documents]
-        scores: list[float | None] = [self.cache.get(k) for k in keys]
-        missing = [i for i, s in enumerate(scores) if s is None]
-        self.stats.cache_hits += len(documents) - len(missing)
-        self.stats.cache_misses += len(missing)
-        timed = Scored([])
+        return (await self.score_queries([query], documents, instruction, timeout_s))[0]
+
+    async def score_queries(
+        self, queries: Sequence[str], documents: Sequence[str], instruction: str | None, timeout_s: float
+    ) -> list[Scored]:
+        """Each query's scores: the cache's where it has them; the documents any query misses go
+        to the inner scorer once, for every query (one request), and are cached."""
+        keys = [[score_key(self.name, instruction, q, d) for d in documents] for q in queries]
+        cached: list[list[float | None]] = [[self.cache.get(k) for k in row] for row in keys]
+        missing = [i for i in range(len(documents)) if any(row[i] is None for row in cached)]
+        looked = len(queries) * len(documents)
+        misses = sum(1 for row in cached for s in row if s is None)
+        self.stats.cache_hits += looked - misses
+        self.stats.cache_misses += misses
+        fresh: list[Scored] = [Scored([]) for _ in queries]
         if missing:
-            timed = await self.inner.score_timed(
-                query, [documents[i] for i in missing], instruction, timeout_s
+            fresh = await self.inner.score_queries(
+                queries, [documents[i] for i in missing], instruction, timeout_s
             )
-            fresh = timed.scores
-            if len(fresh) != len(missing):
-                raise ValueError(
-                    f"model {self.name!r} returned {len(fresh)} scores for {len(missing)} documents"
-                )
-            for i, s in zip(missing, fresh, strict=True):
-                scores[i] = s
-                self.cache.put(keys[i], s)
-        done = [s if s is not None else float("-inf") for s in scores]
-        return Scored(done, timed.queue_ms, timed.model_ms)
+            for j, timed in enumerate(fresh):
+                if len(timed.scores) != len(missing):
+                    got, wanted = len(timed.scores), len(missing)
+                    raise ValueError(f"model {self.name!r} returned {got} scores for {wanted} documents")
+                for i, s in zip(missing, timed.scores, strict=True):
+                    cached[j][i] = s
+                    self.cache.put(keys[j][i], s)
+        return [
+            Scored([s if s is not None else float("-inf") for s in row], t.queue_ms, t.model_ms)
+            for row, t in zip(cached, fresh, strict=True)
+        ]

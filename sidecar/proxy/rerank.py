@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -114,20 +113,10 @@ def _spread(scored: Scored, read: list[int], n: int) -> Scored:
 
 
 async def _score_queries(route: CompiledRoute, plan: SearchPlan, texts: list[str]) -> list[Scored]:
-    """Every candidate against the original query and each variant, in one batcher round where
-    they arrive together; the first failure cancels the rest."""
-    budget = route.config.timeout_ms / 1000
-    queries = plan.queries
-    model = route.model
-    if len(queries) == 1:
-        return [await model.score(queries[0], texts, budget, plan.instruction)]
-    tasks = [asyncio.ensure_future(model.score(q, texts, budget, plan.instruction)) for q in queries]
-    try:
-        return list(await asyncio.gather(*tasks))
-    except BaseException:
-        for t in tasks:  # the queued work of the other queries leaves the batcher
-            t.cancel()
-        raise
+    """Every candidate against the original query and each variant, as one request to the model."""
+    return await route.model.score_queries(
+        plan.queries, texts, route.config.timeout_ms / 1000, plan.instruction
+    )
 
 
 # the cluster's hits for a widened body, None when it would not give them

@@ -247,3 +247,29 @@ async def test_a_whole_request_backend_is_counted_too() -> None:
         assert (b.stats.batches, b.stats.pairs, list(b.stats.last_batch_sizes)) == (2, 4, [3, 1])
     finally:
         b.stop()
+
+
+async def test_a_query_and_its_variants_are_one_request() -> None:
+    """The pairs of every query share the forward passes, and wait in the queue once."""
+    backend = RecordingBackend()
+    b = await _batcher(backend, max_wait_ms=0)
+    try:
+        out = await b.score_queries(["q1", "q2", "q3"], ["a", "bb"], None, 5.0)
+        assert [o.scores for o in out] == [
+            [expected(f"{q}|a"), expected(f"{q}|bb")] for q in ("q1", "q2", "q3")
+        ]
+        assert sum(map(len, backend.batches)) == 6  # the six pairs sorted by length together
+        assert len({(o.queue_ms, o.model_ms) for o in out}) == 1  # one wait, one piece of work
+        cached = CachedScorer(b, 100)
+        again = await cached.score_queries(["q1", "q2"], ["a", "c"], None, 5.0)
+        assert [o.scores for o in again] == [[expected(f"{q}|a"), expected(f"{q}|c")] for q in ("q1", "q2")]
+        assert sum(map(len, backend.batches)) == 6 + 4  # the cache was empty: both documents, both queries
+        await cached.score_queries(["q1", "q2", "q3"], ["a", "d"], None, 5.0)
+        assert (
+            sum(map(len, backend.batches)) == 10 + 3 + 3
+        )  # "a" only for q3 missing, "d" for all: 2 docs x 3
+        assert (await cached.score_queries(["q1", "q2"], ["a", "c"], None, 5.0))[
+            0
+        ].queue_ms is None  # all cached
+    finally:
+        b.stop()
