@@ -24,6 +24,7 @@ from sidecar.engine.pairs import forward_splitting_on_oom, token_batches
 from sidecar.engine.protocol import (
     Backend,
     Encoded,
+    ManyQueryBackend,
     ModelTimeout,
     Overloaded,
     PairBackend,
@@ -245,7 +246,10 @@ class Batcher(ScoresFromTimed):
             for r in requests:  # a backend that scores whole requests (the bi-encoder)
                 r.first_batch = time.monotonic()
                 try:
-                    r.deliver([backend.score(q, r.documents, r.instruction) for q in r.queries])
+                    if isinstance(backend, ManyQueryBackend):
+                        r.deliver(backend.score_many(r.queries, r.documents, r.instruction))
+                    else:
+                        r.deliver([backend.score(q, r.documents, r.instruction) for q in r.queries])
                 except Exception as e:
                     r.deliver(e)
                     continue

@@ -140,7 +140,17 @@ class BiEncoderBackend:
 
     def score(self, query: str, documents: Sequence[str], instruction: str | None = None) -> list[float]:
         """Cosine similarity of each document (its best chunk) with the query."""
+        return self.score_many([query], documents, instruction)[0]
+
+    def score_many(
+        self, queries: Sequence[str], documents: Sequence[str], instruction: str | None = None
+    ) -> list[list[float]]:
+        """Per query, each document's cosine (its best chunk): the queries embedded in one pass,
+        the documents looked up once, every chunk against every query in one matrix product."""
         if not documents:
-            return []
-        q = self.embed([query])[0][0]
-        return [float((d @ q).max()) for d in self.embed(documents, chunk=self.chunk)]
+            return [[] for _ in queries]
+        q = torch.cat(self.embed(queries))  # (queries, hidden)
+        rows = self.embed(documents, chunk=self.chunk)
+        sims = torch.cat(rows) @ q.T  # (chunks of all documents, queries)
+        best = torch.stack([part.max(dim=0).values for part in torch.split(sims, [len(r) for r in rows])])
+        return [[float(x) for x in column] for column in best.T]

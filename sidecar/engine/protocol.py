@@ -52,6 +52,18 @@ class Backend(Protocol):
 
 
 @runtime_checkable
+class ManyQueryBackend(Backend, Protocol):
+    """A backend that scores documents against several queries at once (the bi-encoder: the
+    queries in one forward pass, one matrix product)."""
+
+    def score_many(
+        self, queries: Sequence[str], documents: Sequence[str], instruction: str | None = None
+    ) -> list[list[float]]:
+        """Per query, one score per document."""
+        ...
+
+
+@runtime_checkable
 class PairBackend(Backend, Protocol):
     """A backend that scores (query, document) pairs one input each, so pairs of many
     searches can share a forward pass: the batcher calls ``encode`` and ``forward``."""

@@ -82,7 +82,7 @@ def prepared(
 ) -> Iterator[Prepared]:
     """Read the dataset and the configs, start the embedded cluster if asked, put the corpus
     into the index (once), and stop the embedded cluster after the block."""
-    dataset = load_dataset(dataset_folder(args.dataset, args.split))
+    dataset = load_dataset(dataset_folder(args.dataset, getattr(args, "split", "test")))
     index = args.index or dataset.name
     configs = {}
     paths = {}

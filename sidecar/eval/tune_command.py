@@ -233,6 +233,6 @@ def cmd_tune(args: argparse.Namespace) -> int:
         print(f"wrote {args.write}")
     if args.apply:
         token = os.environ.get(args.token_env) if args.token_env else None
-        index = args.index or dataset_folder(args.dataset, args.split).resolve().name
+        index = args.index or dataset_folder(args.dataset, getattr(args, "split", "test")).resolve().name
         print(apply_remote(args.apply, index, changes, route.model, calibration, token))
     return 0

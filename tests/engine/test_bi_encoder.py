@@ -125,3 +125,20 @@ def test_real_minilm_ranks_the_relevant_document_first() -> None:
     ]
     scores = backend.score("which lora rank should I use", docs)
     assert max(range(3), key=lambda i: scores[i]) == 1
+
+
+def test_several_queries_at_once_score_as_each_alone(tiny_bert_dir: Path) -> None:
+    backend = BiEncoderBackend(str(tiny_bert_dir), device="cpu", max_length=64, chunk=True, chunk_tokens=16)
+    docs = ["gpu memory " * 30, "lora rank", "", "shipping rates to norway and sweden " * 5]
+    queries = ["gpu memory", "which lora rank", "parcel to norway"]
+    together = backend.score_many(queries, docs)
+    alone = [
+        BiEncoderBackend(str(tiny_bert_dir), device="cpu", max_length=64, chunk=True, chunk_tokens=16).score(
+            q, docs
+        )
+        for q in queries
+    ]
+    assert len(together) == 3 and all(len(row) == len(docs) for row in together)
+    for row, ref in zip(together, alone, strict=True):
+        assert row == pytest.approx(ref, abs=1e-6)
+    assert backend.score_many(queries, []) == [[], [], []]
