@@ -91,8 +91,8 @@ def end_to_end() -> None:
 
     base = load_config(ROOT / "configs" / "demo.yaml").model_dump(mode="json")
     route = base["routes"][0]
-    plain = {**route, "indices": ["plain"], "rewrite": None}
-    rewriting = {**route, "indices": ["rewrite"]}
+    plain = {**route, "name": "plain", "indices": ["plain"], "rewrite": None}
+    rewriting = {**route, "name": "rewrite", "indices": ["rewrite"]}
     data: dict[str, Any] = {
         **base,
         "listen": "127.0.0.1:0",
