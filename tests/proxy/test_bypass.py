@@ -26,6 +26,7 @@ BYPASS = [
     ),
     ("disabled-by-header", "/kb/_search", {}, MATCH, {"X-Rerank": "off"}),
     ("no-query-text", "/kb/_search", {}, {"query": {"match_all": {}}}, {}),
+    ("knn-no-text", "/kb/_search", {}, {"knn": {"field": "v", "query_vector": [0.1, 0.2], "k": 3}}, {}),
 ]
 
 

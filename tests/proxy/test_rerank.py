@@ -233,3 +233,12 @@ def test_elasticsearchs_reranker_retriever_is_honoured_in_front_of_opensearch(
     after = direct.post("/kb/_search", json={"query": child, "from": 6, "size": 1}).json()["hits"]["hits"]
     assert beyond.headers["x-rerank"] == "applied"
     assert [h["_id"] for h in beyond.json()["hits"]["hits"]] == expected[4:6] + [h["_id"] for h in after]
+
+
+def test_the_query_text_is_the_clause_on_the_routes_fields(proxied: httpx.Client) -> None:
+    """A filter-like clause on another field first does not become what the model ranks by."""
+    body = {
+        "query": {"bool": {"must": [{"match": {"tag": "alice"}}, {"match": {"text": "gpu memory leak"}}]}}
+    }
+    r = proxied.post("/kb/_search", json=body, headers={"X-Rerank-Explain": "1"})
+    assert r.headers["x-rerank"] == "applied" and r.json()["_rerank"]["query"] == "gpu memory leak"
