@@ -224,7 +224,10 @@ class Rewriter:
         matches = self._abbreviations.find(tokens, text)
         if not matches:
             return text, []
-        edits = [(tokens[m.first].start, tokens[m.last].end, m.value) for m in matches]
+        edits = [
+            (tokens[m.first].start, tokens[m.last].end, _unrepeated(m.value, tokens[m.last + 1 :]))
+            for m in matches
+        ]
         return splice(text, edits), [f"abbreviation:{m.term}" for m in matches]
 
     def _synonym_variants(self, text: str, rules: tuple[str, ...]) -> list[tuple[str, tuple[str, ...]]]:
@@ -236,3 +239,14 @@ class Rewriter:
                 new = splice(text, [(*span, alternative)])
                 out.append((new, (*rules, f"synonym:{m.term}=>{alternative}")))
         return out
+
+
+def _unrepeated(expansion: str, following: list[Token]) -> str:
+    """The expansion without the words at its end that the text goes on with ("LoRA adapter"
+    with LoRA: "LoRA low-rank adapter", not "LoRA low-rank adapter adapter")."""
+    words = tokenize(expansion)
+    after = [t.key for t in following[: len(words)]]
+    for k in range(len(words) - 1, 0, -1):
+        if [w.key for w in words[-k:]] == after[:k]:
+            return expansion[: words[-k].start].rstrip()
+    return expansion

@@ -189,3 +189,19 @@ def test_bad_rules_are_rejected_with_the_reason(rules: dict[str, Any], message: 
 )
 def test_no_rule_fires_inside_a_longer_token(rules: dict[str, Any], query: str) -> None:
     assert texts(rewriter(**rules), query) == []
+
+
+def test_an_expansion_does_not_repeat_the_words_the_query_goes_on_with() -> None:
+    rw = Rewriter(
+        RewriteConfig(
+            abbreviations={
+                "LoRA": {"expand": "LoRA low-rank adapter", "case": "insensitive"},
+                "k8s": "Kubernetes cluster",
+            }
+        )
+    )
+    assert [v.text for v in rw.rewrite("merge LoRA adapter").variants] == ["merge LoRA low-rank adapter"]
+    assert [v.text for v in rw.rewrite("lora rank").variants] == ["LoRA low-rank adapter rank"]
+    assert [v.text for v in rw.rewrite("k8s cluster autoscaler").variants] == [
+        "Kubernetes cluster autoscaler"
+    ]
