@@ -24,6 +24,7 @@ class SidecarTUI(App[None]):
 
     CSS_PATH = "app.tcss"
     TITLE = "rerank-sidecar"
+    ENABLE_COMMAND_PALETTE = False  # every action has its key: the footer keeps its room for them
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "quit"),
         Binding("question_mark", "help", "help", key_display="?", tooltip="this help"),

@@ -69,20 +69,20 @@ def spread(event: SearchEvent) -> float | None:
     return statistics.pstdev(scores) if len(scores) > 1 else None
 
 
-def feed_row(source: str, event: SearchEvent) -> dict[str, str]:
-    """One line of the live feed, as text per column."""
+def feed_row(source: str, event: SearchEvent, query_width: int = 60) -> dict[str, str]:
+    """One line of the live feed, as text per column (the query cut to ``query_width``)."""
     s = spread(event)
     return {
         "time": time.strftime("%H:%M:%S", time.localtime(event.time)),
         "src": source,
         "index": event.index,
-        "query": one_line(event.query, 60) if event.query else "–",
+        "query": one_line(event.query, query_width) if event.query else "–",
         "status": event.status.value,
         "top1": top1(event),
         "top": f"{event.final[0].score:.2f}" if event.final else "–",
         "sd": f"{s:.2f}" if s is not None else "–",
         "ms": f"{event.timings.total_ms or 0:.0f}",
-        "notes": ",".join(event.flags) or reason_text(event.reason, event.upstream_status),
+        "notes": one_line(",".join(event.flags) or reason_text(event.reason, event.upstream_status), 14),
     }
 
 

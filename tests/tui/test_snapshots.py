@@ -94,6 +94,11 @@ def test_live_screen(snap_compare: Any, recorded_admin: str) -> None:
     assert snap_compare(app(recorded_admin), terminal_size=(110, 24), run_before=loaded)
 
 
+def test_live_screen_at_80_by_24(snap_compare: Any, recorded_admin: str) -> None:
+    """The size the README promises: every column and the whole footer fit."""
+    assert snap_compare(app(recorded_admin), terminal_size=(80, 24), run_before=loaded)
+
+
 def after(*keys: str, wait: float) -> Callable[[Pilot[Any]], Awaitable[None]]:
     """Once the recorded events are in, press ``keys`` and let the screen settle."""
 

@@ -18,6 +18,18 @@ from tui.feed import Filter, feed_row
 from tui.screens.base import BaseScreen
 
 COLUMNS = ("time", "src", "index", "query", "status", "top1", "top", "sd", "ms", "notes")
+# the widest each column other than the query gets (notes are cut to 14)
+OTHER_WIDTHS = {
+    "time": 8,
+    "src": 15,
+    "index": 8,
+    "status": 8,
+    "top1": 4,
+    "top": 4,
+    "sd": 4,
+    "ms": 5,
+    "notes": 16,
+}
 STATUS_STYLE = {"applied": "green", "fallback": "yellow", "bypass": "grey50"}
 
 
@@ -174,8 +186,11 @@ class LiveScreen(BaseScreen):
         self.shown = [(s, e) for s, e in self.tui.recent() if self.filter(s, e)][:500]
         table.clear()
         columns = self._columns()
+        # the query takes what the other columns leave: every column fits an 80-column terminal
+        others = sum(OTHER_WIDTHS.get(c, 8) + 2 for c in columns if c != "query")
+        query_width = max(12, min(60, self.size.width - others - 4))
         for source, event in self.shown:
-            row = feed_row(source, event)
+            row = feed_row(source, event, query_width)
             style = STATUS_STYLE.get(row["status"], "")
             table.add_row(*(Text(row[c], style=style) for c in columns), key=f"{source}:{event.id}")
         if selected is not None:
