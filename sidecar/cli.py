@@ -1,6 +1,6 @@
 """rerank-sidecar: a reranking proxy in front of OpenSearch and Elasticsearch.
 
-Commands: init, serve, demo, tui, eval, rerank, check-config (``rerank-sidecar COMMAND --help``)."""
+Commands: init, serve, demo, tui, eval, rerank, bench, check-config (``rerank-sidecar COMMAND --help``)."""
 
 from __future__ import annotations
 
@@ -155,8 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     from sidecar.batch import add_parser as add_rerank
     from sidecar.eval.command import add_parser as add_eval
     from sidecar.init import add_parser as add_init
+    from sidecar.sizing import add_parser as add_bench
 
     add_init(sub)
+    add_bench(sub)
     add_eval(sub)
     add_rerank(sub)
 
