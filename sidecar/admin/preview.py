@@ -36,7 +36,8 @@ def figures(route: RouteConfig, events: Iterable[SearchEvent]) -> dict[str, Any]
         if not e.scored:
             continue
         scores = [float(b.model_score or 0.0) for b in e.baseline]
-        decision = decide(route, scores, [b.score for b in e.baseline])
+        missing = [i for i, b in enumerate(e.baseline) if b.no_text]
+        decision = decide(route, scores, [b.score for b in e.baseline], missing)
         start = e.page.from_ if e.page is not None else 0
         searches += 1
         hits += len(scores)

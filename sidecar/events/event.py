@@ -90,6 +90,7 @@ class BaselineHit(_Record):
     rank: int
     title: str = ""
     model_score: float | None = None  # the model's calibrated score, when it ran (cut hits too)
+    no_text: bool | None = None  # True: no text in the route's fields, not scored (flag missing-text)
 
 
 class RankedHit(_Record):

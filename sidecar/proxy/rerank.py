@@ -172,6 +172,8 @@ async def finish(
     scores = aggregate(per_query, cfg.aggregate, cfg.original_weight) if cfg else per_query[0]
     original = [h.get("_score") for h in hits]
     missing = [i for i, t in enumerate(texts) if not t]
+    for i in missing:
+        event.baseline[i].no_text = True  # what a threshold preview needs to decide as the sidecar did
     decision = decide(route, scores, [o if isinstance(o, (int, float)) else None for o in original], missing)
     outcome = replace(outcome, cut=decision.cut, flags=decision.flags)
     event.cut, event.flags = decision.cut, list(decision.flags)

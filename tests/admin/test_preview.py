@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -70,3 +71,21 @@ def test_figures_match_a_hand_count_over_the_recorded_windows(recorded: RunningS
 def test_bad_previews_get_the_reason(recorded: RunningSidecar, body: Any, status: int, reason: str) -> None:
     r = preview(recorded, body)
     assert r.status_code == status and reason in r.json()["error"]["reason"]
+
+
+def test_a_preview_keeps_hits_without_text_as_the_sidecar_did() -> None:
+    """A hit the model did not read (no text) is never cut by min_score, in the preview too."""
+    from sidecar.admin.preview import figures
+    from sidecar.config import RouteConfig
+    from sidecar.events.event import BaselineHit, SearchEvent, Status
+
+    baseline = [
+        BaselineHit(id="a", score=3.0, rank=1, model_score=0.9),
+        BaselineHit(id="b", score=2.0, rank=2, model_score=0.0, no_text=True),
+        BaselineHit(id="c", score=1.0, rank=3, model_score=0.1),
+    ]
+    event = SearchEvent(id="e", time=0.0, index="kb", status=Status.APPLIED, baseline=baseline)
+    route = RouteConfig(indices=["kb"], model="m", fields=["text"], min_score=0.5, fusion="replace")
+    assert figures(route, [event])["hits_cut"] == round(1 / 3, 4)  # c only: b had no text to judge
+    assert SearchEvent.model_validate_json(json.dumps(event.to_json())).baseline[1].no_text is True
+    assert "no_text" not in event.to_json()["baseline"][0]  # absent where it is not so

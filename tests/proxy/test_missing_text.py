@@ -39,3 +39,4 @@ def test_hits_without_text_come_after_the_scored_ones_flagged(
     assert all(h["_score"] == 0.0 for h in hits[-2:]) and hits[-3]["_score"] >= 0.0
     event = httpx.get(f"{sidecar.admin_url}/_sidecar/events/{r.headers['x-rerank-event']}").json()
     assert "missing-text" in event["flags"]
+    assert sorted(b["id"] for b in event["baseline"] if b.get("no_text")) == ["8", "9"]  # for previews
