@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import random
 import time
 from typing import Any
@@ -64,7 +65,7 @@ async def _measure(args: argparse.Namespace) -> list[str]:
         scorer = scorer.inner
     head = f"route {route.name}: model {route.model} ({spec.backend}), window {len(docs)}"
     lines = [f"{head}, timeout {route.timeout_ms} ms"]
-    counter = iter(range(10**9))
+    counter = itertools.count()
 
     async def search() -> float:
         query = f"search {next(counter)} about {random.choice(WORDS)} {random.choice(WORDS)}"
@@ -82,7 +83,13 @@ async def _measure(args: argparse.Namespace) -> list[str]:
             f"{'concurrent':>10} {'searches/s':>11} {'pairs/s':>9} {'p50 ms':>8} {'p99 ms':>8}  in budget"
         )
         best = 0.0
-        tokens_per_pair = sum(len(d) for d in docs) / len(docs) / 4  # a rough count, for MFU only
+        # tokens per pair as the model counts them (for MFU): the query's few plus the document's
+        backend = scorer.backend
+        tokens_per_pair = (
+            sum(backend.count_tokens(d) for d in docs) / len(docs) + 16
+            if backend is not None
+            else sum(len(d) for d in docs) / len(docs) / 4
+        )
         for c in args.concurrency:
             per = max(2, args.searches // c)
             started = time.perf_counter()

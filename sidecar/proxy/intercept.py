@@ -141,10 +141,9 @@ async def _search(
 
     headers = request_headers(scope, _WIDENED_DROP)
     headers.append((b"content-type", content_type(scope, b"application/json")))
+    path = target(scope, urlencode(plan.params).encode())
     upstream_started = time.perf_counter()
-    fetched = await _fetch(
-        rt, send, target(scope, urlencode(plan.params).encode()), headers, dumps(plan.body)
-    )
+    fetched = await _fetch(rt, send, path, headers, dumps(plan.body))
     search.event.timings.upstream_ms = round((time.perf_counter() - upstream_started) * 1000, 2)
     if fetched is None:  # the client got a 502/504 in OpenSearch's shape
         search.record(Outcome.bypass(Reason.UPSTREAM_UNAVAILABLE))
@@ -174,7 +173,6 @@ async def _search(
         extra = bypass_headers(outcome.reason_text)
         await send_response(send, resp.status, response_headers(resp, _RESPONSE_DROP) + extra, content)
         return
-    path = target(scope, urlencode(plan.params).encode())
 
     async def past(body: dict[str, Any]) -> list[dict[str, Any]] | None:
         try:
@@ -221,6 +219,12 @@ def _json_response(resp: UpstreamResponse, content: bytes) -> Any:
         return json.loads(content)
     except ValueError:
         return None
+
+
+def _answers(doc: Any, n: int) -> list[Any] | None:
+    """The ``responses`` of an ``_msearch`` answer, when it has one per sub-search asked."""
+    responses = doc.get("responses") if isinstance(doc, dict) else None
+    return responses if isinstance(responses, list) and len(responses) == n else None
 
 
 @dataclass(frozen=True)
@@ -302,34 +306,32 @@ async def _msearch(
         lines.append(dumps(s.plan.body if isinstance(s.plan, SearchPlan) else s.body))
     upstream = request_headers(scope, _WIDENED_DROP)
     upstream.append((b"content-type", content_type(scope, b"application/x-ndjson")))
-    fetched = await _fetch(rt, send, target(scope), upstream, b"\n".join(lines) + b"\n")
+    path = target(scope)
+    fetched = await _fetch(rt, send, path, upstream, b"\n".join(lines) + b"\n")
     if fetched is None:
         for s in subs:
             s.search.record(Outcome.bypass(Reason.UPSTREAM_UNAVAILABLE))
         return
     resp, content = fetched
     doc = _json_response(resp, content)
-    responses = doc.get("responses") if isinstance(doc, dict) else None
-    if not isinstance(responses, list) or len(responses) != len(subs):
+    responses = _answers(doc, len(subs))
+    if responses is None:
         outcome = Outcome.bypass(Reason.UPSTREAM_STATUS, resp.status)
         for s in subs:
             s.search.record(outcome)
         extra = bypass_headers(outcome.reason_text)
         await send_response(send, resp.status, response_headers(resp, _RESPONSE_DROP) + extra, content)
         return
-    refused = await _ask_again(rt, target(scope), upstream, subs, responses)
+    refused = await _ask_again(rt, path, upstream, subs, responses)
 
     def past_for(header: Any) -> PastWindow:
         async def past(body: dict[str, Any]) -> list[dict[str, Any]] | None:
             try:
-                more, raw_more = await _call(
-                    rt, target(scope), upstream, dumps(header) + b"\n" + dumps(body) + b"\n"
-                )
+                more, raw_more = await _call(rt, path, upstream, dumps(header) + b"\n" + dumps(body) + b"\n")
             except UpstreamError:
                 return None
-            doc = _json_response(more, raw_more)
-            answers = doc.get("responses") if isinstance(doc, dict) else None
-            return window_hits(answers[0]) if isinstance(answers, list) and len(answers) == 1 else None
+            answers = _answers(_json_response(more, raw_more), 1)
+            return window_hits(answers[0]) if answers is not None else None
 
         return past
 
@@ -362,9 +364,8 @@ async def _ask_again(
         resp, content = await _call(rt, path, headers, body)
     except UpstreamError:
         return set()
-    doc = _json_response(resp, content)
-    again = doc.get("responses") if isinstance(doc, dict) else None
-    if not isinstance(again, list) or len(again) != len(refused):
+    again = _answers(_json_response(resp, content), len(refused))
+    if again is None:
         return set()
     for i, answer in zip(refused, again, strict=True):
         responses[i] = answer

@@ -90,7 +90,10 @@ async def rerank_hits(
     started = time.perf_counter()
     try:
         if read:
-            scored = await _score_queries(compiled, plan, [texts[i] for i in read])
+            budget = route.timeout_ms / 1000  # one request to the model for the query and its variants
+            scored = await compiled.model.score_queries(
+                plan.queries, [texts[i] for i in read], budget, plan.instruction
+            )
             per_query = [_spread(s, read, len(texts)) for s in scored]
         else:
             per_query = [Scored([0.0] * len(texts)) for _ in plan.queries]
@@ -110,13 +113,6 @@ def _spread(scored: Scored, read: list[int], n: int) -> Scored:
     for i, value in zip(read, scored.scores, strict=True):
         scores[i] = value
     return Scored(scores, scored.queue_ms, scored.model_ms)
-
-
-async def _score_queries(route: CompiledRoute, plan: SearchPlan, texts: list[str]) -> list[Scored]:
-    """Every candidate against the original query and each variant, as one request to the model."""
-    return await route.model.score_queries(
-        plan.queries, texts, route.config.timeout_ms / 1000, plan.instruction
-    )
 
 
 # the cluster's hits for a widened body, None when it would not give them

@@ -78,11 +78,11 @@ def build_page(
     return response
 
 
-def tail_range(plan: SearchPlan, window_hits: int, kept: int, window: int) -> tuple[int, int] | None:
+def tail_range(plan: SearchPlan, found: int, kept: int, window: int) -> tuple[int, int] | None:
     """The cluster's hits a page needs after the window, as (from, size): the client's page
-    runs past the ``kept`` reranked hits, and the window was full (a window of fewer hits than
-    it asked for holds every hit there is). None when the page ends within the window."""
+    runs past the ``kept`` reranked hits, and the cluster ``found`` a full window (a window of
+    fewer hits than it asked for holds every hit there is). None when the page ends within it."""
     need = plan.from_ + plan.size - kept
-    if need <= 0 or window_hits < window:
+    if need <= 0 or found < window:
         return None
     return window + max(0, plan.from_ - kept), min(need, plan.size)

@@ -54,14 +54,7 @@ class SearchPlan:
 
     def effective(self, route: RouteConfig) -> RouteConfig:
         """The route as this search uses it."""
-        if self.window is None and self.fields is None:
-            return route
-        update: dict[str, Any] = {}
-        if self.window is not None:
-            update["window"] = self.window
-        if self.fields is not None:
-            update.update(fields=list(self.fields), template=None)
-        return route.model_copy(update=update)
+        return overridden(route, self.window, self.fields)
 
     def past_window(self, start: int, count: int) -> dict[str, Any]:
         """The widened body for the cluster's hits ``start`` to ``start + count``: a page past
@@ -105,6 +98,18 @@ def _is_score_sort(sort: Any) -> bool:
 
 
 RERANK_WINDOW = 10  # text_similarity_reranker's rank_window_size default
+
+
+def overridden(route: RouteConfig, window: int | None, fields: tuple[str, ...] | None) -> RouteConfig:
+    """The route with the window and the fields a request asks for in place of its own."""
+    if window is None and fields is None:
+        return route
+    update: dict[str, Any] = {}
+    if window is not None:
+        update["window"] = window
+    if fields is not None:
+        update.update(fields=list(fields), template=None)
+    return route.model_copy(update=update)
 
 
 def _with_filter(retriever: dict[str, Any], extra: Any) -> dict[str, Any]:
@@ -200,14 +205,12 @@ def plan_search(
     if not isinstance(body, dict):
         return Bypass(Reason.UNPARSED_BODY)
     p = dict(params)
+    asked = body  # the query text is read from the request as sent (a reranker's inference_text first)
     reranker = _unwrap_reranker(body)
     window, fields = (reranker[1], (reranker[2],)) if reranker else (None, None)
     if reranker is not None:
-        text = body["retriever"]["text_similarity_reranker"].get("inference_text")
-        if isinstance(text, str) and text.strip() and "x-rerank-query" not in headers:
-            headers = {**headers, "x-rerank-query": text}
-        body = reranker[0]
-        route = route.model_copy(update={"window": window, "fields": [reranker[2]], "template": None})
+        body = reranker[0]  # what the cluster runs: the reranker's child
+        route = overridden(route, window, fields)
     if "scroll" in p:
         return Bypass(Reason.SCROLL)
     for key, reason in (
@@ -236,9 +239,9 @@ def plan_search(
     if body_source is None:
         return Bypass(Reason.UNPARSED_SOURCE)
     source = parse_params_source(p, body_source)
-    query = _query_text(route, body, p, headers)
+    query = _query_text(route, asked, p, headers)
     if not query:
-        return Bypass(Reason.KNN_NO_TEXT if has_knn(body) else Reason.NO_QUERY_TEXT)
+        return Bypass(Reason.KNN_NO_TEXT if has_knn(asked) else Reason.NO_QUERY_TEXT)
 
     wide = copy.deepcopy(body)
     ext = wide.get("ext")
