@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from sidecar.engine.remote_apis import APIS
+from sidecar.experiments.assign import check_identity
 from sidecar.rewrite.settings import RewriteConfig
 
 
@@ -237,6 +238,65 @@ def model_entry(data: Any) -> LocalModel | RemoteModel:
         raise ConfigError(format_validation_error(e)) from None
 
 
+# what an experiment arm may set differently from its route (the window and retrieval stay
+# shared: one cluster call serves both arms)
+ARM_KEYS = (
+    "model",
+    "fusion",
+    "fusion_alpha",
+    "rrf_k",
+    "instruction",
+    "min_score",
+    "relative_to_top",
+    "max_drop",
+    "max_hits",
+)
+
+
+class ExperimentConfig(_Model):
+    """An online experiment on a route's searches, judged by users' clicks (UBI events)."""
+
+    name: str | None = Field(None, min_length=1, max_length=200)  # default: the route's name
+    # shadow: serve control, score and record treatment too; ab: a share of users get
+    # treatment; interleave: one team-draft list of both arms per search
+    mode: Literal["shadow", "ab", "interleave"]
+    # an arm: the cluster's order, the route as configured, or the route with some of
+    # ARM_KEYS changed (another model, another fusion, ...)
+    control: Literal["cluster", "route"] | dict[str, Any] = "cluster"
+    treatment: Literal["cluster", "route"] | dict[str, Any] = "route"
+    share: float = Field(0.5, gt=0, lt=1)  # ab: the share of users in treatment
+    # where the user's identity is read, first found wins: ubi.client_id, header:NAME, cookie:NAME
+    identity: list[str] = Field(default_factory=lambda: ["ubi.client_id"], min_length=1)
+    level: float = Field(0.05, gt=0, lt=0.5)  # the test's level: intervals are 1 - level
+    # serve control to everyone once treatment loses at guardrail_p (checked continuously,
+    # so stricter than level) after min_queries decided queries
+    stop_if_losing: bool = False
+    guardrail_p: float = Field(0.01, gt=0, lt=0.5)
+    min_queries: int = Field(50, ge=1)
+
+    @field_validator("identity")
+    @classmethod
+    def _identity(cls, v: list[str]) -> list[str]:
+        return [check_identity(s) for s in v]
+
+    @field_validator("control", "treatment")
+    @classmethod
+    def _arm(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            unknown = sorted(set(v) - set(ARM_KEYS))
+            if unknown:
+                raise ValueError(f"{unknown[0]}: an arm may set only {', '.join(ARM_KEYS)}")
+            if not v:
+                raise ValueError("an arm mapping needs at least one of " + ", ".join(ARM_KEYS))
+        return v
+
+    @model_validator(mode="after")
+    def _two_arms(self) -> ExperimentConfig:
+        if self.control == self.treatment and self.mode != "interleave":
+            raise ValueError("control and treatment are the same arm (an A/A test: use mode interleave)")
+        return self
+
+
 class RouteConfig(_Model):
     """Which indices are reranked, with which model and how."""
 
@@ -276,6 +336,30 @@ class RouteConfig(_Model):
     low_mean: float | None = Field(None, ge=0, le=1)  # also low when the top scores' mean is under it
     # query rewriting: rules, variants, and how retrieval and reranking use them
     rewrite: RewriteConfig | None = None
+    # an online experiment on this route's searches (hot-reloadable)
+    experiment: ExperimentConfig | None = None
+
+    @model_validator(mode="after")
+    def _arm_routes(self) -> RouteConfig:
+        if self.experiment is not None:
+            for side in ("control", "treatment"):
+                arm = getattr(self.experiment, side)
+                if isinstance(arm, dict):
+                    try:
+                        RouteConfig.model_validate({**self.model_dump(exclude={"experiment"}), **arm})
+                    except ValidationError as e:
+                        raise ValueError(f"experiment.{side}.{format_validation_error(e)}") from None
+        return self
+
+    def arm(self, side: str) -> RouteConfig | None:
+        """The route as an experiment arm runs it (None for the cluster's order)."""
+        assert self.experiment is not None
+        arm = getattr(self.experiment, side)
+        if arm == "cluster":
+            return None
+        if arm == "route":
+            return self
+        return self.model_copy(update={**arm, "experiment": None})
 
     @model_validator(mode="before")
     @classmethod
@@ -321,6 +405,20 @@ class TlsConfig(_Model):
     ca_certs: str | None = None  # require client certificates signed by this CA (mutual TLS)
 
 
+class UbiConfig(_Model):
+    """User Behavior Insights: where clicks come from and whether the sidecar logs queries."""
+
+    # writes of UBI events to this index (/{index}/_doc, _create, _bulk) are read as they pass
+    events_index: str = "ubi_events"
+    click_actions: list[str] = Field(default_factory=lambda: ["click"], min_length=1)
+    # write a ubi_queries record for each search the sidecar reranks (the UBI plugin's job,
+    # for clusters without it), into this index of the upstream cluster
+    write_queries: bool = False
+    queries_index: str = "ubi_queries"
+    # served lists kept to match clicks to; the oldest go first
+    max_pending: int = Field(20_000, ge=100)
+
+
 class Config(_Model):
     """The whole sidecar config."""
 
@@ -329,6 +427,7 @@ class Config(_Model):
     admin: AdminConfig = AdminConfig()
     events: EventsConfig = EventsConfig()
     tls: TlsConfig | None = None  # https on the listeners; none: plain http
+    ubi: UbiConfig = UbiConfig()
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     routes: list[RouteConfig] = Field(default_factory=list)
     max_search_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
@@ -340,6 +439,14 @@ class Config(_Model):
     @classmethod
     def _listen(cls, v: str) -> str:
         return _check_listen(v)
+
+    def used_models(self) -> set[str]:
+        """The models some route (or an experiment arm of one) scores with."""
+        used = {r.model for r in self.routes}
+        for r in self.routes:
+            if r.experiment is not None:
+                used |= {a.model for a in (r.arm("control"), r.arm("treatment")) if a is not None}
+        return used
 
     @model_validator(mode="after")
     def _routes_name_models(self) -> Config:
@@ -354,6 +461,15 @@ class Config(_Model):
                     " give one a name"
                 )
             seen[route.name] = i
+            if route.experiment is not None:
+                for side in ("control", "treatment"):
+                    arm = route.arm(side)
+                    if arm is not None and arm.model not in self.models:
+                        raise ConfigError(f"routes.{i}.experiment.{side}.model: unknown model {arm.model!r}")
+        names = [r.experiment.name or r.name for r in self.routes if r.experiment is not None]
+        for name in names:
+            if names.count(name) > 1:
+                raise ConfigError(f"experiment {name!r} is on two routes: give one a name")
         return self
 
 

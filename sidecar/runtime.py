@@ -19,6 +19,9 @@ from sidecar.engine.registry import make_scorer, model_calibration
 from sidecar.events.metrics import Metrics
 from sidecar.events.sink import OpenSearchSink
 from sidecar.events.store import EventStore
+from sidecar.experiments.serve import Lab
+from sidecar.experiments.tracker import Tracker
+from sidecar.experiments.ubi import Click
 from sidecar.proxy.upstream import UpstreamPool
 from sidecar.rewrite.llm import LlmRewriter
 from sidecar.rewrite.load import compile_rewriters
@@ -44,6 +47,7 @@ class Runtime:
     events: EventStore
     metrics: Metrics
     base_dir: Path | None = None  # where relative rules files are found: the config file's folder
+    tracker: Tracker = field(default_factory=Tracker)  # online experiments' figures and impressions
     _llms: dict[str, LlmRewriter] = field(default_factory=dict)  # by their settings, shared by routes
     _swap: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -70,6 +74,15 @@ class Runtime:
     def lease(self) -> contextlib.AbstractContextManager[Snapshot]:
         """The current snapshot, held for the block."""
         return self.snapshot.held()
+
+    def feedback(self, found: Sequence[Click]) -> int:
+        """Clicks from UBI events: counted by the experiments whose searches they name, kept
+        on disk for judgments. Returns how many an experiment counted."""
+        counted = 0
+        for click in found:
+            counted += self.tracker.click(click.query_id, click.object_id)
+            self.events.add_click(click)
+        return counted
 
     def breaker(self, model: str) -> CircuitBreaker:
         """The model's circuit breaker."""
@@ -103,12 +116,19 @@ class Runtime:
             models[name] = Model(name, scorer, breaker, model_calibration(spec))
         llms: dict[str, LlmRewriter] = {}
         routes = []
+        self.tracker.configure(
+            [(r.experiment.name or r.name, r.name, r.experiment) for r in config.routes if r.experiment]
+        )
         for route, rewriter in zip(config.routes, rewriters, strict=True):
             client = None
             if rewriter is not None and rewriter.cfg.llm is not None:
                 key = rewriter.cfg.llm.model_dump_json()
                 client = llms[key] = llms.get(key) or self._llms.get(key) or LlmRewriter(rewriter.cfg.llm)
-            routes.append(CompiledRoute(route.name, route, models[route.model], rewriter, client))
+            exp = route.experiment
+            lab = Lab(exp.name or route.name, exp, self.tracker) if exp is not None else None
+            routes.append(
+                CompiledRoute(route.name, route, models[route.model], rewriter, client, lab, models)
+            )
         retired = [c for k, c in self._llms.items() if k not in llms]
         self._llms = llms
         return Snapshot(config, routes, models), retired
@@ -118,13 +138,13 @@ class Runtime:
         first, then the new snapshot is served; searches already running finish on the old
         one, and what only the old one used closes after them. Listeners and the upstream
         need a restart."""
-        for key in ("listen", "upstream", "admin", "events", "tls"):
+        for key in ("listen", "upstream", "admin", "events", "tls", "ubi"):
             if getattr(new, key) != getattr(self.config, key):
                 raise ConfigError(f"{key}: changing it needs a restart of the sidecar")
         rewriters = await asyncio.to_thread(compile_rewriters, new, self.base_dir)
         async with self._swap:
             current = self.scorers
-            used = {r.model for r in new.routes}
+            used = new.used_models()
             fresh: dict[str, Scorer] = {}
             try:
                 for name in sorted(used):
@@ -188,7 +208,7 @@ async def open_runtime(
                 await b.aclose()
 
         stack.push_async_callback(stop_models)
-        used = {r.model for r in config.routes}
+        used = config.used_models()
         for name, spec in config.models.items():
             if name not in used:
                 continue
@@ -225,12 +245,14 @@ async def open_runtime(
         )
         events.open()
         stack.callback(events.close)
+        tracker = Tracker(config.ubi.max_pending)
         runtime = Runtime(
             Snapshot(config, (), {}),
             pool,
             events,
-            Metrics(lambda: runtime.scorers if runtime else {}),
+            Metrics(lambda: runtime.scorers if runtime else {}, tracker.summaries),
             base_dir=base_dir,
+            tracker=tracker,
         )
         runtime.snapshot, _ = runtime._compile(config, scorers, rewriters)
         stack.push_async_callback(runtime.aclose_rewriters)

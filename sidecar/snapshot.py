@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sidecar.config import Config, RouteConfig
 from sidecar.engine.calibration import Calibration, apply
@@ -17,6 +18,9 @@ from sidecar.rewrite.llm import LlmRewriter
 from sidecar.rewrite.rules import Rewriter
 from sidecar.rewrite.text import scrub
 from sidecar.search.routes import match_route
+
+if TYPE_CHECKING:
+    from sidecar.experiments.serve import Lab
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,8 @@ class CompiledRoute:
     model: Model
     rewriter: Rewriter | None = None
     llm: LlmRewriter | None = None
+    lab: Lab | None = None  # the route's online experiment
+    models: Mapping[str, Model] = field(default_factory=dict)  # every model: an arm may use another
 
 
 class Snapshot:

@@ -31,6 +31,7 @@ from sidecar.config import Config, ConfigError, parse_config
 from sidecar.engine.circuit import CircuitOpen
 from sidecar.engine.protocol import ModelTimeout, Overloaded
 from sidecar.events.metrics import summarize
+from sidecar.experiments.ubi import clicks
 from sidecar.proxy.asgi import JSON_HEADERS, Receive, Scope, Send, send_response
 from sidecar.proxy.errors import error_body
 from sidecar.runtime import Runtime
@@ -83,6 +84,9 @@ class AdminApp:
                 Route("/_sidecar/events", _answers_json(self.events), methods=["GET"]),
                 Route("/_sidecar/events/stream", self.stream, methods=["GET"]),
                 Route("/_sidecar/events/{id}", _answers_json(self.event), methods=["GET"]),
+                Route("/_sidecar/experiments", _answers_json(self.experiments), methods=["GET"]),
+                Route("/_sidecar/experiments/{name}", _answers_json(self.experiment), methods=["GET"]),
+                Route("/_sidecar/feedback", _answers_json(self.feedback), methods=["POST"]),
             ],
             exception_handlers={AdminError: self._admin_error, HTTPException: self._http_error},
         )
@@ -167,6 +171,35 @@ class AdminApp:
             limit=limit, before=before, index=params.get("index"), status=params.get("status")
         )
         return {"events": [e.to_json() for e in found]}
+
+    async def experiments(self, request: Request) -> dict[str, Any]:
+        """Every experiment's figures."""
+        return {"experiments": self.rt.tracker.summaries(), "unmatched_clicks": self.rt.tracker.unmatched}
+
+    async def experiment(self, request: Request) -> dict[str, Any]:
+        """One experiment's figures and its latest searches (served lists, credit, clicks)."""
+        name = request.path_params["name"]
+        found = self.rt.tracker.detail(name)
+        if found is None:
+            raise AdminError(404, "resource_not_found_exception", f"no experiment {name!r}")
+        return found
+
+    async def feedback(self, request: Request) -> dict[str, Any]:
+        """UBI events from a server-side integration: one event, a list, or ``{"events": [...]}``."""
+        try:
+            req = json.loads(await self._body(request) or b"null")
+        except ValueError as e:
+            raise AdminError(400, "parse_exception", f"the body is not valid JSON: {e}") from None
+        docs = req.get("events") if isinstance(req, dict) and "events" in req else req
+        docs = [docs] if isinstance(docs, dict) else docs
+        if not isinstance(docs, list):
+            raise AdminError(
+                400,
+                "illegal_argument_exception",
+                'expected a UBI event, a list of them, or {"events": [...]}',
+            )
+        found = clicks(docs, self.rt.config.ubi.click_actions)
+        return {"received": len(docs), "clicks": len(found), "counted": self.rt.feedback(found)}
 
     async def stream(self, request: Request) -> Response:
         """Server-sent events: each new search event as it is recorded, a comment every 15 s."""

@@ -130,6 +130,17 @@ class Timings(_Record):
     total_ms: float | None = None
 
 
+class ExperimentRecord(_Record):
+    """What an online experiment did with the search."""
+
+    name: str
+    mode: str  # shadow, ab, interleave
+    served: str  # control, treatment, interleaved
+    identified: bool  # False: no identity, the default arm, counted apart
+    credit: list[str] | None = None  # interleaved: the arm that placed each hit of the page
+    stopped: bool = False  # the guardrail had stopped it: control served
+
+
 class SearchEvent(_Record):
     """One intercepted search."""
 
@@ -154,6 +165,11 @@ class SearchEvent(_Record):
     upstream_status: int | None = None  # with reason upstream-status: the cluster's status
     flags: list[str] = Field(default_factory=list)
     headers: dict[str, str] = Field(default_factory=dict)  # the request's X-Rerank* headers, no other
+    # User Behavior Insights: the search's query_id (the client's, or one the sidecar gave it)
+    # and the ids of the page the client got, which clicks are matched against
+    query_id: str | None = None
+    served: list[Any] | None = None
+    experiment: ExperimentRecord | None = None
 
     @property
     def scored(self) -> bool:
@@ -182,6 +198,7 @@ class SearchEvent(_Record):
         out["baseline"] = [b.model_dump(mode="json", exclude_none=True) for b in self.baseline]
         out["final"] = [f.model_dump(mode="json", exclude_none=True) for f in self.final]
         out["timings"] = self.timings.model_dump(mode="json", exclude_none=True)
-        if self.upstream_status is None:
-            del out["upstream_status"]
+        for key in ("upstream_status", "query_id", "served", "experiment"):
+            if out[key] is None:
+                del out[key]
         return out

@@ -51,10 +51,52 @@ class _ModelCollector(Collector):
         yield from (depth, batches, pairs, hits, misses, waste)
 
 
+class _ExperimentCollector(Collector):
+    """Each experiment's figures, read at scrape time from the tracker's summaries."""
+
+    def __init__(self, experiments: Callable[[], list[dict[str, Any]]]) -> None:
+        self.experiments = experiments
+
+    def collect(self) -> Iterable[Any]:
+        def gauge(name: str, doc: str, extra: tuple[str, ...] = ()) -> GaugeMetricFamily:
+            return GaugeMetricFamily(f"rerank_sidecar_experiment_{name}", doc, labels=["experiment", *extra])
+
+        queries = gauge("queries", "Searches the experiment judged by (with an identity)")
+        unidentified = gauge("unidentified", "Searches with no identity, served control")
+        clicks = gauge("clicks", "Clicks counted")
+        outcomes = gauge("outcomes", "Clicked searches won, lost or tied by treatment", ("outcome",))
+        rate = gauge("win_rate", "Treatment's share of the decided searches (interleave, shadow)")
+        ctr = gauge("ctr", "Searches with a click per search, per arm (ab)", ("arm",))
+        p_value = gauge("p_value", "The test's p-value (sign test; two proportions for ab)")
+        stopped = gauge("stopped", "1 when the guardrail stopped the experiment")
+        for e in self.experiments():
+            name = [e["name"]]
+            queries.add_metric(name, e["queries"])
+            unidentified.add_metric(name, e["unidentified"])
+            clicks.add_metric(name, e["clicks"])
+            stopped.add_metric(name, 1 if e["state"] == "stopped" else 0)
+            if e["p_value"] is not None:
+                p_value.add_metric(name, e["p_value"])
+            if "arms" in e:
+                for arm, figures in e["arms"].items():
+                    if figures["ctr"] is not None:
+                        ctr.add_metric([*name, arm], figures["ctr"])
+            else:
+                for outcome in ("wins", "losses", "ties"):
+                    outcomes.add_metric([*name, outcome], e[outcome])
+                if e["win_rate"] is not None:
+                    rate.add_metric(name, e["win_rate"])
+        yield from (queries, unidentified, clicks, outcomes, rate, ctr, p_value, stopped)
+
+
 class Metrics:
     """Counters and histograms of searches by outcome and stage."""
 
-    def __init__(self, models: Callable[[], Mapping[str, Any]]) -> None:
+    def __init__(
+        self,
+        models: Callable[[], Mapping[str, Any]],
+        experiments: Callable[[], list[dict[str, Any]]] = list,
+    ) -> None:
         self.registry = CollectorRegistry()
         self.searches = Counter(
             "rerank_sidecar_searches", "Intercepted searches", ["status", "reason"], registry=self.registry
@@ -77,6 +119,7 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_ModelCollector(models))
+        self.registry.register(_ExperimentCollector(experiments))
 
     def observe(self, event: SearchEvent) -> None:
         """Count one search and its stage timings."""

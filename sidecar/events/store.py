@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from sidecar.events.event import SearchEvent
+from sidecar.experiments.ubi import Click
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,13 @@ CREATE TABLE IF NOT EXISTS events (
     body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_time ON events (time);
+CREATE TABLE IF NOT EXISTS clicks (
+    time REAL NOT NULL,
+    query_id TEXT NOT NULL,
+    object_id TEXT NOT NULL,
+    action TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS clicks_query ON clicks (query_id);
 """
 
 
@@ -59,7 +67,7 @@ class EventStore:
         self.subscribers: set[asyncio.Queue[SearchEvent]] = set()
         self.write_error: str | None = None
         self.written = 0
-        self._queue: queue.SimpleQueue[SearchEvent | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[SearchEvent | Click | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
     def open(self) -> None:
@@ -108,6 +116,11 @@ class EventStore:
         if self._thread is not None:
             self._queue.put(event)
 
+    def add_click(self, click: Click) -> None:
+        """Keep a click (UBI event) on disk beside the events, for ``rerank-sidecar judgments``."""
+        if self._thread is not None and self.path is not None:
+            self._queue.put(click)
+
     def subscribe(self, size: int = 1000) -> asyncio.Queue[SearchEvent]:
         """A live feed of new events."""
         q: asyncio.Queue[SearchEvent] = asyncio.Queue(size)
@@ -118,13 +131,13 @@ class EventStore:
         """End a live feed."""
         self.subscribers.discard(q)
 
-    def _batches(self) -> Iterator[list[SearchEvent] | None]:
+    def _batches(self) -> Iterator[list[SearchEvent | Click] | None]:
         while True:
             first = self._queue.get()
             if first is None:
                 yield None
                 return
-            batch = [first]
+            batch: list[SearchEvent | Click] = [first]
             while len(batch) < 500:
                 try:
                     item = self._queue.get_nowait()
@@ -140,10 +153,12 @@ class EventStore:
     def _writer(self) -> None:
         db: sqlite3.Connection | None = None
         last_prune = 0.0
-        for batch in self._batches():
-            if batch is None:
+        for mixed in self._batches():
+            if mixed is None:
                 break
-            if self.sink is not None:
+            batch = [e for e in mixed if isinstance(e, SearchEvent)]
+            found = [(c.time, c.query_id, c.object_id, c.action) for c in mixed if isinstance(c, Click)]
+            if self.sink is not None and batch:
                 self._send(batch)
             if self.path is None:
                 continue
@@ -156,6 +171,7 @@ class EventStore:
                 ]
                 with db:
                     db.executemany("INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?, ?)", rows)
+                    db.executemany("INSERT INTO clicks VALUES (?, ?, ?, ?)", found)
                 self.written += len(rows)
                 if time.monotonic() - last_prune > 5:
                     self._prune(db)
@@ -185,6 +201,7 @@ class EventStore:
     def _prune(self, db: sqlite3.Connection) -> None:
         with db:
             db.execute("DELETE FROM events WHERE time < ?", (time.time() - self.max_age_s,))
+            db.execute("DELETE FROM clicks WHERE time < ?", (time.time() - self.max_age_s,))
             db.execute(
                 "DELETE FROM events WHERE time <= "
                 "(SELECT time FROM events ORDER BY time DESC LIMIT 1 OFFSET ?)",

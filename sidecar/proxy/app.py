@@ -8,6 +8,7 @@ import re
 from collections.abc import Awaitable, Callable
 from urllib.parse import unquote
 
+from sidecar.experiments.ubi import TEE_LIMIT, clicks, documents, write_kind
 from sidecar.proxy.asgi import JSON_HEADERS, ClientDisconnected, Message, Receive, Scope, Send, send_response
 from sidecar.proxy.errors import error_body
 from sidecar.proxy.forward import forward
@@ -63,7 +64,52 @@ class ProxyApp:
                 handler = handle_search if m.group("op") == "_search" else handle_msearch
                 await _unless_client_leaves(receive, lambda r: handler(self.rt, scope, r, send, index))
                 return
+        kind = write_kind(method, scope["path"], self.rt.config.ubi.events_index)
+        if kind is not None:
+            await self._ubi_write(kind, scope, receive, send)
+            return
         await forward(self.rt, scope, receive, send)
+
+    async def _ubi_write(self, kind: str, scope: Scope, receive: Receive, send: Send) -> None:
+        """A write that may carry UBI events goes through as any other; once the cluster took
+        it (2xx), a copy of its body is read for clicks."""
+        tee = _Tee(receive)
+        status = 0
+
+        async def watched(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        await forward(self.rt, scope, tee, watched)
+        if 200 <= status < 300 and tee.whole:
+            ubi = self.rt.config.ubi
+            docs = documents(kind, b"".join(tee.parts), scope["path"], ubi.events_index)
+            found = clicks(docs, ubi.click_actions)
+            if found:
+                self.rt.feedback(found)
+
+
+class _Tee:
+    """``receive`` for a pass-through, keeping a copy of the body up to TEE_LIMIT bytes."""
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.whole = True  # False once the body ran past the limit (the copy is dropped)
+
+    async def __call__(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.request" and self.whole:
+            chunk = message.get("body", b"")
+            self.size += len(chunk)
+            if self.size > TEE_LIMIT:
+                self.whole, self.parts = False, []
+            elif chunk:
+                self.parts.append(chunk)
+        return message
 
 
 def _admin_path(scope: Scope) -> bool:

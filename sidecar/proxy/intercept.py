@@ -27,13 +27,22 @@ from sidecar.proxy.request import (
     content_type,
     decode_body,
     dumps,
+    header_map,
     json_body,
     msearch_lines,
     pretty,
     rerank_headers,
     search_context,
 )
-from sidecar.proxy.rerank import Outcome, PastWindow, bypass_headers, finish, outcome_headers, summarize
+from sidecar.proxy.rerank import (
+    Outcome,
+    PastWindow,
+    bypass_headers,
+    experiment_headers,
+    finish,
+    outcome_headers,
+    summarize,
+)
 from sidecar.proxy.upstream import UpstreamError, UpstreamResponse
 from sidecar.runtime import Runtime
 from sidecar.search.page import window_hits
@@ -181,10 +190,11 @@ async def _search(
             return None
         return window_hits(_json_response(more, raw_more))
 
-    page, outcome = await finish(route, plan, parsed, search.event, past)
+    page, outcome = await finish(route, plan, parsed, search.event, past, header_map(scope))
     search.record(outcome)
     out_headers = response_headers(resp, _RESPONSE_DROP) + outcome_headers(outcome)
     out_headers.append((b"x-rerank-event", search.event.id.encode()))
+    out_headers.extend(experiment_headers(search.event))
     await send_response(send, resp.status, out_headers, dumps(page, pretty(params)))
 
 
@@ -335,8 +345,9 @@ async def _msearch(
 
         return past
 
+    every = header_map(scope)
     outcomes = await asyncio.gather(
-        *(_finish_sub(s, responses, i, i in refused, past_for(s.header)) for i, s in enumerate(subs))
+        *(_finish_sub(s, responses, i, i in refused, past_for(s.header), every) for i, s in enumerate(subs))
     )
     per_sub = ",".join(
         o.status.value if not o.reason_text else f"{o.status.value}:{o.reason_text}" for o in outcomes
@@ -373,7 +384,12 @@ async def _ask_again(
 
 
 async def _finish_sub(
-    sub: _Sub, responses: list[Any], i: int, asked_again: bool = False, past: PastWindow | None = None
+    sub: _Sub,
+    responses: list[Any],
+    i: int,
+    asked_again: bool = False,
+    past: PastWindow | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Outcome:
     """Rerank one sub-search's answer in place; its event recorded."""
     response = responses[i]
@@ -388,6 +404,6 @@ async def _finish_sub(
         outcome = Outcome.bypass(Reason.UPSTREAM_ERROR)
     else:
         assert sub.route is not None  # a plan is made for a route
-        responses[i], outcome = await finish(sub.route, sub.plan, response, sub.search.event, past)
+        responses[i], outcome = await finish(sub.route, sub.plan, response, sub.search.event, past, headers)
     sub.search.record(outcome)
     return outcome

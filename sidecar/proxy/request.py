@@ -44,6 +44,12 @@ def rerank_headers(scope: Scope) -> dict[str, str]:
     }
 
 
+def header_map(scope: Scope) -> dict[str, str]:
+    """All of the request's headers by lower-case name (where an experiment looks for the
+    user's identity; never recorded)."""
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+
+
 def answers_in_json(scope: Scope, params: Sequence[tuple[str, str]]) -> bool:
     """Whether the client asked for a JSON answer, the only one the sidecar rewrites: no
     ``?format`` but json, and an ``Accept`` (if any) that takes JSON (vendored types such as

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from sidecar.config import RouteConfig
 from sidecar.engine.circuit import CircuitOpen
 from sidecar.engine.protocol import ModelTimeout, Overloaded, Scored
 from sidecar.events import record
 from sidecar.events.event import Reason, SearchEvent, Status, VariantRecord
+from sidecar.experiments.assign import identity
+from sidecar.experiments.serve import Served, choose, page_credit
+from sidecar.experiments.tracker import Impression
 from sidecar.search.documents import document_text
 from sidecar.search.page import build_page, tail_range
 from sidecar.search.plan import SearchPlan
-from sidecar.search.policy import aggregate, decide
+from sidecar.search.policy import Decision, aggregate, decide
 from sidecar.snapshot import CompiledRoute
 
 log = logging.getLogger(__name__)
@@ -70,6 +75,14 @@ def outcome_headers(outcome: Outcome) -> list[tuple[bytes, bytes]]:
         if outcome.flags:
             headers.append((b"x-rerank-flags", ",".join(outcome.flags).encode()))
     return headers
+
+
+def experiment_headers(event: SearchEvent) -> list[tuple[bytes, bytes]]:
+    """``X-Rerank-Experiment: NAME; served=ARM`` for a search an experiment served."""
+    e = event.experiment
+    if e is None:
+        return []
+    return [(b"x-rerank-experiment", f"{e.name}; served={e.served}".encode())]
 
 
 _FAULTS: tuple[tuple[type[BaseException], Reason], ...] = (
@@ -139,10 +152,13 @@ async def finish(
     response: dict[str, Any],
     event: SearchEvent,
     past: PastWindow | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Any], Outcome]:
     """Rerank the window and cut the client's page out of it (continued by the cluster's order
     past the window, from ``past``, where the page reaches beyond it); the event records the
-    plan, the cluster's window and what the model made of it."""
+    plan, the cluster's window and what the model made of it. Under an experiment the page is
+    the order its arm (or the interleaving of both) gives; ``headers`` (lower-case names) are
+    where it looks for the user's identity."""
     route = plan.effective(compiled.config)
     hits = response["hits"]["hits"]
     event.route, event.query, event.window, event.model = compiled.name, plan.query, route.window, route.model
@@ -159,18 +175,19 @@ async def finish(
     event.timings.rerank_ms = outcome.took_ms
     if timed is None:
         tail = await _tail(plan, route.window, len(hits), len(hits), past)
-        return explained(build_page(response, plan, None, route.annotate, tail=tail), plan), outcome
+        page = build_page(response, plan, None, route.annotate, tail=tail)
+        return explained(_ubi_answer(page, plan, event, compiled.lab is not None), plan), outcome
     # the query and its variants were scored side by side: the longest wait and work of any
     event.timings.queue_ms = max((t.queue_ms for t in timed if t.queue_ms is not None), default=None)
     event.timings.model_ms = max((t.model_ms for t in timed if t.model_ms is not None), default=None)
     per_query = [t.scores for t in timed]
-    cfg = route.rewrite
-    scores = aggregate(per_query, cfg.aggregate, cfg.original_weight) if cfg else per_query[0]
+    scores = _aggregated(route, per_query)
     original = [h.get("_score") for h in hits]
+    cluster = [o if isinstance(o, (int, float)) else None for o in original]
     missing = [i for i, t in enumerate(texts) if not t]
     for i in missing:
         event.baseline[i].no_text = True  # what a threshold preview needs to decide as the sidecar did
-    decision = decide(route, scores, [o if isinstance(o, (int, float)) else None for o in original], missing)
+    decision = decide(route, scores, cluster, missing)
     outcome = replace(outcome, cut=decision.cut, flags=decision.flags)
     event.cut, event.flags = decision.cut, list(decision.flags)
     fused = None if route.fusion == "replace" else decision.final
@@ -178,10 +195,81 @@ async def finish(
     event.final = record.final(ids, decision.order, decision.shown, scores, per_query, fused)
     for row, score in zip(event.baseline, scores, strict=True):
         row.model_score = score  # the whole window's, cut hits too: what threshold previews need
+    served = None
+    if compiled.lab is not None:
+
+        async def rescore(arm: RouteConfig) -> list[float] | None:
+            model = compiled.models.get(arm.model)
+            if model is None:
+                return None
+            got, _ = await rerank_hits(replace(compiled, config=arm, model=model, lab=None), plan, texts)
+            return None if got is None else _aggregated(arm, [t.scores for t in got])
+
+        who = identity(compiled.lab.config.identity, plan.ubi, headers or {})
+        served = await choose(
+            compiled.lab, route, plan.query, who, decision, scores, cluster, missing, rescore
+        )
+    shown: Decision | None = decision if served is None else _served_decision(served, decision, len(hits))
     # a cut says the rest is not relevant: the list ends with the kept hits
-    tail = [] if decision.cut else await _tail(plan, route.window, len(hits), len(decision.order), past)
-    page = build_page(response, plan, scores, route.annotate, decision, tail)
+    kept = len(hits) if shown is None else len(shown.order)
+    tail = [] if shown is not None and shown.cut else await _tail(plan, route.window, len(hits), kept, past)
+    page = build_page(response, plan, None if shown is None else scores, route.annotate, shown, tail)
+    page = _ubi_answer(page, plan, event, compiled.lab is not None)
+    if served is not None and compiled.lab is not None and event.query_id is not None:
+        event.experiment = served.record
+        page_ids = event.served or []
+        event.experiment.credit = page_credit(served.credit, plan.from_, plan.size, len(page_ids))
+        shadow = compiled.lab.config.mode == "shadow"
+        compiled.lab.tracker.add(
+            Impression(
+                compiled.lab.name,
+                event.query_id,
+                served.record.served,
+                served.record.identified,
+                page_ids,
+                plan.from_ + 1,
+                credit=event.experiment.credit,
+                control_ids=[ids[i] for i in served.control] if shadow else None,
+                treatment_ids=[ids[i] for i in served.treatment] if shadow else None,
+                query=plan.query,
+                event_id=event.id,
+            )
+        )
     return explained(page, plan), outcome
+
+
+def _aggregated(route: RouteConfig, per_query: list[list[float]]) -> list[float]:
+    """One score per hit from its scores against the query and each variant."""
+    cfg = route.rewrite
+    return aggregate(per_query, cfg.aggregate, cfg.original_weight) if cfg else per_query[0]
+
+
+def _served_decision(served: Served, decision: Decision, n: int) -> Decision | None:
+    """The decision the page is built from: the served arm's order (None: the cluster's)."""
+    arm = served.served
+    if arm.order is None:
+        return None
+    assert arm.shown is not None
+    return Decision(arm.order, decision.final, n - len(arm.order), decision.flags, arm.shown)
+
+
+def _ubi_answer(
+    page: dict[str, Any], plan: SearchPlan, event: SearchEvent, experiment: bool
+) -> dict[str, Any]:
+    """A search that carried ``ext.ubi`` (or runs under an experiment) gets a query_id, its
+    own or a new one, in the answer's ``ext.ubi`` as the UBI plugin gives it; the event keeps
+    it with the ids of the page served, which clicks are matched against."""
+    if plan.ubi is None and not experiment:
+        return page
+    given = plan.ubi.get("query_id") if plan.ubi else None
+    query_id = str(given) if isinstance(given, (str, int)) and str(given).strip() else uuid.uuid4().hex
+    event.query_id = query_id
+    event.served = [h.get("_id") for h in page["hits"]["hits"]]
+    ext = page.get("ext")
+    if not isinstance(ext, dict):
+        ext = page["ext"] = {}
+    ext["ubi"] = {"query_id": query_id}
+    return page
 
 
 def explained(page: dict[str, Any], plan: SearchPlan) -> dict[str, Any]:

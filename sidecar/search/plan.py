@@ -51,6 +51,9 @@ class SearchPlan:
     # text_similarity_reranker: its field and rank_window_size)
     window: int | None = None
     fields: tuple[str, ...] | None = None
+    # the request's ext.ubi (User Behavior Insights: query_id, client_id, ...), taken out of
+    # what the cluster gets: the sidecar answers it as the UBI plugin would
+    ubi: Mapping[str, Any] | None = None
 
     def effective(self, route: RouteConfig) -> RouteConfig:
         """The route as this search uses it."""
@@ -245,8 +248,11 @@ def plan_search(
 
     wide = copy.deepcopy(body)
     ext = wide.get("ext")
-    if isinstance(ext, dict) and "rerank" in ext:
-        del ext["rerank"]
+    ubi = None
+    if isinstance(ext, dict):
+        ubi = ext.pop("ubi", None)
+        ubi = ubi if isinstance(ubi, dict) else {} if ubi is not None else None
+        ext.pop("rerank", None)
         if not ext:
             del wide["ext"]
     wide["from"] = 0
@@ -271,4 +277,5 @@ def plan_search(
         explain,
         window=window,
         fields=fields,
+        ubi=ubi,
     )

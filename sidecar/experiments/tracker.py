@@ -1,0 +1,305 @@
+"""What experiments have served and what users clicked: the live figures of each experiment.
+
+Every search an experiment serves leaves an ``Impression`` (the page as served, which arm
+placed each hit), kept until ``max_pending`` newer ones push it out; a click (a UBI event
+whose ``query_id`` names an impression) updates that impression's outcome and the
+experiment's counters at once. Nothing here does I/O: the proxy calls it on the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import OrderedDict, deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sidecar.config import ExperimentConfig
+from sidecar.experiments import stats
+from sidecar.experiments.interleave import CONTROL, TREATMENT
+
+log = logging.getLogger(__name__)
+
+RECENT = 50  # impressions kept per experiment for the drill-down
+
+
+@dataclass
+class Impression:
+    """One search an experiment served."""
+
+    experiment: str
+    query_id: str
+    served: str  # control, treatment, or interleaved
+    identified: bool
+    ids: list[Any]  # the page as served
+    first_rank: int  # the page's first hit's rank (from + 1)
+    credit: list[str] | None = None  # interleaved: the arm that placed each hit of the page
+    # shadow: the window's ids in each arm's order (which would have ranked a clicked hit higher)
+    control_ids: list[Any] | None = None
+    treatment_ids: list[Any] | None = None
+    query: str | None = None
+    event_id: str = ""
+    time: float = field(default_factory=time.time)
+    clicks: list[int] = field(default_factory=list)  # page positions clicked, first click each
+
+    def outcome(self) -> str | None:
+        """win / loss / tie for treatment (interleaved or shadow), None without clicks."""
+        if not self.clicks:
+            return None
+        if self.credit is not None:
+            t = sum(1 for p in self.clicks if self.credit[p] == TREATMENT)
+            c = sum(1 for p in self.clicks if self.credit[p] == CONTROL)
+        elif self.control_ids is not None and self.treatment_ids is not None:
+            clicked = [self.ids[p] for p in self.clicks]
+            c = -sum(_rank(self.control_ids, i) for i in clicked)  # higher is better
+            t = -sum(_rank(self.treatment_ids, i) for i in clicked)
+        else:
+            return None
+        return "win" if t > c else "loss" if t < c else "tie"
+
+    def reciprocal_rank(self) -> float:
+        """1 / the rank of the first click (0 without a click)."""
+        return 1 / (self.first_rank + min(self.clicks)) if self.clicks else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "query_id": self.query_id,
+            "event_id": self.event_id,
+            "time": self.time,
+            "query": self.query,
+            "served": self.served,
+            "identified": self.identified,
+            "ids": self.ids,
+            "first_rank": self.first_rank,
+            "credit": self.credit,
+            "clicks": self.clicks,
+            "outcome": self.outcome(),
+        }
+
+
+def _rank(ids: Sequence[Any], item: Any) -> int:
+    try:
+        return ids.index(item) + 1
+    except ValueError:
+        return len(ids) + 1
+
+
+@dataclass
+class _Arm:
+    queries: int = 0
+    clicked: int = 0
+    rr: float = 0.0
+
+
+class Experiment:
+    """One experiment's counters (since its config last changed)."""
+
+    def __init__(self, name: str, route: str, config: ExperimentConfig) -> None:
+        self.name, self.route, self.config = name, route, config
+        self.started = time.time()
+        self.queries = 0  # identified searches, the ones the experiment judges by
+        self.unidentified = 0  # served the default arm (control), counted apart
+        self.clicks = 0
+        self.outcomes = {"win": 0, "loss": 0, "tie": 0}
+        self.arms = {CONTROL: _Arm(), TREATMENT: _Arm()}
+        self.stopped: str | None = None
+        self.recent: deque[Impression] = deque(maxlen=RECENT)
+
+    def add(self, imp: Impression) -> None:
+        self.recent.append(imp)
+        if not imp.identified:
+            self.unidentified += 1
+            return
+        self.queries += 1
+        if imp.served in self.arms:
+            self.arms[imp.served].queries += 1
+
+    def click(self, imp: Impression, position: int) -> bool:
+        """Count a click on the page's ``position``; False when it was clicked already."""
+        if position in imp.clicks:
+            return False
+        self.clicks += 1
+        if not imp.identified:
+            imp.clicks.append(position)
+            return True
+        before, rr = imp.outcome(), imp.reciprocal_rank()
+        imp.clicks.append(position)
+        after = imp.outcome()
+        if before is not None:
+            self.outcomes[before] -= 1
+        if after is not None:
+            self.outcomes[after] += 1
+        arm = self.arms.get(imp.served)
+        if arm is not None:
+            arm.clicked += 0 if rr else 1
+            arm.rr += imp.reciprocal_rank() - rr
+        return True
+
+    def losing(self) -> bool:
+        """Whether treatment loses at the guardrail's level (after min_queries decided)."""
+        c = self.config
+        if self.config.mode == "ab":
+            a, b = self.arms[CONTROL], self.arms[TREATMENT]
+            if min(a.queries, b.queries) < c.min_queries:
+                return False
+            test = stats.two_proportions(a.clicked, a.queries, b.clicked, b.queries)
+            return test is not None and test["difference"] < 0 and test["p_value"] < c.guardrail_p
+        wins, losses = self.outcomes["win"], self.outcomes["loss"]
+        if wins + losses < c.min_queries or wins >= losses:
+            return False
+        p = stats.sign_test(wins, losses)
+        return p is not None and p < c.guardrail_p
+
+    def summary(self) -> dict[str, Any]:
+        c = self.config
+        out: dict[str, Any] = {
+            "name": self.name,
+            "route": self.route,
+            "mode": c.mode,
+            "control": _describe(c.control),
+            "treatment": _describe(c.treatment),
+            "started": self.started,
+            "state": "stopped" if self.stopped else "running",
+            "stopped_reason": self.stopped,
+            "queries": self.queries,
+            "unidentified": self.unidentified,
+            "clicks": self.clicks,
+            "level": c.level,
+        }
+        if c.mode == "ab":
+            out.update(self._ab())
+        else:
+            out.update(self._paired())
+        return out
+
+    def _paired(self) -> dict[str, Any]:
+        wins, losses, ties = self.outcomes["win"], self.outcomes["loss"], self.outcomes["tie"]
+        decided = wins + losses
+        rate = wins / decided if decided else None
+        interval = stats.wilson(wins, decided, 1 - self.config.level)
+        p = stats.sign_test(wins, losses)
+        significant = p is not None and p < self.config.level
+        needed: int | None = 0
+        if not significant:
+            per_decided = stats.sign_test_needed(rate, self.config.level) if rate is not None else None
+            if per_decided is None or not decided:
+                needed = None
+            else:  # in searches: only the decided share of them counts
+                needed = max(0, math.ceil(per_decided * self.queries / decided) - self.queries)
+        return {
+            "wins": wins,
+            "losses": losses,
+            "ties": ties,
+            "clicked_queries": wins + losses + ties,
+            "win_rate": rate,
+            "interval": list(interval) if interval else None,
+            "p_value": p,
+            "significant": significant,
+            "better": (TREATMENT if wins > losses else CONTROL) if significant else None,
+            "queries_needed": needed,
+        }
+
+    def _ab(self) -> dict[str, Any]:
+        arms = {}
+        for name, arm in self.arms.items():
+            arms[name] = {
+                "queries": arm.queries,
+                "clicked": arm.clicked,
+                "ctr": arm.clicked / arm.queries if arm.queries else None,
+                "mrr": arm.rr / arm.queries if arm.queries else None,
+            }
+        a, b = self.arms[CONTROL], self.arms[TREATMENT]
+        test = stats.two_proportions(a.clicked, a.queries, b.clicked, b.queries, 1 - self.config.level)
+        significant = test is not None and test["p_value"] < self.config.level
+        needed: int | None = 0
+        if not significant:
+            n = None
+            if a.queries and b.queries:
+                n = stats.proportions_needed(a.clicked / a.queries, b.clicked / b.queries, self.config.level)
+            needed = None if n is None else max(0, n - a.queries) + max(0, n - b.queries)
+        return {
+            "arms": arms,
+            "difference": test["difference"] if test else None,
+            "interval": [test["low"], test["high"]] if test else None,
+            "p_value": test["p_value"] if test else None,
+            "significant": significant,
+            "better": (TREATMENT if test and test["difference"] > 0 else CONTROL) if significant else None,
+            "queries_needed": needed,
+        }
+
+
+def _describe(arm: Any) -> str:
+    if isinstance(arm, dict):
+        return "route with " + ", ".join(f"{k}={v}" for k, v in arm.items())
+    return str(arm)
+
+
+class Tracker:
+    """All experiments' figures and the impressions clicks are matched to."""
+
+    def __init__(self, max_pending: int = 20_000) -> None:
+        self.max_pending = max_pending
+        self.experiments: dict[str, Experiment] = {}
+        self.pending: OrderedDict[str, Impression] = OrderedDict()
+        self.unmatched = 0  # clicks whose query_id names no impression kept
+
+    def configure(self, routes: Sequence[tuple[str, str, ExperimentConfig]]) -> None:
+        """The experiments of a (new) config, as (name, route, config): one whose settings
+        changed starts over (its figures would mix two experiments); one no longer
+        configured is dropped."""
+        current = {}
+        for name, route, config in routes:
+            kept = self.experiments.get(name)
+            if kept is not None and kept.config == config and kept.route == route:
+                current[name] = kept
+            else:
+                if kept is not None:
+                    log.info("experiment %s changed: its figures start over", name)
+                current[name] = Experiment(name, route, config)
+        self.experiments = current
+
+    def stopped(self, name: str) -> bool:
+        exp = self.experiments.get(name)
+        return exp is not None and exp.stopped is not None
+
+    def add(self, imp: Impression) -> None:
+        exp = self.experiments.get(imp.experiment)
+        if exp is None:
+            return
+        exp.add(imp)
+        self.pending[imp.query_id] = imp
+        self.pending.move_to_end(imp.query_id)
+        while len(self.pending) > self.max_pending:
+            self.pending.popitem(last=False)
+
+    def click(self, query_id: str, object_id: Any) -> bool:
+        """A user clicked ``object_id`` on the page of ``query_id``; True when it counted."""
+        imp = self.pending.get(query_id)
+        if imp is None:
+            self.unmatched += 1
+            return False
+        exp = self.experiments.get(imp.experiment)
+        key = str(object_id)
+        position = next((p for p, i in enumerate(imp.ids) if str(i) == key), None)
+        if exp is None or position is None:
+            self.unmatched += 1
+            return False
+        counted = exp.click(imp, position)
+        if counted and exp.stopped is None and exp.config.stop_if_losing and exp.losing():
+            exp.stopped = (
+                f"treatment lost at p < {exp.config.guardrail_p} after {exp.queries} queries:"
+                " control is served to everyone"
+            )
+            log.warning("experiment %s stopped: %s", exp.name, exp.stopped)
+        return counted
+
+    def summaries(self) -> list[dict[str, Any]]:
+        return [e.summary() for e in self.experiments.values()]
+
+    def detail(self, name: str) -> dict[str, Any] | None:
+        exp = self.experiments.get(name)
+        if exp is None:
+            return None
+        return {**exp.summary(), "recent": [i.to_json() for i in reversed(exp.recent)]}

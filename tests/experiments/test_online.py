@@ -1,0 +1,297 @@
+"""Online experiments through a real sidecar in front of osmem-server: what each mode serves,
+clicks read from UBI event writes as they pass, the figures, the guardrail."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from osmem_server import OsmemServer
+
+from sidecar.config import ConfigError, parse_config
+from tests.conftest import CORPUS, RunningSidecar, index_corpus, sidecar_config
+
+BODY = {"query": {"match": {"text": "memory"}}, "size": 5}
+
+
+def _route(index: str, experiment: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "indices": [index],
+        "model": "minilm",
+        "window": 12,
+        "fields": ["title", "text"],
+        "template": "{title}\n{text}",
+        "fusion": "replace",
+        "experiment": experiment,
+    }
+
+
+ROUTES = [
+    _route("exp-il", {"name": "il", "mode": "interleave", "identity": ["ubi.client_id", "header:X-User"]}),
+    _route("exp-ab", {"name": "ab", "mode": "ab", "identity": ["cookie:uid"]}),
+    _route("exp-shadow", {"name": "shadow", "mode": "shadow"}),
+    _route(
+        "exp-guard",
+        {
+            "name": "guard",
+            "mode": "interleave",
+            "stop_if_losing": True,
+            "min_queries": 5,
+            "guardrail_p": 0.05,
+        },
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def lab(osmem: OsmemServer) -> Iterator[RunningSidecar]:
+    for name in ("exp-il", "exp-ab", "exp-shadow", "exp-guard"):
+        index_corpus(osmem.url, name, CORPUS)
+    base = sidecar_config(osmem.url)
+    kb = base.model_dump()["routes"][0]  # kb and docs-*: no experiment
+    models = {"minilm": base.model_dump()["models"]["minilm"]}
+    config = parse_config(
+        {**base.model_dump(exclude={"routes", "models"}), "models": models, "routes": [*ROUTES, kb]}
+    )
+    running = RunningSidecar(config)
+    yield running
+    running.close()
+    for name in ("exp-il", "exp-ab", "exp-shadow", "exp-guard", "ubi_events"):
+        httpx.delete(f"{osmem.url}/{name}")
+
+
+def _search(lab: RunningSidecar, index: str, client_id: str | None = None, **kw: Any) -> httpx.Response:
+    body = dict(BODY, **kw.pop("body", {}))
+    if client_id is not None:
+        body["ext"] = {"ubi": {"client_id": client_id}}
+    r = httpx.post(f"{lab.url}/{index}/_search", json=body, timeout=30, **kw)
+    assert r.status_code == 200, r.text
+    return r
+
+
+def _event(lab: RunningSidecar, r: httpx.Response) -> dict[str, Any]:
+    return httpx.get(f"{lab.admin_url}/_sidecar/events/{r.headers['x-rerank-event']}").json()
+
+
+def _figures(lab: RunningSidecar, name: str) -> dict[str, Any]:
+    r = httpx.get(f"{lab.admin_url}/_sidecar/experiments/{name}")
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _click(lab: RunningSidecar, query_id: str, object_id: str) -> httpx.Response:
+    event = {
+        "action_name": "click",
+        "client_id": "someone",
+        "query_id": query_id,
+        "timestamp": "2026-12-02T10:00:00Z",
+        "event_attributes": {"object": {"object_id": object_id, "object_id_field": "_id"}},
+    }
+    return httpx.post(f"{lab.url}/ubi_events/_doc?refresh=true", json=event, timeout=30)
+
+
+def _cluster(osmem: OsmemServer, index: str) -> list[str]:
+    r = httpx.post(f"{osmem.url}/{index}/_search", json=dict(BODY, size=12))
+    return [h["_id"] for h in r.json()["hits"]["hits"]]
+
+
+def _counted(lab: RunningSidecar, name: str, clicks: int) -> dict[str, Any]:
+    deadline = time.monotonic() + 5
+    while True:  # the click is read after the cluster answered the write
+        figures = _figures(lab, name)
+        if figures["clicks"] >= clicks or time.monotonic() > deadline:
+            return figures
+        time.sleep(0.02)
+
+
+def test_interleaving_merges_both_arms_credits_each_hit_and_is_stable(
+    lab: RunningSidecar, osmem: OsmemServer
+) -> None:
+    r = _search(lab, "exp-il", "user-1")
+    assert r.headers["x-rerank-experiment"] == "il; served=interleaved"
+    query_id = r.json()["ext"]["ubi"]["query_id"]
+    assert query_id
+    event = _event(lab, r)
+    ids = [h["_id"] for h in r.json()["hits"]["hits"]]
+    credit = event["experiment"]["credit"]
+    assert event["query_id"] == query_id and event["served"] == ids
+    assert len(credit) == len(ids) and set(credit) <= {"control", "treatment"}
+    cluster = _cluster(osmem, "exp-il")
+    reranked = [f["id"] for f in event["final"]]
+    # team draft: each arm's hits in the list keep that arm's order, each pick is that arm's
+    # best hit not yet shown
+    for arm, order in (("control", cluster), ("treatment", reranked)):
+        mine = [i for i, c in zip(ids, credit, strict=True) if c == arm]
+        assert mine == sorted(mine, key=order.index)
+    assert ids[0] in (cluster[0], reranked[0])
+    assert abs(credit.count("control") - credit.count("treatment")) <= 1
+    # the same user and query: the same list (a second page continues it)
+    again = _search(lab, "exp-il", "user-1")
+    assert [h["_id"] for h in again.json()["hits"]["hits"]] == ids
+    # the identity from a header when the search has no UBI client_id
+    by_header = _search(lab, "exp-il", headers={"X-User": "user-1"})
+    assert by_header.headers["x-rerank-experiment"] == "il; served=interleaved"
+
+
+def test_a_click_written_to_ubi_events_is_counted_and_the_write_reaches_the_cluster(
+    lab: RunningSidecar, osmem: OsmemServer
+) -> None:
+    before = _figures(lab, "il")
+    r = _search(lab, "exp-il", "user-2")
+    query_id = r.json()["ext"]["ubi"]["query_id"]
+    event = _event(lab, r)
+    ids, credit = event["served"], event["experiment"]["credit"]
+    w = _click(lab, query_id, ids[0])
+    assert w.status_code == 201, w.text  # the cluster's own answer
+    figures = _counted(lab, "il", before["clicks"] + 1)
+    outcome = "wins" if credit[0] == "treatment" else "losses"
+    assert figures[outcome] == before[outcome] + 1
+    assert figures["clicked_queries"] == before["clicked_queries"] + 1
+    stored = httpx.post(f"{osmem.url}/ubi_events/_search", json={"query": {"term": {"query_id": query_id}}})
+    assert stored.json()["hits"]["total"]["value"] == 1  # passed through, unchanged
+    # a second click on the same hit counts once; a click on a hit not served counts nowhere
+    _click(lab, query_id, ids[0])
+    _click(lab, query_id, "no-such-hit")
+    time.sleep(0.2)
+    assert _figures(lab, "il")["clicks"] == figures["clicks"]
+    detail = _figures(lab, "il")["recent"]
+    mine = next(i for i in detail if i["query_id"] == query_id)
+    assert mine["clicks"] == [0] and mine["credit"] == credit
+
+
+def test_clicks_in_a_bulk_write_and_through_the_feedback_api(lab: RunningSidecar) -> None:
+    before = _figures(lab, "il")["clicks"]
+    served = []
+    for user in ("user-3", "user-4"):
+        r = _search(lab, "exp-il", user)
+        served.append((r.json()["ext"]["ubi"]["query_id"], r.json()["hits"]["hits"][1]["_id"]))
+    (q1, o1), (q2, o2) = served
+    click = {"action_name": "click", "event_attributes": {"object": {"object_id": o1}}, "query_id": q1}
+    view = {"action_name": "impression", "event_attributes": {"object": {"object_id": o1}}, "query_id": q1}
+    lines = [{"create": {}}, click, {"index": {}}, view, {"delete": {"_id": "x"}}]
+    body = "\n".join(json.dumps(x) for x in lines) + "\n"
+    headers = {"content-type": "application/x-ndjson"}
+    r = httpx.post(f"{lab.url}/ubi_events/_bulk", content=body, headers=headers)
+    assert r.status_code == 200, r.text
+    _counted(lab, "il", before + 1)
+    fb = httpx.post(
+        f"{lab.admin_url}/_sidecar/feedback",
+        json={
+            "events": [
+                {"action_name": "click", "query_id": q2, "event_attributes": {"object": {"object_id": o2}}}
+            ]
+        },
+    )
+    assert fb.status_code == 200 and fb.json() == {"received": 1, "clicks": 1, "counted": 1}
+    assert _figures(lab, "il")["clicks"] == before + 2
+    bad = httpx.post(f"{lab.admin_url}/_sidecar/feedback", content=b"{not json")
+    assert bad.status_code == 400 and bad.json()["error"]["type"] == "parse_exception"
+    bad = httpx.post(f"{lab.admin_url}/_sidecar/feedback", json="click")
+    assert bad.status_code == 400 and bad.json()["error"]["type"] == "illegal_argument_exception"
+
+
+def test_a_search_with_no_identity_gets_control_and_is_counted_apart(
+    lab: RunningSidecar, osmem: OsmemServer
+) -> None:
+    before = _figures(lab, "il")
+    r = _search(lab, "exp-il")
+    assert r.headers["x-rerank-experiment"] == "il; served=control"
+    assert [h["_id"] for h in r.json()["hits"]["hits"]] == _cluster(osmem, "exp-il")[:5]
+    after = _figures(lab, "il")
+    assert after["unidentified"] == before["unidentified"] + 1 and after["queries"] == before["queries"]
+
+
+def test_ab_is_sticky_per_user_and_serves_each_arm_as_it_is(lab: RunningSidecar, osmem: OsmemServer) -> None:
+    cluster = _cluster(osmem, "exp-ab")[:5]
+    arms: dict[str, str] = {}
+    for n in range(24):
+        uid = f"u{n}"
+        got = {_search(lab, "exp-ab", cookies={"uid": uid}).headers["x-rerank-experiment"] for _ in range(2)}
+        assert len(got) == 1  # the same user, the same arm
+        arms[uid] = got.pop().split("served=")[1]
+    assert set(arms.values()) == {"control", "treatment"}
+    control = next(u for u, a in arms.items() if a == "control")
+    r = _search(lab, "exp-ab", cookies={"uid": control})
+    assert [h["_id"] for h in r.json()["hits"]["hits"]] == cluster
+    treated = next(u for u, a in arms.items() if a == "treatment")
+    r = _search(lab, "exp-ab", cookies={"uid": treated})
+    assert [h["_id"] for h in r.json()["hits"]["hits"]] == [f["id"] for f in _event(lab, r)["final"]][:5]
+    figures = _figures(lab, "ab")
+    assert figures["arms"]["control"]["queries"] + figures["arms"]["treatment"]["queries"] == 50
+    query_id = r.json()["ext"]["ubi"]["query_id"]
+    _click(lab, query_id, r.json()["hits"]["hits"][2]["_id"])
+    figures = _counted(lab, "ab", 1)
+    assert figures["arms"]["treatment"]["clicked"] == 1
+    assert figures["arms"]["treatment"]["mrr"] == pytest.approx(
+        1 / 3 / figures["arms"]["treatment"]["queries"]
+    )
+
+
+def test_shadow_serves_the_cluster_and_judges_treatment_by_where_it_ranked_the_click(
+    lab: RunningSidecar, osmem: OsmemServer
+) -> None:
+    r = _search(lab, "exp-shadow", "anyone")
+    assert r.headers["x-rerank-experiment"] == "shadow; served=control"
+    cluster = _cluster(osmem, "exp-shadow")
+    ids = [h["_id"] for h in r.json()["hits"]["hits"]]
+    assert ids == cluster[:5]
+    reranked = [f["id"] for f in _event(lab, r)["final"]]
+    # a click on the hit the model put first, which the cluster ranked lower
+    target = reranked[0]
+    assert target in ids and cluster.index(target) > 0
+    _click(lab, r.json()["ext"]["ubi"]["query_id"], target)
+    figures = _counted(lab, "shadow", 1)
+    assert figures["wins"] == 1 and figures["losses"] == 0
+
+
+def test_the_guardrail_stops_a_losing_treatment_and_says_so(lab: RunningSidecar, osmem: OsmemServer) -> None:
+    for n in range(12):
+        r = _search(lab, "exp-guard", f"g{n}")
+        credit = _event(lab, r)["experiment"]["credit"]
+        ids = [h["_id"] for h in r.json()["hits"]["hits"]]
+        _click(lab, r.json()["ext"]["ubi"]["query_id"], ids[credit.index("control")])  # users prefer control
+        figures = _counted(lab, "guard", n + 1)
+        if figures["state"] == "stopped":
+            break
+    assert figures["state"] == "stopped" and "treatment lost" in figures["stopped_reason"]
+    assert figures["losses"] >= 5 and figures["p_value"] < 0.05
+    r = _search(lab, "exp-guard", "g-late")
+    assert r.headers["x-rerank-experiment"] == "guard; served=control"
+    assert [h["_id"] for h in r.json()["hits"]["hits"]] == _cluster(osmem, "exp-guard")[:5]
+    assert _event(lab, r)["experiment"]["stopped"] is True
+    metrics = httpx.get(f"{lab.admin_url}/_sidecar/metrics").text
+    assert 'rerank_sidecar_experiment_stopped{experiment="guard"} 1.0' in metrics
+    assert 'rerank_sidecar_experiment_outcomes{experiment="guard",outcome="losses"}' in metrics
+
+
+def test_ubi_ext_is_answered_by_the_sidecar_not_sent_to_the_cluster(lab: RunningSidecar) -> None:
+    body = {"query": {"match": {"text": "memory"}}, "ext": {"ubi": {"query_id": "q-given", "client_id": "c"}}}
+    r = httpx.post(f"{lab.url}/kb/_search", json=body)  # kb has no experiment
+    assert r.status_code == 200 and r.json()["ext"] == {"ubi": {"query_id": "q-given"}}
+    assert _event(lab, r)["query_id"] == "q-given"
+    plain = httpx.post(f"{lab.url}/kb/_search", json={"query": {"match": {"text": "memory"}}})
+    assert "ext" not in plain.json() and "query_id" not in _event(lab, plain)
+
+
+@pytest.mark.parametrize(
+    ("experiment", "message"),
+    [
+        ({"mode": "split"}, "routes.0.experiment.mode"),
+        ({"mode": "ab", "control": {"window": 5}}, "window: an arm may set only"),
+        ({"mode": "ab", "control": {"model": "nope"}}, "experiment.control.model: unknown model 'nope'"),
+        ({"mode": "ab", "control": "route"}, "the same arm"),
+        ({"mode": "ab", "identity": ["session"]}, "expected ubi.client_id, header:NAME or cookie:NAME"),
+        ({"mode": "ab", "control": {"fusion": "best"}}, "experiment.control.fusion"),
+    ],
+)
+def test_experiment_config_errors_name_the_key(experiment: dict[str, Any], message: str) -> None:
+    data = {
+        "models": {"m": {"backend": "bi-encoder", "model": "x"}},
+        "routes": [{"indices": ["a"], "model": "m", "fields": ["t"], "experiment": experiment}],
+    }
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        parse_config(data)
