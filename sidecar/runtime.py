@@ -17,7 +17,7 @@ from sidecar.engine.circuit import CircuitBreaker
 from sidecar.engine.protocol import Backend, Scorer
 from sidecar.engine.registry import make_scorer, model_calibration
 from sidecar.events.metrics import Metrics
-from sidecar.events.sink import OpenSearchSink
+from sidecar.events.sink import OpenSearchSink, Sinks, ubi_query_document
 from sidecar.events.store import EventStore
 from sidecar.experiments.serve import Lab
 from sidecar.experiments.tracker import Tracker
@@ -231,14 +231,23 @@ async def open_runtime(
         )
         stack.push_async_callback(pool.aclose)
         ev = config.events
-        sink = None
-        if ev.index:
-            sink = OpenSearchSink(
-                ev.url or up.url,
-                ev.index,
-                verify=ssl_context(config) or up.verify,
-                basic_auth_env=ev.basic_auth_env,
-            )
+        found = []
+        for index, document in (
+            (ev.index, None),
+            (config.ubi.queries_index if config.ubi.write_queries else None, ubi_query_document),
+        ):
+            if index:
+                found.append(
+                    OpenSearchSink(
+                        ev.url or up.url,
+                        index,
+                        verify=ssl_context(config) or up.verify,
+                        basic_auth_env=ev.basic_auth_env,
+                        document=document,
+                    )
+                )
+        sink = Sinks(found) if found else None
+        if sink is not None:
             stack.callback(sink.close)
         events = EventStore(
             ev.sqlite, buffer=ev.buffer, max_events=ev.max_events, max_age_days=ev.max_age_days, sink=sink

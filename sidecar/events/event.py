@@ -168,6 +168,7 @@ class SearchEvent(_Record):
     # User Behavior Insights: the search's query_id (the client's, or one the sidecar gave it)
     # and the ids of the page the client got, which clicks are matched against
     query_id: str | None = None
+    client_id: str | None = None  # the search's ext.ubi.client_id (for ubi_queries records)
     served: list[Any] | None = None
     experiment: ExperimentRecord | None = None
 
@@ -190,6 +191,7 @@ class SearchEvent(_Record):
         for hit in self.baseline:
             hit.title = ""
         self.headers = {k: "" for k in self.headers}
+        self.client_id = None
 
     def to_json(self) -> dict[str, Any]:
         """The record as the store, the admin API and the live feed give it: rows and timings
@@ -198,7 +200,7 @@ class SearchEvent(_Record):
         out["baseline"] = [b.model_dump(mode="json", exclude_none=True) for b in self.baseline]
         out["final"] = [f.model_dump(mode="json", exclude_none=True) for f in self.final]
         out["timings"] = self.timings.model_dump(mode="json", exclude_none=True)
-        for key in ("upstream_status", "query_id", "served", "experiment"):
+        for key in ("upstream_status", "query_id", "client_id", "served", "experiment"):
             if out[key] is None:
                 del out[key]
         return out

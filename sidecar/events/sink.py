@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -26,8 +26,10 @@ class OpenSearchSink:
         verify: ssl.SSLContext | bool = True,
         basic_auth_env: str | None = None,
         timeout_s: float = 10.0,
+        document: Callable[[dict[str, Any]], tuple[str, dict[str, Any]] | None] | None = None,
     ) -> None:
         self.index = index
+        self.document = document or _event_document
         auth = None
         if basic_auth_env:
             user, _, password = os.environ.get(basic_auth_env, "").partition(":")
@@ -48,10 +50,13 @@ class OpenSearchSink:
 
     def _actions(self, batch: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         for event in batch:
-            stamp = datetime.fromtimestamp(event["time"], timezone.utc).isoformat()
-            yield {"_index": self.index, "_id": event["id"], "_source": {**event, "@timestamp": stamp}}
+            doc = self.document(event)
+            if doc is not None:
+                yield {"_index": self.index, "_id": doc[0], "_source": doc[1]}
 
     def __call__(self, batch: list[dict[str, Any]]) -> None:
+        if not any(self.document(e) is not None for e in batch):
+            return
         try:
             bulk(self.client, self._actions(batch), refresh=False)
         except BulkIndexError as e:
@@ -62,3 +67,50 @@ class OpenSearchSink:
     def close(self) -> None:
         """Close the client's connections."""
         self.client.close()
+
+
+def _event_document(event: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    stamp = datetime.fromtimestamp(event["time"], timezone.utc).isoformat()
+    return event["id"], {**event, "@timestamp": stamp}
+
+
+def ubi_query_document(event: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """The ``ubi_queries`` record of a search that has a query_id (None for the others)."""
+    from sidecar.experiments.ubi import query_record
+
+    if not event.get("query_id") or event.get("served") is None:
+        return None
+    exp = event.get("experiment") or {}
+    attributes = {"rerank_status": event["status"], "route": event.get("route")}
+    if exp:
+        attributes |= {"experiment": exp["name"], "arm": exp["served"]}
+    doc = query_record(
+        event["query_id"],
+        event.get("query"),
+        event.get("client_id"),
+        event["served"],
+        attributes,
+        event["time"],
+    )
+    return event["query_id"], doc
+
+
+class Sinks:
+    """Several sinks on one writer thread; an error of one does not keep the others from their batch."""
+
+    def __init__(self, sinks: Sequence[OpenSearchSink]) -> None:
+        self.sinks = list(sinks)
+
+    def __call__(self, batch: list[dict[str, Any]]) -> None:
+        errors = []
+        for sink in self.sinks:
+            try:
+                sink(batch)
+            except OSError as e:
+                errors.append(str(e))
+        if errors:
+            raise OSError("; ".join(errors))
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            sink.close()

@@ -264,6 +264,8 @@ def _ubi_answer(
     given = plan.ubi.get("query_id") if plan.ubi else None
     query_id = str(given) if isinstance(given, (str, int)) and str(given).strip() else uuid.uuid4().hex
     event.query_id = query_id
+    client = plan.ubi.get("client_id") if plan.ubi else None
+    event.client_id = str(client) if isinstance(client, (str, int)) else None
     event.served = [h.get("_id") for h in page["hits"]["hits"]]
     ext = page.get("ext")
     if not isinstance(ext, dict):

@@ -55,12 +55,17 @@ def lab(osmem: OsmemServer) -> Iterator[RunningSidecar]:
     kb = base.model_dump()["routes"][0]  # kb and docs-*: no experiment
     models = {"minilm": base.model_dump()["models"]["minilm"]}
     config = parse_config(
-        {**base.model_dump(exclude={"routes", "models"}), "models": models, "routes": [*ROUTES, kb]}
+        {
+            **base.model_dump(exclude={"routes", "models"}),
+            "models": models,
+            "routes": [*ROUTES, kb],
+            "ubi": {"write_queries": True},
+        }
     )
     running = RunningSidecar(config)
     yield running
     running.close()
-    for name in ("exp-il", "exp-ab", "exp-shadow", "exp-guard", "ubi_events"):
+    for name in ("exp-il", "exp-ab", "exp-shadow", "exp-guard", "ubi_events", "ubi_queries"):
         httpx.delete(f"{osmem.url}/{name}")
 
 
@@ -275,6 +280,25 @@ def test_ubi_ext_is_answered_by_the_sidecar_not_sent_to_the_cluster(lab: Running
     assert _event(lab, r)["query_id"] == "q-given"
     plain = httpx.post(f"{lab.url}/kb/_search", json={"query": {"match": {"text": "memory"}}})
     assert "ext" not in plain.json() and "query_id" not in _event(lab, plain)
+
+
+def test_the_sidecar_writes_ubi_queries_for_the_searches_it_served(
+    lab: RunningSidecar, osmem: OsmemServer
+) -> None:
+    r = _search(lab, "exp-il", body={"ext": {"ubi": {"client_id": "writer", "query_id": "q-written"}}})
+    served = [h["_id"] for h in r.json()["hits"]["hits"]]
+    deadline = time.monotonic() + 10
+    while True:
+        httpx.post(f"{osmem.url}/ubi_queries/_refresh")
+        got = httpx.get(f"{osmem.url}/ubi_queries/_doc/q-written")
+        if got.status_code == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert got.status_code == 200, got.text
+    doc = got.json()["_source"]
+    assert doc["query_id"] == "q-written" and doc["client_id"] == "writer" and doc["user_query"] == "memory"
+    assert doc["query_response_object_ids"] == served
+    assert doc["query_attributes"]["experiment"] == "il" and doc["query_attributes"]["arm"] == "interleaved"
 
 
 @pytest.mark.parametrize(
