@@ -1,6 +1,7 @@
 """rerank-sidecar: a reranking proxy in front of OpenSearch and Elasticsearch.
 
-Commands: init, serve, demo, tui, eval, rerank, bench, check-config (``rerank-sidecar COMMAND --help``)."""
+Commands: init, serve, demo, tui, eval, judgments, rerank, bench, check-config
+(``rerank-sidecar COMMAND --help``)."""
 
 from __future__ import annotations
 
@@ -154,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from sidecar.batch import add_parser as add_rerank
     from sidecar.eval.command import add_parser as add_eval
+    from sidecar.experiments.judgments import add_parser as add_judgments
     from sidecar.init import add_parser as add_init
     from sidecar.sizing import add_parser as add_bench
 
@@ -161,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench(sub)
     add_eval(sub)
     add_rerank(sub)
+    add_judgments(sub)
 
     p = sub.add_parser("check-config", help="validate a config file")
     p.add_argument("file")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import httpx
 import yaml
 
 from sidecar.config import ConfigError, parse_config
+from sidecar.credentials import basic_auth
 
 TITLE_NAMES = ("title", "name", "subject", "heading", "headline", "question")
 MAX_FIELDS = 4  # a reranker reads a passage: the title and a few text fields, not every field
@@ -135,12 +135,7 @@ def render(
 
 def cmd_init(args: argparse.Namespace) -> int:
     """Read the cluster's mappings, write a config, print how to serve it."""
-    auth = None
-    if args.auth_env:
-        user, _, password = os.environ.get(args.auth_env, "").partition(":")
-        if not user:
-            raise ConfigError(f"--auth-env: environment variable {args.auth_env} is not set (user:password)")
-        auth = (user, password)
+    auth = basic_auth(args.auth_env)
     verify: bool | str = args.ca_certs or not args.insecure
     path = f"/{args.index}/_mapping" if args.index else "/_mapping"
     try:

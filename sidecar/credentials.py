@@ -1,0 +1,18 @@
+"""Credentials for a cluster the sidecar's own tools call, read from the environment."""
+
+from __future__ import annotations
+
+import os
+
+from sidecar.config import ConfigError
+
+
+def basic_auth(env: str | None, option: str = "--auth-env") -> tuple[str, str] | None:
+    """``(user, password)`` from an env var holding ``user:password``; None when no var is
+    named; ConfigError (naming ``option``) when it is named but not set."""
+    if not env:
+        return None
+    user, _, password = os.environ.get(env, "").partition(":")
+    if not user:
+        raise ConfigError(f"{option}: environment variable {env} is not set (user:password)")
+    return user, password
