@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from httpx_sse import aconnect_sse
@@ -57,6 +58,16 @@ class AdminClient:
         """Recent events, newest first."""
         result = await self._call("GET", "/_sidecar/events", params={"limit": limit})
         return [SearchEvent.model_validate(e) for e in result["events"]]
+
+    async def experiments(self) -> list[dict[str, Any]]:
+        """``GET /_sidecar/experiments``: every experiment's figures."""
+        result = await self._call("GET", "/_sidecar/experiments")
+        return list(result["experiments"])
+
+    async def experiment(self, name: str) -> dict[str, Any]:
+        """One experiment's figures and latest searches."""
+        result: dict[str, Any] = await self._call("GET", f"/_sidecar/experiments/{quote(name, safe='')}")
+        return result
 
     async def config(self) -> dict[str, Any]:
         """The running config (token redacted)."""

@@ -319,3 +319,41 @@ def test_experiment_config_errors_name_the_key(experiment: dict[str, Any], messa
     }
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         parse_config(data)
+
+
+async def test_the_experiments_screen_shows_each_experiment_and_the_clicked_list(lab: RunningSidecar) -> None:
+    from textual.widgets import DataTable, Static
+
+    from tests.tui.conftest import until
+    from tui.app import SidecarTUI
+    from tui.screens.experiments import ExperimentsScreen
+
+    r = _search(lab, "exp-il", "tui-user")
+    ids = [h["_id"] for h in r.json()["hits"]["hits"]]
+    _click(lab, r.json()["ext"]["ubi"]["query_id"], ids[1])
+    _counted(lab, "il", 1)
+    app = SidecarTUI([lab.admin_url])
+    async with app.run_test(size=(120, 36)) as pilot:
+        await until(pilot, lambda: app.connected[app.client.name][0])
+        await pilot.press("x")
+        assert isinstance(app.screen, ExperimentsScreen)
+        table = app.screen.query_one("#exp-table", DataTable)
+        await until(pilot, lambda: table.row_count == 4)
+        lines = {str(table.get_row_at(i)[0]): [str(c) for c in table.get_row_at(i)] for i in range(4)}
+        figures = _figures(lab, "il")
+        il = lines["il"]
+        assert il[7] == "interleave" and il[6] == f"{figures['wins']}/{figures['losses']}/{figures['ties']}"
+        assert "●" in il[3] and "│" in il[3]
+        assert lines["ab"][6].startswith("CTR ")
+        searches = app.screen.query_one("#exp-searches", DataTable)
+        await until(pilot, lambda: searches.row_count > 0)
+        shown = str(app.screen.query_one("#exp-list", Static).render())
+        assert "served interleaved" in shown
+        assert "  2 ● " in shown and ids[1] in shown  # the clicked hit, its arm's letter after the mark
+        # the next experiment's searches when the cursor moves to it
+        for n in range(3):
+            _search(lab, "exp-ab", cookies={"uid": f"tui-{n}"})
+        table.focus()
+        await pilot.press("down")
+        await until(pilot, lambda: {str(searches.get_row_at(0)[1])} <= {"control", "treatment"})
+        assert table.cursor_row == 1

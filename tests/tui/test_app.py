@@ -295,3 +295,13 @@ async def test_a_bad_value_in_tune_says_what_is_expected_until_a_good_one(
         await until(
             pilot, lambda: text_of(app, "#tune-status").strip() == "" and screen.values["max_hits"] == 4
         )
+
+
+async def test_the_experiments_screen_says_how_to_start_one(watched: tuple[RunningSidecar, Path]) -> None:
+    running, _ = watched
+    app = SidecarTUI([running.admin_url], TOKEN)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.connected[app.client.name][0])
+        await pilot.press("x")
+        await until(pilot, lambda: "experiment:" in text_of(app, "#exp-list"))
+        assert "Experiments ▸" in text_of(app, "#exp-title")

@@ -70,6 +70,7 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         from tui.screens.diff import DiffScreen
         from tui.screens.distribution import DistributionScreen
+        from tui.screens.experiments import ExperimentsScreen
         from tui.screens.live import LiveScreen
         from tui.screens.sandbox import SandboxScreen
         from tui.screens.tune import TuneScreen
@@ -80,6 +81,7 @@ class HelpScreen(ModalScreen[None]):
             DistributionScreen,
             TuneScreen,
             SandboxScreen,
+            ExperimentsScreen,
         ]
         with VerticalScroll(id="help-box"):
             yield Static(help_text(screens, type(self.app).BINDINGS), id="help-text")

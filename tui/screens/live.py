@@ -70,9 +70,10 @@ class LiveScreen(BaseScreen):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "diff", "diff", priority=True, tooltip="diff of the selected search"),
-        Binding("d", "distribution", "distribution", tooltip="score distribution"),
+        Binding("d", "distribution", "scores", tooltip="score distribution"),
         Binding("t", "tune", "tune", tooltip="tune thresholds"),
         Binding("s", "sandbox", "sandbox"),
+        Binding("x", "experiments", "experiments", tooltip="online experiments and their clicks"),
         Binding(
             "slash",
             "filter",
@@ -81,7 +82,7 @@ class LiveScreen(BaseScreen):
             tooltip="filter: index:kb status:fallback src:host words",
         ),
         Binding("escape", "clear_filter", "clear filter", show=False),
-        Binding("p", "pause", "pause", tooltip="pause the feed"),
+        Binding("p", "pause", "pause", show=False, tooltip="pause the feed"),
         Binding(
             "c",
             "cycle_target",
@@ -220,6 +221,11 @@ class LiveScreen(BaseScreen):
         from tui.screens.tune import TuneScreen
 
         self.app.push_screen(TuneScreen())
+
+    def action_experiments(self) -> None:
+        from tui.screens.experiments import ExperimentsScreen
+
+        self.app.push_screen(ExperimentsScreen())
 
     def action_sandbox(self) -> None:
         from tui.screens.sandbox import SandboxScreen
