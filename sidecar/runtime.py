@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -264,5 +265,10 @@ async def open_runtime(
             tracker=tracker,
         )
         runtime.snapshot, _ = runtime._compile(config, scorers, rewriters)
+        if tracker.experiments:  # figures survive a restart when searches and clicks are stored
+            since = time.time() - ev.max_age_days * 86400
+            taken = tracker.replay(*events.experiment_history(since))
+            if taken:
+                log.info("experiments: %d stored searches and their clicks taken back", taken)
         stack.push_async_callback(runtime.aclose_rewriters)
         yield runtime

@@ -139,6 +139,7 @@ class ExperimentRecord(_Record):
     identified: bool  # False: no identity, the default arm, counted apart
     credit: list[str] | None = None  # interleaved: the arm that placed each hit of the page
     stopped: bool = False  # the guardrail had stopped it: control served
+    settings: str = ""  # a hash of the experiment's settings (a restart replays matching searches)
 
 
 class SearchEvent(_Record):

@@ -256,6 +256,26 @@ class EventStore:
             log.warning("event store: cannot read %s: %s", self.path, e)
             return []
 
+    def experiment_history(self, since: float) -> tuple[list[SearchEvent], list[tuple[str, str]]]:
+        """The stored searches an experiment served since ``since`` (oldest first) and the
+        clicks (query_id, object_id) recorded since then: what a restart replays."""
+        if self.path is None or not Path(self.path).exists():
+            return [], []
+        try:
+            with closing(self._connect()) as db:
+                rows = db.execute(
+                    "SELECT body FROM events WHERE time >= ? AND body LIKE '%\"experiment\"%' ORDER BY time",
+                    (since,),
+                ).fetchall()
+                clicks = db.execute(
+                    "SELECT query_id, object_id FROM clicks WHERE time >= ? ORDER BY time", (since,)
+                ).fetchall()
+        except (sqlite3.Error, OSError) as e:
+            log.warning("event store: cannot read experiments from %s: %s", self.path, e)
+            return [], []
+        events = [SearchEvent.model_validate_json(b) for (b,) in rows]
+        return [e for e in events if e.experiment is not None], [(q, o) for q, o in clicks]
+
     def get(self, event_id: str) -> SearchEvent | None:
         """One event by id."""
         for e in self.ring:

@@ -10,7 +10,7 @@ from sidecar.config import ExperimentConfig, RouteConfig
 from sidecar.events.event import ExperimentRecord
 from sidecar.experiments.assign import bucket, seed
 from sidecar.experiments.interleave import CONTROL, TREATMENT, team_draft
-from sidecar.experiments.tracker import Tracker
+from sidecar.experiments.tracker import Tracker, fingerprint
 from sidecar.search.policy import Decision, decide
 
 # a model's aggregated scores of the window for an arm that scores with another model
@@ -97,7 +97,13 @@ async def choose(
 
     def record(served: str, credit: list[str] | None = None) -> ExperimentRecord:
         return ExperimentRecord(
-            name=lab.name, mode=cfg.mode, served=served, identified=identified, credit=credit, stopped=stopped
+            name=lab.name,
+            mode=cfg.mode,
+            served=served,
+            identified=identified,
+            credit=credit,
+            stopped=stopped,
+            settings=fingerprint(cfg),
         )
 
     both = (control.ids(n), treatment.ids(n))

@@ -8,6 +8,7 @@ experiment's counters at once. Nothing here does I/O: the proxy calls it on the 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sidecar.config import ExperimentConfig
+from sidecar.events.event import SearchEvent
 from sidecar.experiments import stats
 from sidecar.experiments.interleave import CONTROL, TREATMENT
 
@@ -230,6 +232,11 @@ class Experiment:
         }
 
 
+def fingerprint(config: ExperimentConfig) -> str:
+    """A short hash of an experiment's settings: searches under other settings are another experiment."""
+    return hashlib.blake2b(config.model_dump_json().encode(), digest_size=6).hexdigest()
+
+
 def _describe(arm: Any) -> str:
     if isinstance(arm, dict):
         return "route with " + ", ".join(f"{k}={v}" for k, v in arm.items())
@@ -294,6 +301,40 @@ class Tracker:
             )
             log.warning("experiment %s stopped: %s", exp.name, exp.stopped)
         return counted
+
+    def replay(self, events: Sequence[SearchEvent], clicks: Sequence[tuple[str, str]]) -> int:
+        """Rebuild the figures from stored searches and clicks (after a restart); a search is
+        counted by the experiment of its name when it ran under the same settings. Returns how
+        many searches were taken back."""
+        taken = 0
+        for e in events:
+            exp = self.experiments.get(e.experiment.name) if e.experiment else None
+            if exp is None or e.experiment is None or e.experiment.settings != fingerprint(exp.config):
+                continue
+            if e.query_id is None or e.served is None or e.page is None:
+                continue
+            shadow = exp.config.mode == "shadow"
+            self.add(
+                Impression(
+                    exp.name,
+                    e.query_id,
+                    e.experiment.served,
+                    e.experiment.identified,
+                    list(e.served),
+                    e.page.from_ + 1,
+                    credit=e.experiment.credit,
+                    # shadow with its usual arms: the cluster's window against the route's order
+                    control_ids=[b.id for b in e.baseline] if shadow else None,
+                    treatment_ids=[f.id for f in e.final] if shadow else None,
+                    query=e.query,
+                    event_id=e.id,
+                    time=e.time,
+                ),
+            )
+            taken += 1
+        for query_id, object_id in clicks:
+            self.click(query_id, object_id)
+        return taken
 
     def summaries(self) -> list[dict[str, Any]]:
         return [e.summary() for e in self.experiments.values()]
