@@ -190,7 +190,8 @@ async def _search(
             return None
         return window_hits(_json_response(more, raw_more))
 
-    page, outcome = await finish(route, plan, parsed, search.event, past, header_map(scope))
+    who = header_map(scope) if route.lab is not None else None  # where an experiment finds the user
+    page, outcome = await finish(route, plan, parsed, search.event, past, who)
     search.record(outcome)
     out_headers = response_headers(resp, _RESPONSE_DROP) + outcome_headers(outcome)
     out_headers.append((b"x-rerank-event", search.event.id.encode()))
@@ -345,7 +346,7 @@ async def _msearch(
 
         return past
 
-    every = header_map(scope)
+    every = header_map(scope) if any(s.route is not None and s.route.lab is not None for s in subs) else None
     outcomes = await asyncio.gather(
         *(_finish_sub(s, responses, i, i in refused, past_for(s.header), every) for i, s in enumerate(subs))
     )

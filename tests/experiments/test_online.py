@@ -357,3 +357,23 @@ async def test_the_experiments_screen_shows_each_experiment_and_the_clicked_list
         await pilot.press("down")
         await until(pilot, lambda: {str(searches.get_row_at(0)[1])} <= {"control", "treatment"})
         assert table.cursor_row == 1
+
+
+def test_each_msearch_sub_search_runs_its_routes_experiment(lab: RunningSidecar) -> None:
+    lines = [
+        {"index": "exp-il"},
+        {"query": {"match": {"text": "memory"}}, "size": 4, "ext": {"ubi": {"client_id": "ms-user"}}},
+        {"index": "kb"},
+        {"query": {"match": {"text": "memory"}}, "size": 4},
+        {"index": "exp-il"},
+        {"query": {"match": {"text": "memory"}}, "size": 4},  # no identity: control
+    ]
+    body = "\n".join(json.dumps(x) for x in lines) + "\n"
+    r = httpx.post(f"{lab.url}/_msearch", content=body, headers={"content-type": "application/x-ndjson"})
+    assert r.status_code == 200, r.text
+    first, plain, anonymous = r.json()["responses"]
+    assert first["ext"]["ubi"]["query_id"] and anonymous["ext"]["ubi"]["query_id"]
+    assert "ext" not in plain
+    recent = {i["query_id"]: i for i in _figures(lab, "il")["recent"]}
+    assert recent[first["ext"]["ubi"]["query_id"]]["served"] == "interleaved"
+    assert recent[anonymous["ext"]["ubi"]["query_id"]]["served"] == "control"
