@@ -36,33 +36,14 @@ sys.path.insert(0, str(ROOT))
 
 from sidecar.config import parse_config  # noqa: E402
 from sidecar.eval.dataset import Dataset, load_dataset  # noqa: E402
-from testkit.users import Session  # noqa: E402
+from testkit.users import Session, experiment_route, minilm_config  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "scifact"
 
 
-def _route(index: str, experiment: dict[str, Any] | None) -> dict[str, Any]:
-    return {
-        "name": index,
-        "indices": [index],
-        "model": "minilm",
-        "window": 20,
-        "fields": ["title", "text"],
-        "template": "{title}\n{text}",
-        "fusion": "rrf",
-        "experiment": experiment,
-    }
-
-
 def _config(upstream: str, experiment: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "listen": "127.0.0.1:0",
-        "admin": {"listen": "127.0.0.1:0"},
-        "upstream": {"url": upstream},
-        "models": {"minilm": {"backend": "bi-encoder", "model": "all-MiniLM-L6-v2", "device": "cpu"}},
-        "routes": [_route("sim", experiment), _route("sim-plain", None)],
-        "events": {"buffer": 100},
-    }
+    routes = [experiment_route("sim", experiment), experiment_route("sim-plain", None)]
+    return minilm_config(upstream, routes, events={"buffer": 100})
 
 
 def _index(url: str, name: str, dataset: Dataset) -> None:

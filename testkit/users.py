@@ -102,3 +102,30 @@ class Session:
         rng = random.Random(seed)
         for _ in range(searches):
             self.search(rng, f"user-{seed}-{rng.randrange(users)}")
+
+
+def minilm_config(upstream: str, routes: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    """A sidecar config on loopback (ports the system picks) with the packaged MiniLM as
+    ``minilm`` for these routes."""
+    return {
+        "listen": "127.0.0.1:0",
+        "admin": {"listen": "127.0.0.1:0"},
+        "upstream": {"url": upstream},
+        "models": {"minilm": {"backend": "bi-encoder", "model": "all-MiniLM-L6-v2", "device": "cpu"}},
+        "routes": routes,
+        **extra,
+    }
+
+
+def experiment_route(index: str, experiment: dict[str, Any] | None) -> dict[str, Any]:
+    """The simulations' route: MiniLM over title and text, window 20, fusion rrf."""
+    return {
+        "name": index,
+        "indices": [index],
+        "model": "minilm",
+        "window": 20,
+        "fields": ["title", "text"],
+        "template": "{title}\n{text}",
+        "fusion": "rrf",
+        "experiment": experiment,
+    }

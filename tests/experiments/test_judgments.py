@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
@@ -14,23 +15,15 @@ from osmem_server import OsmemServer
 
 from sidecar.config import parse_config
 from sidecar.eval.dataset import load_dataset
-from testkit.users import click_event
+from testkit.users import click_event, minilm_config
 from tests.conftest import CORPUS, RunningSidecar, index_corpus
 
 INDEX = "judged"
 
 
-def _config(upstream: str, sqlite: Path) -> dict[str, object]:
-    return {
-        "listen": "127.0.0.1:0",
-        "admin": {"listen": "127.0.0.1:0"},
-        "upstream": {"url": upstream},
-        "events": {"sqlite": str(sqlite)},
-        "models": {"minilm": {"backend": "bi-encoder", "model": "all-MiniLM-L6-v2", "device": "cpu"}},
-        "routes": [
-            {"name": "kb", "indices": [INDEX], "model": "minilm", "window": 12, "fields": ["title", "text"]}
-        ],
-    }
+def _config(upstream: str, sqlite: Path) -> dict[str, Any]:
+    route = {"name": "kb", "indices": [INDEX], "model": "minilm", "window": 12, "fields": ["title", "text"]}
+    return minilm_config(upstream, [route], events={"sqlite": str(sqlite)})
 
 
 def _search(proxy: httpx.Client, text: str) -> tuple[str, list[str]]:
@@ -85,7 +78,7 @@ def test_clicks_become_judgments_that_eval_reads(osmem: OsmemServer, tmp_path: P
     assert "skip-above" in (out / "SOURCE.md").read_text()
     # eval reads the folder as any judged dataset
     report = tmp_path / "report.json"
-    route = {**config, "routes": [{**config["routes"][0], "indices": ["judged-eval"]}]}  # type: ignore[index]
+    route = {**config, "routes": [{**config["routes"][0], "indices": ["judged-eval"]}]}
     (tmp_path / "kb.yaml").write_text(yaml.safe_dump(route))
     run = subprocess.run(
         [

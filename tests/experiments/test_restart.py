@@ -10,29 +10,21 @@ import httpx
 from osmem_server import OsmemServer
 
 from sidecar.config import parse_config
-from testkit.users import click_event
+from testkit.users import click_event, minilm_config
 from tests.conftest import CORPUS, RunningSidecar, index_corpus
 
 INDEX = "exp-restart"
 
 
 def _config(upstream: str, sqlite: Path, **experiment: Any) -> dict[str, Any]:
-    return {
-        "listen": "127.0.0.1:0",
-        "admin": {"listen": "127.0.0.1:0"},
-        "upstream": {"url": upstream},
-        "events": {"sqlite": str(sqlite)},
-        "models": {"minilm": {"backend": "bi-encoder", "model": "all-MiniLM-L6-v2", "device": "cpu"}},
-        "routes": [
-            {
-                "indices": [INDEX],
-                "model": "minilm",
-                "window": 12,
-                "fields": ["title", "text"],
-                "experiment": {"name": "kept", "mode": "interleave", **experiment},
-            }
-        ],
+    route = {
+        "indices": [INDEX],
+        "model": "minilm",
+        "window": 12,
+        "fields": ["title", "text"],
+        "experiment": {"name": "kept", "mode": "interleave", **experiment},
     }
+    return minilm_config(upstream, [route], events={"sqlite": str(sqlite)})
 
 
 def _figures(sidecar: RunningSidecar) -> dict[str, Any]:

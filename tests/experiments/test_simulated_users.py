@@ -16,29 +16,15 @@ from osmem_server import OsmemServer
 
 from sidecar.config import parse_config
 from sidecar.eval.dataset import load_dataset
-from testkit.users import Session
-from tests.conftest import RunningSidecar, sidecar_config
+from testkit.users import Session, experiment_route, minilm_config
+from tests.conftest import RunningSidecar
 
 SLICE = Path(__file__).resolve().parents[1] / "data" / "scifact-slice"
 INDEX = "sim-scifact"
 
 
-def _route(experiment: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "indices": [INDEX],
-        "model": "minilm",
-        "window": 20,
-        "fields": ["title", "text"],
-        "template": "{title}\n{text}",
-        "fusion": "rrf",
-        "experiment": experiment,
-    }
-
-
 def _config(upstream: str, experiment: dict[str, Any]) -> dict[str, Any]:
-    base = sidecar_config(upstream).model_dump(exclude={"routes", "models"})
-    models = {"minilm": {"backend": "bi-encoder", "model": "all-MiniLM-L6-v2", "device": "cpu"}}
-    return {**base, "models": models, "routes": [_route(experiment)]}
+    return minilm_config(upstream, [experiment_route(INDEX, experiment)])
 
 
 @pytest.fixture(scope="module")
