@@ -419,6 +419,21 @@ class UbiConfig(_Model):
     max_pending: int = Field(20_000, ge=100)
 
 
+class ConfigStoreConfig(_Model):
+    """Where a fleet of sidecars keeps its one config: a document of an OpenSearch index."""
+
+    index: str = Field(".rerank-sidecar-config", min_length=1)
+    document: str = Field("config", min_length=1)  # one id per fleet: several fleets may share a cluster
+    url: str | None = None  # the store's cluster; default: the upstream
+    basic_auth_env: str | None = None  # env var holding user:password for it
+    interval_s: float = Field(5.0, gt=0, le=3600)  # how often each sidecar reads it
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        return None if v is None else _base_url(v)
+
+
 class Config(_Model):
     """The whole sidecar config."""
 
@@ -428,6 +443,8 @@ class Config(_Model):
     events: EventsConfig = EventsConfig()
     tls: TlsConfig | None = None  # https on the listeners; none: plain http
     ubi: UbiConfig = UbiConfig()
+    # a fleet's shared config (models, routes, limits): see sidecar/fleet/config_store.py
+    config_store: ConfigStoreConfig | None = None
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     routes: list[RouteConfig] = Field(default_factory=list)
     max_search_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)

@@ -23,6 +23,7 @@ from sidecar.events.store import EventStore
 from sidecar.experiments.serve import Lab
 from sidecar.experiments.tracker import Tracker
 from sidecar.experiments.ubi import Click
+from sidecar.fleet.config_store import LOCAL_KEYS, ConfigStore, StoreUnavailable
 from sidecar.proxy.upstream import UpstreamPool
 from sidecar.rewrite.llm import LlmRewriter
 from sidecar.rewrite.load import compile_rewriters
@@ -49,6 +50,7 @@ class Runtime:
     metrics: Metrics
     base_dir: Path | None = None  # where relative rules files are found: the config file's folder
     tracker: Tracker = field(default_factory=Tracker)  # online experiments' figures and impressions
+    store: ConfigStore | None = None  # the fleet's shared config, when config_store is set
     _llms: dict[str, LlmRewriter] = field(default_factory=dict)  # by their settings, shared by routes
     _swap: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -75,6 +77,15 @@ class Runtime:
     def lease(self) -> contextlib.AbstractContextManager[Snapshot]:
         """The current snapshot, held for the block."""
         return self.snapshot.held()
+
+    async def change(self, new: Config) -> None:
+        """A config change made here (admin PUT, the config file): with a config store, checked
+        against the fleet's version, applied, then stored (StoreConflict, StoreUnavailable);
+        without one, applied."""
+        if self.store is None:
+            await self.apply(new)
+        else:
+            await self.store.change(self.config, new, self.apply)
 
     def feedback(self, found: Sequence[Click]) -> int:
         """Clicks from UBI events: counted by the experiments whose searches they name, kept
@@ -139,7 +150,7 @@ class Runtime:
         first, then the new snapshot is served; searches already running finish on the old
         one, and what only the old one used closes after them. Listeners and the upstream
         need a restart."""
-        for key in ("listen", "upstream", "admin", "events", "tls", "ubi"):
+        for key in LOCAL_KEYS:
             if getattr(new, key) != getattr(self.config, key):
                 raise ConfigError(f"{key}: changing it needs a restart of the sidecar")
         rewriters = await asyncio.to_thread(compile_rewriters, new, self.base_dir)
@@ -265,6 +276,17 @@ async def open_runtime(
             tracker=tracker,
         )
         runtime.snapshot, _ = runtime._compile(config, scorers, rewriters)
+        if config.config_store is not None:
+            runtime.store = ConfigStore(
+                config.config_store,
+                up.url,
+                (ssl_context(config) or up.verify) if config.config_store.url is None else True,
+            )
+            stack.push_async_callback(runtime.store.aclose)
+            try:  # the fleet's version before the first search; the follower retries if it fails
+                await runtime.store.sync(config, runtime.apply)
+            except StoreUnavailable as e:
+                runtime.store.failed(str(e))
         if tracker.experiments:  # figures survive a restart when searches and clicks are stored
             since = time.time() - ev.max_age_days * 86400
             taken = tracker.replay(*events.experiment_history(since))

@@ -20,6 +20,7 @@ from watchfiles import awatch
 from sidecar.admin.app import AdminApp
 from sidecar.config import Config, ConfigError, parse_listen
 from sidecar.engine.protocol import Backend
+from sidecar.fleet.config_store import StoreConflict, StoreUnavailable
 from sidecar.proxy.app import ProxyApp
 from sidecar.proxy.errors import error_body
 from sidecar.rewrite.load import rules_paths
@@ -165,16 +166,20 @@ class SidecarServer:
             while not all(s.started for s in self._servers) and not any(t.done() for t in serving):
                 await asyncio.sleep(0.01)
             self.ready.set()
-            watcher = None
+            watchers = []
             if self.config_path is not None and self.reload is not None:
-                watcher = asyncio.ensure_future(
-                    watch_config(rt, self.config_path, self.reload, self.watch_interval_s)
+                watchers.append(
+                    asyncio.ensure_future(
+                        watch_config(rt, self.config_path, self.reload, self.watch_interval_s)
+                    )
                 )
+            if rt.store is not None:
+                watchers.append(asyncio.ensure_future(rt.store.follow(lambda: rt.config, rt.apply)))
             try:
                 await asyncio.gather(*serving)
             finally:
-                if watcher is not None:
-                    watcher.cancel()
+                for w in watchers:
+                    w.cancel()
 
     def stop(self) -> None:
         """Ask both listeners to finish in-flight requests and exit; live event streams end."""
@@ -215,9 +220,9 @@ async def watch_config(rt: Runtime, path: Path, reload: Callable[[], Config], in
             try:
                 new = await asyncio.to_thread(reload)
                 if new != rt.config or rules_changed:
-                    await rt.apply(new)
+                    await rt.change(new)
                     log.info("config %s reloaded", path)
-            except ConfigError as e:
+            except (ConfigError, StoreConflict, StoreUnavailable) as e:
                 log.error("config %s not applied, the running one stays: %s", path, e)
             if set(rules_paths(rt.config, path.parent)) != rules:
                 break  # the new config names other rules files: watch those

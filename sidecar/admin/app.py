@@ -32,6 +32,7 @@ from sidecar.engine.circuit import CircuitOpen
 from sidecar.engine.protocol import ModelTimeout, Overloaded
 from sidecar.events.metrics import summarize
 from sidecar.experiments.ubi import clicks
+from sidecar.fleet.config_store import StoreConflict, StoreUnavailable
 from sidecar.proxy.asgi import JSON_HEADERS, Receive, Scope, Send, send_response
 from sidecar.proxy.errors import error_body
 from sidecar.runtime import Runtime
@@ -133,8 +134,13 @@ class AdminApp:
         return _error(exc.status_code, "illegal_argument_exception", str(exc.detail))
 
     async def stats(self, request: Request) -> dict[str, Any]:
-        """The last minute's figures."""
-        return summarize(list(self.rt.events.ring), self.rt.scorers)
+        """The last minute's figures (and the fleet config's version this sidecar runs)."""
+        out = summarize(list(self.rt.events.ring), self.rt.scorers)
+        store = self.rt.store
+        if store is not None:
+            out["config_version"] = store.seen.number if store.seen else None
+            out["config_error"] = store.error
+        return out
 
     async def metrics(self, request: Request) -> Response:
         """The Prometheus text format."""
@@ -242,8 +248,10 @@ class AdminApp:
     async def health(self, request: Request) -> dict[str, object]:
         """Liveness and what is loaded."""
         cfg = self.rt.config
+        store = self.rt.store
+        troubled = self.rt.events.write_error or self.rt.events.sink_error or (store and store.error)
         return {
-            "status": "degraded" if self.rt.events.write_error or self.rt.events.sink_error else "ok",
+            "status": "degraded" if troubled else "ok",
             "version": __version__,
             "uptime_s": round(time.time() - self.started, 1),
             "upstream": cfg.upstream.url,
@@ -261,6 +269,7 @@ class AdminApp:
                 "index": self.rt.config.events.index,
                 "sink_error": self.rt.events.sink_error,
             },
+            "config_store": store.health() if store is not None else None,
         }
 
     @staticmethod
@@ -289,9 +298,13 @@ class AdminApp:
             data["admin"]["token"] = self.rt.config.admin.token
         try:
             new = parse_config(data)
-            await self.rt.apply(new)
+            await self.rt.change(new)
         except ConfigError as e:
             raise AdminError(400, "config_exception", str(e)) from None
+        except StoreConflict as e:
+            raise AdminError(409, "version_conflict_engine_exception", e.reason) from None
+        except StoreUnavailable as e:
+            raise AdminError(503, "config_store_exception", f"nothing changed: {e}") from None
         persisted = self._persist(new) if self.config_path is not None else None
         return {"acknowledged": True, "persisted": persisted, "config": self.config_view(new)}
 
