@@ -419,6 +419,24 @@ class UbiConfig(_Model):
     max_pending: int = Field(20_000, ge=100)
 
 
+class CacheConfig(_Model):
+    """A score cache that every sidecar of a fleet shares: Valkey or Redis."""
+
+    url: str  # redis://host:6379/0, rediss:// for TLS (a password in it, or in password_env)
+    password_env: str | None = None
+    ttl_s: int = Field(7 * 86400, ge=1)  # how long a score is kept
+    prefix: str = "rerank-sidecar:"
+    timeout_ms: float = Field(50.0, gt=0)  # a lookup slower than this scores as if missing
+    retry_s: float = Field(5.0, ge=0)  # after a failure the cache is skipped this long
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^(redis|rediss|unix)://", v):
+            raise ValueError(f"expected a redis://, rediss:// or unix:// URL, got {v!r}")
+        return v
+
+
 class ConfigStoreConfig(_Model):
     """Where a fleet of sidecars keeps its one config: a document of an OpenSearch index."""
 
@@ -445,6 +463,9 @@ class Config(_Model):
     ubi: UbiConfig = UbiConfig()
     # a fleet's shared config (models, routes, limits): see sidecar/fleet/config_store.py
     config_store: ConfigStoreConfig | None = None
+    # a second tier of the score cache that the fleet shares (Valkey/Redis); models' cache_size
+    # stays the in-process tier in front of it
+    cache: CacheConfig | None = None
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     routes: list[RouteConfig] = Field(default_factory=list)
     max_search_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)

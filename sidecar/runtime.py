@@ -7,7 +7,7 @@ import contextlib
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +24,7 @@ from sidecar.experiments.serve import Lab
 from sidecar.experiments.tracker import Tracker
 from sidecar.experiments.ubi import Click
 from sidecar.fleet.config_store import LOCAL_KEYS, ConfigStore, StoreUnavailable
+from sidecar.fleet.shared_cache import SharedCache
 from sidecar.proxy.upstream import UpstreamPool
 from sidecar.rewrite.llm import LlmRewriter
 from sidecar.rewrite.load import compile_rewriters
@@ -51,6 +52,7 @@ class Runtime:
     base_dir: Path | None = None  # where relative rules files are found: the config file's folder
     tracker: Tracker = field(default_factory=Tracker)  # online experiments' figures and impressions
     store: ConfigStore | None = None  # the fleet's shared config, when config_store is set
+    shared_cache: SharedCache | None = None  # the fleet's score cache tier, when cache is set
     _llms: dict[str, LlmRewriter] = field(default_factory=dict)  # by their settings, shared by routes
     _swap: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -164,7 +166,7 @@ class Runtime:
                     if name in current and self.config.models.get(name) == spec:
                         continue
                     log.info("loading model %s (%s: %s)", name, spec.backend, spec.model)
-                    fresh[name] = make_scorer(name, spec)
+                    fresh[name] = make_scorer(name, spec, shared=self.shared_cache)
                     await fresh[name].start()
             except Exception as e:
                 for b in fresh.values():
@@ -214,6 +216,9 @@ async def open_runtime(
     async with AsyncExitStack() as stack:
         scorers: dict[str, Scorer] = {}
         runtime: Runtime | None = None
+        shared = SharedCache(config.cache) if config.cache is not None else None
+        if shared is not None:
+            stack.push_async_callback(shared.aclose)
 
         async def stop_models() -> None:
             for b in (runtime.scorers if runtime is not None else scorers).values():
@@ -226,7 +231,10 @@ async def open_runtime(
                 continue
             given = (backends or {}).get(name)
             log.info("loading model %s (%s: %s)", name, spec.backend, spec.model)
-            scorer = make_scorer(name, spec, (lambda b=given: b) if given is not None else None)  # type: ignore[misc]
+            load: Callable[[], Backend] | None = None
+            if given is not None:
+                load = lambda b=given: b  # noqa: E731
+            scorer = make_scorer(name, spec, load, shared)
             scorers[name] = scorer
             try:
                 await scorer.start()
@@ -274,6 +282,7 @@ async def open_runtime(
             Metrics(lambda: runtime.scorers if runtime else {}, tracker.summaries),
             base_dir=base_dir,
             tracker=tracker,
+            shared_cache=shared,
         )
         runtime.snapshot, _ = runtime._compile(config, scorers, rewriters)
         if config.config_store is not None:

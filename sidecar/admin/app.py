@@ -249,7 +249,13 @@ class AdminApp:
         """Liveness and what is loaded."""
         cfg = self.rt.config
         store = self.rt.store
-        troubled = self.rt.events.write_error or self.rt.events.sink_error or (store and store.error)
+        shared = self.rt.shared_cache
+        troubled = (
+            self.rt.events.write_error
+            or self.rt.events.sink_error
+            or (store and store.error)
+            or (shared and shared.error)
+        )
         return {
             "status": "degraded" if troubled else "ok",
             "version": __version__,
@@ -270,6 +276,7 @@ class AdminApp:
                 "sink_error": self.rt.events.sink_error,
             },
             "config_store": store.health() if store is not None else None,
+            "shared_cache": shared.info() if shared is not None else None,
         }
 
     @staticmethod

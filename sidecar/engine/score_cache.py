@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sidecar.engine.cache import LRUCache
 from sidecar.engine.protocol import Backend, Scored, Scorer, ScoresFromTimed
 from sidecar.engine.stats import BatchStats
+
+if TYPE_CHECKING:
+    from sidecar.fleet.shared_cache import SharedCache
 
 
 def score_key(model: str, instruction: str | None, query: str, document: str) -> bytes:
@@ -26,10 +29,14 @@ class CachedScorer(ScoresFromTimed):
     answered at once, only the others go to the inner scorer (a local batcher or a remote
     engine). Hits and misses are counted in the inner scorer's stats."""
 
-    def __init__(self, inner: Scorer, size: int) -> None:
+    def __init__(
+        self, inner: Scorer, size: int, shared: SharedCache | None = None, fingerprint: str = ""
+    ) -> None:
         self.inner = inner
         self.name = inner.name
         self.cache: LRUCache[float] = LRUCache(size)
+        self.shared = shared  # the fleet's tier under this one (Valkey/Redis)
+        self.fingerprint = fingerprint
 
     @property
     def stats(self) -> BatchStats:
@@ -66,6 +73,13 @@ class CachedScorer(ScoresFromTimed):
         to the inner scorer once, for every query (one request), and are cached."""
         keys = [[score_key(self.name, instruction, q, d) for d in documents] for q in queries]
         cached: list[list[float | None]] = [[self.cache.get(k) for k in row] for row in keys]
+        if self.shared is not None:  # what this sidecar lacks, from the fleet's tier in one round trip
+            holes = [(j, i) for j, row in enumerate(cached) for i, s in enumerate(row) if s is None]
+            found = await self.shared.get_many(self.fingerprint, [keys[j][i] for j, i in holes])
+            for (j, i), s in zip(holes, found, strict=True):
+                if s is not None:
+                    cached[j][i] = s
+                    self.cache.put(keys[j][i], s)
         missing = [i for i in range(len(documents)) if any(row[i] is None for row in cached)]
         looked = len(queries) * len(documents)
         misses = sum(1 for row in cached for s in row if s is None)
@@ -76,13 +90,18 @@ class CachedScorer(ScoresFromTimed):
             fresh = await self.inner.score_queries(
                 queries, [documents[i] for i in missing], instruction, timeout_s
             )
+            new: list[tuple[bytes, float]] = []
             for j, timed in enumerate(fresh):
                 if len(timed.scores) != len(missing):
                     got, wanted = len(timed.scores), len(missing)
                     raise ValueError(f"model {self.name!r} returned {got} scores for {wanted} documents")
                 for i, s in zip(missing, timed.scores, strict=True):
+                    if cached[j][i] is None:
+                        new.append((keys[j][i], s))
                     cached[j][i] = s
                     self.cache.put(keys[j][i], s)
+            if self.shared is not None:
+                self.shared.put_many(self.fingerprint, new)
         return [
             Scored([s if s is not None else float("-inf") for s in row], t.queue_ms, t.model_ms)
             for row, t in zip(cached, fresh, strict=True)

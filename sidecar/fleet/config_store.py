@@ -29,7 +29,7 @@ from sidecar.credentials import basic_auth
 
 log = logging.getLogger(__name__)
 
-LOCAL_KEYS = ("listen", "upstream", "admin", "events", "tls", "ubi", "config_store")
+LOCAL_KEYS = ("listen", "upstream", "admin", "events", "tls", "ubi", "config_store", "cache")
 _MAPPING = {
     "mappings": {"dynamic": False, "properties": {"updated": {"type": "double"}, "by": {"type": "keyword"}}}
 }
