@@ -24,6 +24,7 @@ from sidecar.experiments.serve import Lab
 from sidecar.experiments.tracker import Tracker
 from sidecar.experiments.ubi import Click
 from sidecar.fleet.config_store import LOCAL_KEYS, ConfigStore, StoreUnavailable
+from sidecar.fleet.history import FleetHistory
 from sidecar.fleet.shared_cache import SharedCache
 from sidecar.proxy.upstream import UpstreamPool
 from sidecar.rewrite.llm import LlmRewriter
@@ -53,6 +54,7 @@ class Runtime:
     tracker: Tracker = field(default_factory=Tracker)  # online experiments' figures and impressions
     store: ConfigStore | None = None  # the fleet's shared config, when config_store is set
     shared_cache: SharedCache | None = None  # the fleet's score cache tier, when cache is set
+    history: FleetHistory | None = None  # the events index every sidecar writes, when events.index is set
     _llms: dict[str, LlmRewriter] = field(default_factory=dict)  # by their settings, shared by routes
     _swap: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -284,6 +286,11 @@ async def open_runtime(
             tracker=tracker,
             shared_cache=shared,
         )
+        if ev.index:
+            runtime.history = FleetHistory(
+                ev.url or up.url, ev.index, ssl_context(config) or up.verify, ev.basic_auth_env
+            )
+            stack.push_async_callback(runtime.history.aclose)
         runtime.snapshot, _ = runtime._compile(config, scorers, rewriters)
         if config.config_store is not None:
             runtime.store = ConfigStore(

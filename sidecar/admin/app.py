@@ -30,9 +30,12 @@ from sidecar.admin.preview import figures, proposed_route
 from sidecar.config import Config, ConfigError, parse_config
 from sidecar.engine.circuit import CircuitOpen
 from sidecar.engine.protocol import ModelTimeout, Overloaded
+from sidecar.events.event import SearchEvent
 from sidecar.events.metrics import summarize
+from sidecar.experiments.tracker import Experiment, Tracker
 from sidecar.experiments.ubi import clicks
 from sidecar.fleet.config_store import StoreConflict, StoreUnavailable
+from sidecar.fleet.history import FleetHistory, HistoryError
 from sidecar.proxy.asgi import JSON_HEADERS, Receive, Scope, Send, send_response
 from sidecar.proxy.errors import error_body
 from sidecar.runtime import Runtime
@@ -133,8 +136,33 @@ class AdminApp:
             return _error(404, "resource_not_found_exception", f"no handler for {where}")
         return _error(exc.status_code, "illegal_argument_exception", str(exc.detail))
 
+    def _history(self, scope: Any) -> FleetHistory | None:
+        """None for this sidecar's own figures; the fleet's events index for ``scope=fleet``."""
+        if scope in (None, "local"):
+            return None
+        if scope != "fleet":
+            raise AdminError(400, "illegal_argument_exception", f"scope: local or fleet, got {scope!r}")
+        if self.rt.history is None:
+            raise AdminError(
+                400,
+                "illegal_argument_exception",
+                "scope=fleet reads the events index every sidecar writes: set events.index",
+            )
+        return self.rt.history
+
+    async def _fleet_events(self, history: FleetHistory, **kwargs: Any) -> list[SearchEvent]:
+        try:
+            return await history.events(**kwargs)
+        except HistoryError as e:
+            raise AdminError(502, "fleet_history_exception", str(e)) from None
+
     async def stats(self, request: Request) -> dict[str, Any]:
-        """The last minute's figures (and the fleet config's version this sidecar runs)."""
+        """The last minute's figures (and the fleet config's version this sidecar runs); with
+        ``scope=fleet``, over every sidecar's events (the events index)."""
+        history = self._history(request.query_params.get("scope"))
+        if history is not None:
+            events = await self._fleet_events(history, since=time.time() - 60)
+            return summarize(events, {}) | {"scope": "fleet"}
         out = summarize(list(self.rt.events.ring), self.rt.scorers)
         store = self.rt.store
         if store is not None:
@@ -178,14 +206,36 @@ class AdminApp:
         )
         return {"events": [e.to_json() for e in found]}
 
+    async def _tracker(self, request: Request) -> Tracker:
+        """This sidecar's experiments, or (``scope=fleet``) the fleet's: every sidecar's searches
+        from the events index and the apps' clicks from the UBI events index, replayed."""
+        history = self._history(request.query_params.get("scope"))
+        if history is None:
+            return self.rt.tracker
+        fleet = Tracker(self.rt.config.ubi.max_pending)
+        fleet.experiments = {
+            name: Experiment(name, e.route, e.config) for name, e in self.rt.tracker.experiments.items()
+        }
+        events = await self._fleet_events(history, experiment=True)
+        ubi = self.rt.config.ubi
+        try:
+            found = await history.clicks(
+                ubi.events_index, [e.query_id for e in events if e.query_id], ubi.click_actions
+            )
+        except HistoryError as e:
+            raise AdminError(502, "fleet_history_exception", str(e)) from None
+        fleet.replay(list(reversed(events)), found)
+        return fleet
+
     async def experiments(self, request: Request) -> dict[str, Any]:
-        """Every experiment's figures."""
-        return {"experiments": self.rt.tracker.summaries(), "unmatched_clicks": self.rt.tracker.unmatched}
+        """Every experiment's figures (``scope=fleet``: over every sidecar's searches)."""
+        tracker = await self._tracker(request)
+        return {"experiments": tracker.summaries(), "unmatched_clicks": tracker.unmatched}
 
     async def experiment(self, request: Request) -> dict[str, Any]:
         """One experiment's figures and its latest searches (served lists, credit, clicks)."""
         name = request.path_params["name"]
-        found = self.rt.tracker.detail(name)
+        found = (await self._tracker(request)).detail(name)
         if found is None:
             raise AdminError(404, "resource_not_found_exception", f"no experiment {name!r}")
         return found
@@ -356,7 +406,13 @@ class AdminApp:
             raise AdminError(400, "config_exception", str(e)) from None
         # events name their route: searches made under an earlier order of the routes still count
         name = names[index]
-        events = [e for e in self.rt.events.query(limit=limit) if e.route == name]
+        history = self._history(req.get("scope"))
+        recorded = (
+            self.rt.events.query(limit=limit)
+            if history is None
+            else await self._fleet_events(history, limit=limit)
+        )
+        events = [e for e in recorded if e.route == name]
         return {
             "route": index,
             "name": name,
