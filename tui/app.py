@@ -35,6 +35,7 @@ class SidecarTUI(App[None]):
     stats: var[dict[str, dict[str, Any]]] = var(dict)  # each sidecar's figures of the last minute
     connected: var[dict[str, tuple[bool, str]]] = var(dict)  # each sidecar: reachable, and why not
     target: var[int] = var(0)  # the sidecar that tune, distribution and sandbox act on
+    fleet: var[dict[str, Any] | None] = var(None)  # with several sidecars: the fleet's figures, if kept
 
     def __init__(
         self,
@@ -85,11 +86,19 @@ class SidecarTUI(App[None]):
                 failures += 1
 
     async def _poll(self, client: AdminClient) -> None:
+        # with several sidecars, the first one also asks for the fleet's figures (over the events
+        # index they all write) until it says it has none
+        fleet = len(self.clients) > 1 and client is self.clients[0]
         while True:
             try:
                 self.post_message(StatsUpdated(client.name, await client.stats()))
             except AdminError:
                 pass  # the follower reports the connection
+            if fleet:
+                try:
+                    self.fleet = await client.stats("fleet")
+                except AdminError as e:
+                    fleet = "events.index" not in str(e)  # no shared index: the TUI adds them up
             await asyncio.sleep(self.stats_interval_s)
 
     def on_event_received(self, message: EventReceived) -> None:

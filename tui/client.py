@@ -49,9 +49,10 @@ class AdminClient:
         result: dict[str, Any] = await self._call("GET", "/_sidecar/health")
         return result
 
-    async def stats(self) -> dict[str, Any]:
-        """``GET /_sidecar/stats``: the last minute's figures."""
-        result: dict[str, Any] = await self._call("GET", "/_sidecar/stats")
+    async def stats(self, scope: str = "local") -> dict[str, Any]:
+        """``GET /_sidecar/stats``: the last minute's figures (``fleet``: every sidecar's)."""
+        params = {"scope": scope} if scope != "local" else None
+        result: dict[str, Any] = await self._call("GET", "/_sidecar/stats", params=params)
         return result
 
     async def events(self, limit: int = 200) -> list[SearchEvent]:

@@ -137,3 +137,23 @@ def test_a_store_out_of_reach_keeps_the_last_good_config_and_says_so(osmem: Osme
         assert _min_score(sidecar) == 0.4
     finally:
         sidecar.close()
+
+
+async def test_the_tui_shows_each_replicas_config_version_and_the_fleet(
+    fleet: tuple[RunningSidecar, RunningSidecar],
+) -> None:
+    from textual.widgets import Static
+
+    from tests.tui.conftest import until
+    from tui.app import SidecarTUI
+
+    a, b = fleet
+    app = SidecarTUI([a.admin_url, b.admin_url], stats_interval_s=0.2)
+    async with app.run_test(size=(160, 30)) as pilot:
+
+        def figures() -> str:
+            return str(app.screen.query_one("#live-figures", Static).render())
+
+        await until(pilot, lambda: figures().count("cfg v1") == 2 and "fleet" in figures())
+        # no shared events index here: the fleet line adds the replicas up
+        assert "replicas 2" in figures() and "cfg same" in figures()

@@ -105,3 +105,21 @@ def test_scope_fleet_needs_the_events_index(osmem: OsmemServer) -> None:
         assert r.status_code == 400 and "set events.index" in r.json()["error"]["reason"]
     finally:
         sidecar.close()
+
+
+async def test_the_tui_shows_the_fleets_own_figures(two: tuple[RunningSidecar, RunningSidecar]) -> None:
+    from textual.widgets import Static
+
+    from tests.tui.conftest import until
+    from tui.app import SidecarTUI
+
+    a, b = two
+    _search(a, "gpu memory", "u1")
+    app = SidecarTUI([a.admin_url, b.admin_url], stats_interval_s=0.2)
+    async with app.run_test(size=(160, 30)) as pilot:
+
+        def figures() -> str:
+            return str(app.screen.query_one("#live-figures", Static).render())
+
+        await until(pilot, lambda: "fleet  QPS" in figures())
+        assert "replicas" not in figures()  # the fleet's figures, from the events index

@@ -60,7 +60,38 @@ def figures_line(name: str | None, stats: dict[str, Any]) -> str:
     ]
     if gpu:
         parts.append(f"GPU {gpu['used_gib']:.1f}/{gpu['total_gib']:.0f} GiB")
+    if "config_version" in stats:  # a fleet's shared config: the version this sidecar runs
+        version = stats["config_version"]
+        parts.append(
+            f"cfg v{version if version is not None else '?'}" + (" ✗" if stats.get("config_error") else "")
+        )
     return ("" if name is None else f"{name}  ") + "   ".join(parts)
+
+
+def fleet_line(replicas: list[dict[str, Any]], fleet: dict[str, Any] | None) -> str:
+    """The fleet's totals: its own figures where the sidecars share an events index, else the
+    replicas' searches, QPS and fallbacks added up (percentiles do not add up: not shown)."""
+    if fleet is not None:
+        return "fleet  " + figures_line(None, fleet)
+    searches = sum(s.get("searches") or 0 for s in replicas)
+    fallbacks = sum((s.get("fallback_rate") or 0) * (s.get("searches") or 0) for s in replicas)
+    versions = {s.get("config_version") for s in replicas if "config_version" in s}
+    parts = [
+        f"QPS {sum(s.get('qps') or 0 for s in replicas):.1f}",
+        f"searches {searches}",
+        f"fallback {_pct(fallbacks / searches if searches else None)}",
+        f"replicas {len(replicas)}",
+    ]
+    if versions:
+        parts.append(
+            "cfg "
+            + (
+                "same"
+                if len(versions) == 1
+                else "differs: " + ",".join(f"v{v}" for v in sorted(versions, key=str))
+            )
+        )
+    return "fleet  " + "   ".join(parts)
 
 
 class LiveScreen(BaseScreen):
@@ -122,7 +153,7 @@ class LiveScreen(BaseScreen):
             table.add_column(column, key=column)
         self.query_one("#live-filter", Input).display = False
         self.watch(self.app, "received", lambda: self._changed(feed=True), init=False)
-        for state in ("stats", "connected", "target"):
+        for state in ("stats", "connected", "target", "fleet"):
             self.watch(self.app, state, lambda: self._changed(), init=False)
         self.set_interval(1.0, self._header)  # the clock
         self._redraw()
@@ -174,6 +205,10 @@ class LiveScreen(BaseScreen):
             for c in app.clients
             if c.name in app.stats
         ]
+        if many and lines:
+            lines.append(
+                fleet_line([app.stats[c.name] for c in app.clients if c.name in app.stats], app.fleet)
+            )
         self.query_one("#live-figures", Static).update(Text("\n".join(lines) or "waiting for figures…"))
         recent = [e.timings.total_ms or 0.0 for _, e in app.recent()[:60]]
         self.query_one("#live-spark", Sparkline).data = list(reversed(recent)) or [0.0]
