@@ -1,0 +1,82 @@
+"""A fleet of sidecar processes on loopback (``rerank-sidecar serve``, one config file each),
+for the fleet tests and bench/fleet.py."""
+
+from __future__ import annotations
+
+import copy
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Fleet:
+    """``n`` sidecar processes from one config (each its own ports and events file)."""
+
+    def __init__(self, config: dict[str, Any], n: int, folder: Path, timeout_s: float = 120) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.urls: list[str] = []
+        self.admin_urls: list[str] = []
+        self.logs: list[Path] = []
+        try:
+            for i in range(n):
+                own = copy.deepcopy(config)
+                port, admin = free_port(), free_port()
+                own["listen"] = f"127.0.0.1:{port}"
+                own["admin"] = {**own.get("admin", {}), "listen": f"127.0.0.1:{admin}"}
+                path = folder / f"sidecar-{i}.yaml"
+                path.write_text(yaml.safe_dump(own))
+                log = folder / f"sidecar-{i}.log"
+                self.logs.append(log)
+                self.procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "sidecar.cli", "serve", "--config", str(path)],
+                        stdout=log.open("wb"),
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+                self.urls.append(f"http://127.0.0.1:{port}")
+                self.admin_urls.append(f"http://127.0.0.1:{admin}")
+            deadline = time.monotonic() + timeout_s
+            for i, admin_url in enumerate(self.admin_urls):
+                while True:
+                    if self.procs[i].poll() is not None:
+                        raise RuntimeError(f"sidecar {i} exited: {self.logs[i].read_text()[-2000:]}")
+                    try:
+                        if httpx.get(f"{admin_url}/_sidecar/health", timeout=1).status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"sidecar {i} did not start: {self.logs[i].read_text()[-2000:]}")
+                    time.sleep(0.1)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+    def __enter__(self) -> Fleet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
