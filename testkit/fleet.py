@@ -4,6 +4,7 @@ for the fleet tests and bench/fleet.py."""
 from __future__ import annotations
 
 import copy
+import os
 import socket
 import subprocess
 import sys
@@ -24,7 +25,17 @@ def free_port() -> int:
 class Fleet:
     """``n`` sidecar processes from one config (each its own ports and events file)."""
 
-    def __init__(self, config: dict[str, Any], n: int, folder: Path, timeout_s: float = 120) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        n: int,
+        folder: Path,
+        timeout_s: float = 120,
+        threads: int | None = 1,
+    ) -> None:
+        """``threads``: torch's threads per process (OMP_NUM_THREADS): one, so that replicas
+        sharing this machine's few cores do not spin against each other as separate machines
+        would not."""
         self.procs: list[subprocess.Popen[bytes]] = []
         self.urls: list[str] = []
         self.admin_urls: list[str] = []
@@ -39,11 +50,15 @@ class Fleet:
                 path.write_text(yaml.safe_dump(own))
                 log = folder / f"sidecar-{i}.log"
                 self.logs.append(log)
+                env = dict(os.environ)
+                if threads is not None:
+                    env["OMP_NUM_THREADS"] = str(threads)
                 self.procs.append(
                     subprocess.Popen(
                         [sys.executable, "-m", "sidecar.cli", "serve", "--config", str(path)],
                         stdout=log.open("wb"),
                         stderr=subprocess.STDOUT,
+                        env=env,
                     )
                 )
                 self.urls.append(f"http://127.0.0.1:{port}")

@@ -203,3 +203,45 @@ def test_elasticsearch_keeps_its_automatic_tls() -> None:
     its healthcheck and the sidecar's config speak https to it."""
     env = compose("docker-compose.elasticsearch.yml")["services"]["elasticsearch"]["environment"]
     assert not [k for k in env if k.startswith("xpack.security")]
+
+
+def test_the_fleet_profile_puts_three_replicas_with_one_config_cache_and_history_behind_nginx() -> None:
+    services = compose("docker-compose.yml")["services"]
+    replicas = {n: s for n, s in services.items() if re.fullmatch(r"sidecar-\d", n)}
+    assert len(replicas) == 3
+    for name in (*replicas, "valkey", "nginx"):
+        assert services[name]["profiles"] == ["fleet"], name
+    cache_port = None
+    for name, service in replicas.items():
+        command = service["command"]
+        path = host_path("docker-compose.yml", service, command[command.index("--config") + 1])
+        cfg = load_config(path)
+        assert cfg.config_store is not None and cfg.events.index and cfg.cache is not None
+        cache = urlsplit(cfg.cache.url)
+        assert (
+            cache.hostname in services
+            and service["depends_on"][cache.hostname]["condition"] == "service_healthy"
+        )
+        cache_port = cache.port
+        env = service["environment"]
+        for var in filter(
+            None, (cfg.admin.token_env, cfg.events.basic_auth_env, cfg.config_store.basic_auth_env)
+        ):
+            assert var in env, f"{name}: {path.name} reads ${var}"
+        ports = published(service)
+        admin_port = parse_listen(cfg.admin.listen)[1]
+        assert set(ports) == {admin_port} and ports[admin_port].startswith(
+            "127.0.0.1"
+        )  # clients go through nginx
+    assert cache_port == 6379 and "valkey-cli" in services["valkey"]["healthcheck"]["test"]
+    # nginx balances over exactly the replicas, on the port they listen on
+    conf_mount = next(v for v in services["nginx"]["volumes"] if v.endswith(":/etc/nginx/nginx.conf:ro"))
+    conf = (ROOT / conf_mount.split(":")[0]).read_text()
+    upstream = re.search(r"upstream sidecars \{(.*?)\}", conf, re.S)
+    assert upstream is not None
+    servers = set(re.findall(r"server (\S+?):(\d+)", upstream.group(1)))
+    listen = parse_listen(load_config(ROOT / "configs/compose-fleet.yaml").listen)[1]
+    assert servers == {(n, str(listen)) for n in replicas}
+    body = re.search(r"client_max_body_size (\d+)m", conf)
+    assert body is not None and int(body.group(1)) * 1024 * 1024 >= Config().max_request_body_bytes
+    assert all(services["nginx"]["depends_on"][n]["condition"] == "service_healthy" for n in replicas)

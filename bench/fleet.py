@@ -1,0 +1,163 @@
+"""Three sidecar processes with and without the shared score cache (a real redis-server or
+valkey-server on loopback): the fleet-wide cache hit rate, and throughput and p50 per replica,
+for the same repeated query mix sent round the replicas.
+
+    python bench/fleet.py                       # 3 replicas, 4 clients, 20 s per phase
+    python bench/fleet.py --clients 4 --seconds 10
+
+The query mix: the titles of the demo corpus's 210 documents, drawn with a Zipf-like skew (a
+few queries are frequent, most are rare), every search to the next replica (a load balancer's
+round robin). all-MiniLM-L6-v2 on the CPU, window 20; the replicas, the cluster and the load
+share this machine's cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from testkit.fleet import Fleet, free_port  # noqa: E402
+from testkit.users import minilm_config  # noqa: E402
+
+INDEX = "fleet-bench"
+
+
+def _cache_server(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
+    binary = shutil.which("valkey-server") or shutil.which("redis-server")
+    if binary is None:
+        sys.exit("no valkey-server or redis-server: apt-get install redis-server")
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(folder),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    time.sleep(0.5)
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
+async def _load(
+    fleet: Fleet, queries: list[str], weights: list[float], clients: int, seconds: float
+) -> dict[int, list[float]]:
+    latencies: dict[int, list[float]] = {i: [] for i in range(len(fleet.urls))}
+    counter = 0
+    deadline = time.monotonic() + seconds
+
+    async def client(seed: int) -> None:
+        nonlocal counter
+        rng = random.Random(seed)
+        async with httpx.AsyncClient(timeout=60) as http:
+            while time.monotonic() < deadline:
+                replica = counter % len(fleet.urls)
+                counter += 1
+                text = rng.choices(queries, weights)[0]
+                body = {"query": {"match": {"text": text}}, "size": 10}
+                t = time.perf_counter()
+                r = await http.post(f"{fleet.urls[replica]}/{INDEX}/_search", json=body)
+                r.raise_for_status()
+                latencies[replica].append((time.perf_counter() - t) * 1000)
+
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    return latencies
+
+
+def _hit_rate(fleet: Fleet) -> float | None:
+    hits = misses = 0.0
+    for admin in fleet.admin_urls:
+        for line in httpx.get(f"{admin}/_sidecar/metrics").text.splitlines():
+            if line.startswith("rerank_sidecar_cache_hits_total"):
+                hits += float(line.rsplit(" ", 1)[1])
+            elif line.startswith("rerank_sidecar_cache_misses_total"):
+                misses += float(line.rsplit(" ", 1)[1])
+    return hits / (hits + misses) if hits + misses else None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--replicas", type=int, default=3)
+    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--seconds", type=float, default=20.0)
+    args = ap.parse_args()
+
+    from osmem_server import OsmemServer
+
+    from sidecar.demo.run import corpus, load_corpus
+
+    queries = [d["title"] for d in corpus()]
+    weights = [1 / (i + 1) for i in range(len(queries))]
+    random.Random(1).shuffle(weights)
+    cluster = OsmemServer.start(japanese=False)
+    rows: list[tuple[str, float | None, list[tuple[int, float, float]]]] = []
+    try:
+        load_corpus(cluster.url, INDEX)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            for label in ("own LRU only", "shared tier"):
+                cache_proc, cache_url = (None, None)
+                if label == "shared tier":
+                    cache_proc, cache_url = _cache_server(folder)
+                route = {"indices": [INDEX], "model": "minilm", "window": 20, "fields": ["title", "text"]}
+                extra: dict[str, Any] = {"log_level": "warning", "events": {"buffer": 100}}
+                if cache_url:
+                    extra["cache"] = {"url": cache_url}
+                phase = folder / label.replace(" ", "-")
+                phase.mkdir()
+                try:
+                    with Fleet(minilm_config(cluster.url, [route], **extra), args.replicas, phase) as fleet:
+                        latencies = asyncio.run(_load(fleet, queries, weights, args.clients, args.seconds))
+                        per = [
+                            (i, len(v) / args.seconds, statistics.median(v) if v else float("nan"))
+                            for i, v in latencies.items()
+                        ]
+                        rows.append((label, _hit_rate(fleet), per))
+                finally:
+                    if cache_proc is not None:
+                        cache_proc.terminate()
+                        cache_proc.wait(10)
+    finally:
+        cluster.close()
+    print(
+        f"{args.replicas} replicas, {args.clients} clients, {args.seconds:.0f} s per phase,"
+        f" {len(queries)} distinct queries (Zipf-like mix), round robin; MiniLM on CPU, window 20"
+    )
+    print(
+        f"  {'':<14} {'hit rate':>9}  "
+        + "  ".join(f"replica {i}: searches/s, p50 ms" for i in range(args.replicas))
+    )
+    for label, rate, per in rows:
+        cells = "  ".join(f"{qps:>10.1f} {p50:>8.1f}          " for _, qps, p50 in per)
+        total = sum(q for _, q, _ in per)
+        shown = f"{rate:.3f}" if rate is not None else "–"
+        print(f"  {label:<14} {shown:>9}  {cells} total {total:.1f}/s")
+    own_per, shared_per = rows[0][2], rows[1][2]
+    ratio = sum(q for _, q, _ in shared_per) / sum(q for _, q, _ in own_per)
+    print(f"  throughput shared/own: {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()
