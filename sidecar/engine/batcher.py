@@ -247,16 +247,18 @@ class Batcher(ScoresFromTimed):
                 r.first_batch = time.monotonic()
                 try:
                     if isinstance(backend, ManyQueryBackend):
-                        r.deliver(backend.score_many(r.queries, r.documents, r.instruction))
+                        result = backend.score_many(r.queries, r.documents, r.instruction)
                     else:
-                        r.deliver([backend.score(q, r.documents, r.instruction) for q in r.queries])
+                        result = [backend.score(q, r.documents, r.instruction) for q in r.queries]
                 except Exception as e:
                     r.deliver(e)
                     continue
+                # counted before the answer goes out: whoever awaits it sees the figures that include it
                 for _ in r.queries:  # one call of the model per query; its padding is its own
                     self.stats.batches += 1
                     self.stats.pairs += len(r.documents)
                     self.stats.last_batch_sizes.append(len(r.documents))
+                r.deliver(result)
             return
         # In arrival order, requests are grouped until a group holds a batch worth of
         # tokens; each group's pairs are sorted by length together. Small searches share
