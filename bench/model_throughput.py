@@ -140,6 +140,17 @@ def load_texts(data: Path) -> tuple[list[str], list[str]]:
     return docs, queries
 
 
+def synthetic_texts(seed: int = 0) -> tuple[list[str], list[str]]:
+    """Documents and queries of pseudo-words, for a machine with no dataset on it (the GPU check):
+    speed does not depend on what the tokens mean."""
+    rnd = random.Random(seed)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    vocab = ["".join(rnd.choices(letters, k=rnd.randint(3, 9))) for _ in range(3000)]
+    docs = [" ".join(rnd.choices(vocab, k=rnd.randint(300, 420))) for _ in range(1200)]
+    queries = [" ".join(rnd.choices(vocab, k=rnd.randint(4, 12))) for _ in range(200)]
+    return docs, queries
+
+
 def candidates(tokenizer: object, docs: list[str], n: int, lo: int, hi: int, rnd: random.Random) -> list[str]:
     """Documents cut to a random length of lo..hi tokens."""
     out: list[str] = []
@@ -202,6 +213,13 @@ def main() -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--reps", type=int, default=2, help="searches timed alone (ours)")
     ap.add_argument("--batch-tokens", type=int, default=16384)
+    ap.add_argument("--synthetic", action="store_true", help="pseudo-word texts instead of --data")
+    ap.add_argument(
+        "--packing",
+        default="auto",
+        choices=("auto", "on", "off"),
+        help="ours: packed batches (auto: where flash-attention's varlen kernels are)",
+    )
     ap.add_argument(
         "--ref-concurrent",
         action="store_true",
@@ -212,7 +230,7 @@ def main() -> int:
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     torch.manual_seed(0)
     rnd = random.Random(0)
-    docs, queries = load_texts(args.data)
+    docs, queries = synthetic_texts() if args.synthetic or not args.data.is_dir() else load_texts(args.data)
     if device.type == "cuda":
         cases = [Case("28 layers, 100 x 256 tokens", 28, 100, 256, 256, 10, True)]
         peak = 790e12
@@ -243,7 +261,9 @@ def main() -> int:
                 device=args.device,
                 dtype="bfloat16" if device.type == "cuda" else "float32",
                 batch_tokens=args.batch_tokens,
+                packing=args.packing,
             )
+            print(f"ours: {'packed' if ours.packed else 'padded'} batches")
             full_lm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
             card = CardReranker(full_lm, ours.tokenizer)
             searches = [

@@ -135,6 +135,10 @@ class LocalModel(_ModelBase):
     max_length: int | None = Field(None, ge=16, le=131072)
     # padded tokens per forward pass: the batcher fills batches up to this budget
     batch_tokens: int = Field(16384, ge=64)
+    # qwen3, cross-encoder: run each batch as one packed sequence (no padding). auto: qwen3 where
+    # flash-attention's varlen kernels are (CUDA with flash-attn installed), padded elsewhere;
+    # on: always (a block-diagonal mask where there is no varlen kernel: same scores, more memory)
+    packing: Literal["auto", "on", "off"] = "auto"
     # how long the first request of a batch waits for others to join it
     max_wait_ms: float = Field(2.0, ge=0, le=1000)
     # documents past max_length: cut, or split into overlapping chunks scored by the best one;

@@ -293,7 +293,8 @@ class Batcher(ScoresFromTimed):
     def _run_group(
         self, backend: PairBackend, items: list[tuple[_Request, tuple[int, int], Encoded]]
     ) -> None:
-        for batch in token_batches([len(e[0]) for _, _, e in items], self.batch_tokens):
+        packed = bool(getattr(backend, "packed", False))  # one sequence per batch: no padding
+        for batch in token_batches([len(e[0]) for _, _, e in items], self.batch_tokens, packed=packed):
             live = [items[i] for i in batch if not items[i][0].done and not items[i][0].future.cancelled()]
             if not live:
                 continue
@@ -309,16 +310,18 @@ class Batcher(ScoresFromTimed):
                 for r in {id(r): r for r, _, _ in live}.values():
                     r.deliver(e)
                 continue
-            self._account(live, time.perf_counter() - started)
+            self._account(live, time.perf_counter() - started, packed)
             for (r, (j, d), _), s in zip(live, out, strict=True):
                 r.scores[j][d] = max(r.scores[j][d], s)
                 r.remaining -= 1
                 if r.remaining == 0:
                     r.deliver(r.scores)
 
-    def _account(self, live: list[tuple[_Request, tuple[int, int], Encoded]], seconds: float) -> None:
+    def _account(
+        self, live: list[tuple[_Request, tuple[int, int], Encoded]], seconds: float, packed: bool = False
+    ) -> None:
         real = sum(len(e[0]) for _, _, e in live)
-        padded = max(len(e[0]) for _, _, e in live) * len(live)
+        padded = real if packed else max(len(e[0]) for _, _, e in live) * len(live)
         st = self.stats
         st.batches += 1
         st.pairs += len(live)

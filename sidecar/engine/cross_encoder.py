@@ -8,7 +8,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from sidecar.engine.models import pick_device, resolve_model
-from sidecar.engine.pairs import PairScorer, pick_attention, pick_dtype
+from sidecar.engine.pairs import PairScorer, packed_layout, pick_attention, pick_dtype
 from sidecar.engine.protocol import Encoded
 
 
@@ -28,19 +28,30 @@ class CrossEncoderBackend(PairScorer):
         chunk_tokens: int = 512,
         max_chunks: int = 8,
         label: str | int | None = None,
+        packing: str = "auto",
     ) -> None:
         self.name = name
         self.source = resolve_model(model)
         self.device = pick_device(device)
         self.dtype = pick_dtype(self.device, dtype)
         self.tokenizer = AutoTokenizer.from_pretrained(self.source)
+        attention = pick_attention(self.device)
+        # packing here is a block-diagonal mask over one sequence: no flash-attention varlen path
+        # is wired for encoders, so auto keeps the padded batches; ``on`` uses SDPA's masked kernels
+        self.packed = packing == "on"
+        if self.packed:
+            attention = "sdpa"
         self.model = (
             AutoModelForSequenceClassification.from_pretrained(
-                self.source, dtype=self.dtype, attn_implementation=pick_attention(self.device)
+                self.source, dtype=self.dtype, attn_implementation=attention
             )
             .to(self.device)
             .eval()
         )
+        if self.packed and self._family() is None:
+            raise ValueError(
+                f"packing: on is for BERT- and RoBERTa-style cross-encoders, not {type(self.model).__name__}"
+            )
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         if getattr(self.model.config, "pad_token_id", None) is None:
@@ -96,14 +107,57 @@ class CrossEncoderBackend(PairScorer):
             k += len(chunks)
         return out
 
+    def _family(self) -> str | None:
+        """How the classification head reads the first token: ``bert`` (the base model's pooler,
+        then the classifier) or ``roberta`` (the classifier on the first token)."""
+        base = self.model.base_model
+        if getattr(base, "pooler", None) is not None and hasattr(self.model, "classifier"):
+            return "bert"
+        if type(self.model).__name__ in (
+            "RobertaForSequenceClassification",
+            "XLMRobertaForSequenceClassification",
+        ):
+            return "roberta"
+        return None
+
+    @torch.inference_mode()
+    def _forward_packed(self, batch: Sequence[Encoded]) -> torch.Tensor:
+        """Logits of a batch run as one sequence: a block-diagonal mask keeps inputs apart,
+        position ids restart at each (after the padding index for RoBERTa-style models)."""
+        ids, positions, segment, starts = packed_layout(batch)
+        family = self._family()
+        if family == "roberta":
+            positions = positions + int(self.model.config.pad_token_id) + 1
+        apart = segment[:, None] != segment[None, :]
+        mask = torch.zeros(apart.shape, dtype=self.dtype).masked_fill(apart, torch.finfo(self.dtype).min)
+        inputs: dict[str, torch.Tensor] = {
+            "input_ids": ids,
+            "position_ids": positions,
+            "attention_mask": mask[None, None],
+        }
+        if batch[0][1] is not None:
+            inputs["token_type_ids"] = torch.tensor(
+                [t for _, types in batch for t in types or []], dtype=torch.long
+            )[None]
+        hidden = self.model.base_model(**{k: v.to(self.device) for k, v in inputs.items()}).last_hidden_state
+        first = hidden[0, starts.to(hidden.device)][:, None, :]  # each input's first token, as (n, 1, H)
+        if family == "bert":
+            first = getattr(self.model, "dropout", torch.nn.Identity())(self.model.base_model.pooler(first))
+        logits: torch.Tensor = self.model.classifier(first).float()
+        return logits
+
     @torch.inference_mode()
     def forward(self, batch: Sequence[Encoded]) -> list[float]:
         """The model's score for each input of the batch."""
+        if self.packed:
+            return self._scores(self._forward_packed(batch))
         features: dict[str, list[list[int]]] = {"input_ids": [ids for ids, _ in batch]}
         if batch[0][1] is not None:
             features["token_type_ids"] = [t or [] for _, t in batch]
         padded = self.tokenizer.pad(features, padding=True, return_tensors="pt")
-        logits = self.model(**{k: v.to(self.device) for k, v in padded.items()}).logits.float()
+        return self._scores(self.model(**{k: v.to(self.device) for k, v in padded.items()}).logits.float())
+
+    def _scores(self, logits: torch.Tensor) -> list[float]:
         if self.label_index is None:
             scores = torch.sigmoid(logits[:, 0])
         else:

@@ -33,6 +33,25 @@ def pick_attention(device: torch.device) -> str:
     return "sdpa"
 
 
+def pick_packing(requested: str, attention: str) -> bool:
+    """Whether batches run as one packed sequence: ``on``, ``off``, or (``auto``) where
+    flash-attention's variable-length kernels make it cheaper than padding."""
+    if requested == "auto":
+        return attention == "flash_attention_2"
+    return requested == "on"
+
+
+def packed_layout(batch: Sequence[Encoded]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A batch as one row: its token ids, position ids counted from 0 in each input, each
+    input's segment number per token, and where each input starts."""
+    lengths = torch.tensor([len(ids) for ids, _ in batch])
+    ids = torch.tensor([t for seq, _ in batch for t in seq], dtype=torch.long)[None]
+    starts = lengths.cumsum(0) - lengths
+    segment = torch.repeat_interleave(torch.arange(len(batch)), lengths)
+    positions = (torch.arange(int(lengths.sum())) - starts[segment])[None]
+    return ids, positions, segment, starts
+
+
 def is_oom(exc: BaseException) -> bool:
     """CUDA (or any allocator) out of memory."""
     return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
@@ -65,11 +84,12 @@ MAX_PADDING = 0.05
 
 
 def token_batches(
-    lengths: Sequence[int], batch_tokens: int, max_padding: float = MAX_PADDING
+    lengths: Sequence[int], batch_tokens: int, max_padding: float = MAX_PADDING, packed: bool = False
 ) -> Iterator[list[int]]:
-    """Indices grouped into batches, shortest first, each within ``batch_tokens`` padded tokens.
+    """Indices grouped into batches, shortest first, each within ``batch_tokens`` padded tokens
+    (``packed``: real tokens, since a packed batch pads nothing).
 
-    A batch's cost is its longest input times its size, so the batch size adapts: many
+    A padded batch's cost is its longest input times its size, so the batch size adapts: many
     short inputs or a few long ones. Sorting by length keeps padding small, and a batch
     is also closed before its padding would pass ``max_padding`` of what it computes.
     """
@@ -77,8 +97,8 @@ def token_batches(
     batch: list[int] = []
     real = 0
     for i in order:
-        padded = lengths[i] * (len(batch) + 1)
-        too_padded = padded - real - lengths[i] > max_padding * padded
+        padded = real + lengths[i] if packed else lengths[i] * (len(batch) + 1)
+        too_padded = not packed and padded - real - lengths[i] > max_padding * padded
         if batch and (padded > batch_tokens or too_padded):
             yield batch
             batch, real = [], 0
@@ -100,6 +120,8 @@ def split_chunks(tokenizer: Any, text: str, chunk_tokens: int, max_chunks: int) 
 class PairScorer:
     """``score`` on top of ``encode`` and ``forward``: token-budgeted, length-sorted, best chunk wins."""
 
+    # batches run as one packed sequence (no padding); a packed batch's budget is its real tokens
+    packed: bool = False
     batch_tokens: int = 16384
     long_docs: str = "truncate"
     chunk_tokens: int = 512
@@ -127,7 +149,8 @@ class PairScorer:
         encoded = self.encode(query, documents, instruction)
         flat = [(d, e) for d, chunks in enumerate(encoded) for e in chunks]
         scores = [float("-inf")] * len(documents)
-        for batch in token_batches([len(e[0]) for _, e in flat], self.batch_tokens):
+        lengths = [len(e[0]) for _, e in flat]
+        for batch in token_batches(lengths, self.batch_tokens, packed=self.packed):
             out = forward_splitting_on_oom(self.forward, [flat[i][1] for i in batch])
             for i, s in zip(batch, out, strict=True):
                 d = flat[i][0]

@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from sidecar.engine.models import pick_device, resolve_model
-from sidecar.engine.pairs import PairScorer, pick_attention, pick_dtype
+from sidecar.engine.pairs import PairScorer, packed_layout, pick_attention, pick_dtype, pick_packing
 from sidecar.engine.protocol import Encoded
 
 log = logging.getLogger(__name__)
@@ -53,15 +53,21 @@ class Qwen3Reranker(PairScorer):
         long_docs: str = "truncate",
         chunk_tokens: int = 512,
         max_chunks: int = 8,
+        packing: str = "auto",
     ) -> None:
         self.name = name
         self.source = resolve_model(model)
         self.device = pick_device(device)
         self.dtype = pick_dtype(self.device, dtype)
         self.tokenizer = AutoTokenizer.from_pretrained(self.source, padding_side="left")
+        attention = pick_attention(self.device)
         lm = AutoModelForCausalLM.from_pretrained(
-            self.source, dtype=self.dtype, attn_implementation=pick_attention(self.device)
+            self.source, dtype=self.dtype, attn_implementation=attention
         )
+        # packed: the batch as one sequence, position ids restarting at each input; transformers
+        # reads the restarts as sequence bounds (flash-attention's varlen kernels, or a
+        # block-diagonal causal mask elsewhere)
+        self.packed = pick_packing(packing, attention)
         lm = lm.to(self.device).eval()  # type: ignore[arg-type]
         self.decoder = lm.get_decoder()
         self.max_length = max_length or 8192
@@ -100,12 +106,19 @@ class Qwen3Reranker(PairScorer):
     @torch.inference_mode()
     def forward(self, batch: Sequence[Encoded]) -> list[float]:
         """P(yes) for each input of the batch."""
+        if self.packed:
+            row, positions, _, starts = packed_layout(batch)
+            ends = starts + torch.tensor([len(e[0]) for e in batch]) - 1
+            out = self.decoder(
+                input_ids=row.to(self.device), position_ids=positions.to(self.device), use_cache=False
+            ).last_hidden_state[0]
+            return self._p_yes(out[ends.to(out.device)])
         width = max(len(ids) for ids, _ in batch)
         input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, (ids, _) in enumerate(batch):
-            input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-            mask[row, width - len(ids) :] = 1
+        for i, (ids, _) in enumerate(batch):
+            input_ids[i, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+            mask[i, width - len(ids) :] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         hidden = self.decoder(
             input_ids=input_ids.to(self.device),
@@ -113,6 +126,10 @@ class Qwen3Reranker(PairScorer):
             position_ids=positions.to(self.device),
             use_cache=False,
         ).last_hidden_state[:, -1, :]
+        return self._p_yes(hidden)
+
+    def _p_yes(self, hidden: torch.Tensor) -> list[float]:
+        """P(yes) from the last positions' hidden states: the two head rows, a softmax."""
         logits = hidden.float() @ self.head.to(hidden.device).T
         if self.head_bias is not None:
             logits = logits + self.head_bias.to(hidden.device)

@@ -41,6 +41,7 @@ def build_backend(name: str, spec: LocalModel) -> Backend:
         "long_docs": spec.long_docs,
         "chunk_tokens": spec.chunk_tokens,
         "max_chunks": spec.max_chunks,
+        "packing": spec.packing,
     }
     if spec.backend == "qwen3":
         from sidecar.engine.qwen3 import Qwen3Reranker
