@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import copy
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from sidecar.config import RouteConfig
 from sidecar.search.documents import clean_text, document_text
 from sidecar.search.page import build_page
@@ -103,3 +106,36 @@ def test_page_reorders_and_restores() -> None:
     fallback = build_page(copy.deepcopy(response), plan, None, annotate=True)
     assert [h["_id"] for h in fallback["hits"]["hits"]] == ["1", "2"]
     assert "_rerank" not in fallback["hits"]["hits"][0] and fallback["hits"]["max_score"] == 10.0
+
+
+@given(
+    st.text(
+        alphabet=st.sampled_from(
+            [
+                "a",
+                "B",
+                " ",
+                "\t",
+                "\n",
+                "\r",
+                ".",
+                "(",
+                "1",
+                "。",
+                "\u00a0",
+                "\u3000",
+                "\f",
+                "\v",
+                "\u2028",
+                "é",
+            ]
+        ),
+        max_size=40,
+    )
+)
+def test_clean_text_skips_only_patterns_that_would_not_change_the_text(text: str) -> None:
+    """The fast paths of clean_text give what the three patterns always applied give."""
+    from sidecar.search.documents import _BROKEN_LINE, _NEWLINES, _SPACES
+
+    reference = _NEWLINES.sub("\n", _SPACES.sub(" ", _BROKEN_LINE.sub(" ", text))).strip()
+    assert clean_text(text) == reference
