@@ -152,5 +152,8 @@ class BiEncoderBackend:
         q = torch.cat(self.embed(queries))  # (queries, hidden)
         rows = self.embed(documents, chunk=self.chunk)
         sims = torch.cat(rows) @ q.T  # (chunks of all documents, queries)
-        best = torch.stack([part.max(dim=0).values for part in torch.split(sims, [len(r) for r in rows])])
-        return [[float(x) for x in column] for column in best.T]
+        # each document's best chunk, for every query at once
+        owner = torch.repeat_interleave(torch.arange(len(rows)), torch.tensor([len(r) for r in rows]))
+        best = torch.full((len(rows), sims.shape[1]), float("-inf"), dtype=sims.dtype)
+        best.scatter_reduce_(0, owner[:, None].expand_as(sims), sims, reduce="amax")
+        return best.T.tolist()

@@ -48,7 +48,7 @@ def char_class(c: str) -> str:
 
 def scrub(text: str) -> str:
     """Lone surrogates (a JSON body may carry them as escapes) become U+FFFD: they are not text."""
-    return _SURROGATE.sub("\ufffd", text)
+    return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
 
 
 def clean(text: str, convert: Callable[[str], str] | None = None) -> str:
