@@ -144,7 +144,9 @@ def check_vllm(file: str, service: dict[str, Any], port: int | None, model: str 
 @pytest.mark.parametrize("file", COMPOSE_FILES)
 def test_required_variables_are_in_the_readme(file: str) -> None:
     text = (ROOT / file).read_text()
-    readme = (ROOT / "README.md").read_text()
+    from tests import docs
+
+    readme = docs.text()
     required = {m.group("name") for m in _VAR.finditer(text) if ":?" in m.group(0)}
     assert required, file
     for name in required:
@@ -245,3 +247,11 @@ def test_the_fleet_profile_puts_three_replicas_with_one_config_cache_and_history
     body = re.search(r"client_max_body_size (\d+)m", conf)
     assert body is not None and int(body.group(1)) * 1024 * 1024 >= Config().max_request_body_bytes
     assert all(services["nginx"]["depends_on"][n]["condition"] == "service_healthy" for n in replicas)
+
+
+@pytest.mark.parametrize("file", COMPOSE_FILES)
+def test_the_sidecar_can_write_its_config_file(file: str) -> None:
+    """PUT /_sidecar/config (a TUI save) writes the file: its mount is not read-only."""
+    service = compose(file)["services"]["sidecar"]
+    mounts = [v for v in service["volumes"] if v.split(":")[1] == "/app/configs"]
+    assert mounts and all(not v.endswith(":ro") for v in mounts)

@@ -388,7 +388,9 @@ def test_the_rerank_command_ranks_through_a_remote_model(
 
 
 def test_the_readme_remote_block_is_a_valid_model() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    from tests import docs
+
+    readme = docs.text()
     section = readme[readme.index("## Remote inference engines") :]
     block = section[section.index("```yaml") + 7 : section.index("```", section.index("```yaml") + 7)]
     data = yaml.safe_load(block)

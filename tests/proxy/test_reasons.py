@@ -1,4 +1,4 @@
-"""Every reason a response or an event can carry is in the README's lists, and no other."""
+"""Every reason a response or an event can carry is in the documented lists, and no other."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import re
 from pathlib import Path
 
 from sidecar.events.event import FALLBACK_REASONS, Reason
+from tests import docs
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+README = docs.text()
 
 
 def _listed(start: str, end: str) -> set[str]:

@@ -9,12 +9,13 @@ import yaml
 
 from sidecar.config import parse_config
 from sidecar.rewrite.load import compile_rewriters
+from tests import docs
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def yaml_blocks() -> list[str]:
-    return re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(encoding="utf-8"), re.DOTALL)
+    return re.findall(r"```yaml\n(.*?)```", docs.text(), re.DOTALL)
 
 
 def test_the_readme_rewrite_block_and_llm_block_load() -> None:

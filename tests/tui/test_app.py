@@ -305,3 +305,18 @@ async def test_the_experiments_screen_says_how_to_start_one(watched: tuple[Runni
         await pilot.press("x")
         await until(pilot, lambda: "experiment:" in text_of(app, "#exp-list"))
         assert "Experiments ▸" in text_of(app, "#exp-title")
+
+
+def test_the_help_wraps_under_each_description_on_a_narrow_terminal() -> None:
+    from tui.screens.diff import DiffScreen
+    from tui.screens.experiments import ExperimentsScreen
+    from tui.screens.help import help_text
+
+    narrow = help_text([LiveScreen, DiffScreen, ExperimentsScreen], SidecarTUI.BINDINGS, 56).plain
+    lines = narrow.splitlines()
+    assert max(len(line) for line in lines) <= 56
+    keys = [line for line in lines if line.startswith(" ")]
+    assert any(line.startswith(" " * 10) and line.strip() for line in keys)  # a wrapped description
+    assert all(line.startswith(("  ", " " * 10)) for line in keys)
+    wide = help_text([LiveScreen], SidecarTUI.BINDINGS).plain
+    assert any(len(line) > 60 for line in wide.splitlines())  # two keys a line where there is room

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from typing import ClassVar
 
 from rich.text import Text
@@ -21,8 +22,17 @@ page, left left it, cut removed by a threshold."""
 COLUMN = 44  # two keys a line
 
 
-def _pairs(keys: list[tuple[str, str]]) -> list[str]:
-    """Two keys a line; a key with a long description has its line to itself."""
+INDENT = " " * 10  # where a key's description starts
+
+
+def _pairs(keys: list[tuple[str, str]], width: int = 2 * COLUMN + 4) -> list[str]:
+    """Two keys a line where the box is wide enough, else one; a key with a long description
+    has its line to itself, wrapped under its own start (never back at the box's edge)."""
+    if width < 2 * COLUMN + 4:
+        out: list[str] = []
+        for key, what in keys:
+            out += textwrap.wrap(f"  {key:<7} {what}", max(width, 24), subsequent_indent=INDENT)
+        return out
     cells = [f"  {key:<7} {what}" for key, what in keys]
     lines: list[str] = []
     left: str | None = None
@@ -31,7 +41,7 @@ def _pairs(keys: list[tuple[str, str]]) -> list[str]:
             if left is not None:
                 lines.append(left)
                 left = None
-            lines.append(cell)
+            lines += textwrap.wrap(cell, width, subsequent_indent=INDENT)
         elif left is None:
             left = cell
         else:
@@ -42,8 +52,9 @@ def _pairs(keys: list[tuple[str, str]]) -> list[str]:
     return lines
 
 
-def help_text(screens: list[type[BaseScreen]], app_bindings: list[BindingType]) -> Text:
-    """The help: a section per screen from its bindings, then the keys that work everywhere."""
+def help_text(screens: list[type[BaseScreen]], app_bindings: list[BindingType], width: int = 92) -> Text:
+    """The help: a section per screen from its bindings, then the keys that work everywhere,
+    laid out for ``width`` columns."""
     everywhere = [
         (b.key_display or format_key(b.key), b.tooltip or b.description)
         for b in app_bindings
@@ -54,8 +65,9 @@ def help_text(screens: list[type[BaseScreen]], app_bindings: list[BindingType]) 
     for name, keys in sections:
         out.append("\n")
         out.append(name + "\n", style="bold")
-        out.append("".join(line + "\n" for line in _pairs(keys)))
-    out.append(f"\n{LEGEND}\n\nPress esc or ? to close.")
+        out.append("".join(line + "\n" for line in _pairs(keys, width)))
+    legend = "\n".join(textwrap.wrap(" ".join(LEGEND.split()), max(width, 24)))
+    out.append(f"\n{legend}\n\nPress esc or ? to close.")
     return out
 
 
@@ -83,5 +95,14 @@ class HelpScreen(ModalScreen[None]):
             SandboxScreen,
             ExperimentsScreen,
         ]
+        self.screens = screens
         with VerticalScroll(id="help-box"):
-            yield Static(help_text(screens, type(self.app).BINDINGS), id="help-text")
+            yield Static(help_text(screens, type(self.app).BINDINGS, self._width()), id="help-text")
+
+    def _width(self) -> int:
+        """The columns inside the box (96 wide at most, 4 of border and padding)."""
+        return min(96, self.app.size.width) - 4
+
+    def on_resize(self) -> None:
+        text = help_text(self.screens, type(self.app).BINDINGS, self._width())
+        self.query_one("#help-text", Static).update(text)
