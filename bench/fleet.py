@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,35 +28,10 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from testkit.fleet import Fleet, free_port  # noqa: E402
+from testkit.fleet import CacheServer, Fleet  # noqa: E402
 from testkit.users import minilm_config  # noqa: E402
 
 INDEX = "fleet-bench"
-
-
-def _cache_server(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
-    binary = shutil.which("valkey-server") or shutil.which("redis-server")
-    if binary is None:
-        sys.exit("no valkey-server or redis-server: apt-get install redis-server")
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(folder),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    time.sleep(0.5)
-    return proc, f"redis://127.0.0.1:{port}/0"
 
 
 async def _load(
@@ -118,9 +91,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             for label in ("own LRU only", "shared tier"):
-                cache_proc, cache_url = (None, None)
-                if label == "shared tier":
-                    cache_proc, cache_url = _cache_server(folder)
+                cache = CacheServer(folder) if label == "shared tier" else None
+                cache_url = cache.url if cache is not None else None
                 route = {"indices": [INDEX], "model": "minilm", "window": 20, "fields": ["title", "text"]}
                 extra: dict[str, Any] = {"log_level": "warning", "events": {"buffer": 100}}
                 if cache_url:
@@ -136,9 +108,8 @@ def main() -> None:
                         ]
                         rows.append((label, _hit_rate(fleet), per))
                 finally:
-                    if cache_proc is not None:
-                        cache_proc.terminate()
-                        cache_proc.wait(10)
+                    if cache is not None:
+                        cache.stop()
     finally:
         cluster.close()
     print(

@@ -103,3 +103,35 @@ def test_a_model_that_cannot_load_is_one_line(
     assert len(lines) == 1 and lines[0].startswith(
         f"rerank-sidecar rerank: models.rerank: cannot load {model}"
     )
+
+
+def test_a_model_to_download_with_no_way_to_the_hub_fails_in_seconds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without HF_HUB_OFFLINE the hub client would retry for most of a minute; the sidecar asks
+    whether the hub answers at all first."""
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    docs = tmp_path / "docs.txt"
+    docs.write_text("one\ntwo\n")
+    started = time.monotonic()
+    r = rerank(
+        "--model",
+        "someone/not-cached-reranker",
+        "--backend",
+        "cross-encoder",
+        "--query",
+        "q",
+        "--docs",
+        str(docs),
+    )
+    assert time.monotonic() - started < 30
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1
+    assert "127.0.0.1 cannot be reached" in lines[0] and "someone/not-cached-reranker" in lines[0]

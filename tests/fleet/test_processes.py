@@ -11,10 +11,9 @@ from typing import Any
 import httpx
 from osmem_server import OsmemServer
 
-from testkit.fleet import Fleet
+from testkit.fleet import CacheServer, Fleet
 from testkit.users import minilm_config
 from tests.conftest import CORPUS, index_corpus
-from tests.fleet.conftest import CacheServer
 
 INDEX = "fleet-procs"
 STORE = ".fleet-procs-config"
