@@ -59,17 +59,6 @@ async def _load(
     return latencies
 
 
-def _hit_rate(fleet: Fleet) -> float | None:
-    hits = misses = 0.0
-    for admin in fleet.admin_urls:
-        for line in httpx.get(f"{admin}/_sidecar/metrics").text.splitlines():
-            if line.startswith("rerank_sidecar_cache_hits_total"):
-                hits += float(line.rsplit(" ", 1)[1])
-            elif line.startswith("rerank_sidecar_cache_misses_total"):
-                misses += float(line.rsplit(" ", 1)[1])
-    return hits / (hits + misses) if hits + misses else None
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--replicas", type=int, default=3)
@@ -106,7 +95,7 @@ def main() -> None:
                             (i, len(v) / args.seconds, statistics.median(v) if v else float("nan"))
                             for i, v in latencies.items()
                         ]
-                        rows.append((label, _hit_rate(fleet), per))
+                        rows.append((label, fleet.cache_hit_rate(), per))
                 finally:
                     if cache is not None:
                         cache.stop()

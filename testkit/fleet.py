@@ -81,6 +81,18 @@ class Fleet:
             self.stop()
             raise
 
+    def cache_hit_rate(self) -> float | None:
+        """Pairs served from a score cache over pairs looked up, over every replica (their
+        Prometheus counters); None before any lookup."""
+        hits = misses = 0.0
+        for admin in self.admin_urls:
+            for line in httpx.get(f"{admin}/_sidecar/metrics").text.splitlines():
+                if line.startswith("rerank_sidecar_cache_hits_total"):
+                    hits += float(line.rsplit(" ", 1)[1])
+                elif line.startswith("rerank_sidecar_cache_misses_total"):
+                    misses += float(line.rsplit(" ", 1)[1])
+        return hits / (hits + misses) if hits + misses else None
+
     def stop(self) -> None:
         for p in self.procs:
             if p.poll() is None:

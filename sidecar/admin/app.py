@@ -32,7 +32,7 @@ from sidecar.engine.circuit import CircuitOpen
 from sidecar.engine.protocol import ModelTimeout, Overloaded
 from sidecar.events.event import SearchEvent
 from sidecar.events.metrics import summarize
-from sidecar.experiments.tracker import Experiment, Tracker
+from sidecar.experiments.tracker import Tracker
 from sidecar.experiments.ubi import clicks
 from sidecar.fleet.config_store import StoreConflict, StoreUnavailable
 from sidecar.fleet.history import FleetHistory, HistoryError
@@ -213,9 +213,7 @@ class AdminApp:
         if history is None:
             return self.rt.tracker
         fleet = Tracker(self.rt.config.ubi.max_pending)
-        fleet.experiments = {
-            name: Experiment(name, e.route, e.config) for name, e in self.rt.tracker.experiments.items()
-        }
+        fleet.configure([(name, e.route, e.config) for name, e in self.rt.tracker.experiments.items()])
         events = await self._fleet_events(history, experiment=True)
         ubi = self.rt.config.ubi
         try:

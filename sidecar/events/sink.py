@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import os
 import ssl
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
 from opensearchpy import OpenSearch, Urllib3HttpConnection
 from opensearchpy.exceptions import OpenSearchException
 from opensearchpy.helpers import BulkIndexError, bulk
+
+from sidecar.experiments.ubi import query_record
 
 
 class OpenSearchSink:
@@ -48,17 +50,16 @@ class OpenSearchSink:
             **tls,
         )
 
-    def _actions(self, batch: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        for event in batch:
-            doc = self.document(event)
-            if doc is not None:
-                yield {"_index": self.index, "_id": doc[0], "_source": doc[1]}
+    def _actions(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        docs = (self.document(event) for event in batch)
+        return [{"_index": self.index, "_id": d[0], "_source": d[1]} for d in docs if d is not None]
 
     def __call__(self, batch: list[dict[str, Any]]) -> None:
-        if not any(self.document(e) is not None for e in batch):
+        actions = self._actions(batch)
+        if not actions:
             return
         try:
-            bulk(self.client, self._actions(batch), refresh=False)
+            bulk(self.client, actions, refresh=False)
         except BulkIndexError as e:
             raise OSError(f"bulk into {self.index} had errors: {json.dumps(e.errors[:1])[:300]}") from None
         except OpenSearchException as e:
@@ -76,8 +77,6 @@ def _event_document(event: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 def ubi_query_document(event: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
     """The ``ubi_queries`` record of a search that has a query_id (None for the others)."""
-    from sidecar.experiments.ubi import query_record
-
     if not event.get("query_id") or event.get("served") is None:
         return None
     exp = event.get("experiment") or {}

@@ -46,6 +46,30 @@ class Impression:
     time: float = field(default_factory=time.time)
     clicks: list[int] = field(default_factory=list)  # page positions clicked, first click each
 
+    @classmethod
+    def of(
+        cls, event: SearchEvent, control_ids: list[Any] | None = None, treatment_ids: list[Any] | None = None
+    ) -> Impression | None:
+        """The impression a search's event records (None without an experiment, a query id or a
+        served page); ``control_ids``/``treatment_ids``: both arms' orders, for shadow's comparison."""
+        e = event.experiment
+        if e is None or event.query_id is None or event.served is None or event.page is None:
+            return None
+        return cls(
+            e.name,
+            event.query_id,
+            e.served,
+            e.identified,
+            list(event.served),
+            event.page.from_ + 1,
+            credit=e.credit,
+            control_ids=control_ids,
+            treatment_ids=treatment_ids,
+            query=event.query,
+            event_id=event.id,
+            time=event.time,
+        )
+
     def outcome(self) -> str | None:
         """win / loss / tie for treatment (interleaved or shadow), None without clicks."""
         if not self.clicks:
@@ -311,27 +335,16 @@ class Tracker:
             exp = self.experiments.get(e.experiment.name) if e.experiment else None
             if exp is None or e.experiment is None or e.experiment.settings != fingerprint(exp.config):
                 continue
-            if e.query_id is None or e.served is None or e.page is None:
-                continue
+            # shadow with its usual arms: the cluster's window against the route's order
             shadow = exp.config.mode == "shadow"
-            self.add(
-                Impression(
-                    exp.name,
-                    e.query_id,
-                    e.experiment.served,
-                    e.experiment.identified,
-                    list(e.served),
-                    e.page.from_ + 1,
-                    credit=e.experiment.credit,
-                    # shadow with its usual arms: the cluster's window against the route's order
-                    control_ids=[b.id for b in e.baseline] if shadow else None,
-                    treatment_ids=[f.id for f in e.final] if shadow else None,
-                    query=e.query,
-                    event_id=e.id,
-                    time=e.time,
-                ),
+            imp = Impression.of(
+                e,
+                [b.id for b in e.baseline] if shadow else None,
+                [f.id for f in e.final] if shadow else None,
             )
-            taken += 1
+            if imp is not None:
+                self.add(imp)
+                taken += 1
         for query_id, object_id in clicks:
             self.click(query_id, object_id)
         return taken

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from sidecar.credentials import basic_auth
 from sidecar.events.event import SearchEvent
+from sidecar.experiments.ubi import clicks as click_events
 
 MAX_EVENTS = 10_000  # one search's page at most (index.max_result_window's default)
 
@@ -76,8 +77,6 @@ class FleetHistory:
         self, index: str, query_ids: Sequence[str], actions: Sequence[str]
     ) -> list[tuple[str, str]]:
         """(query_id, object_id) of the click events the apps wrote for these searches."""
-        from sidecar.experiments.ubi import clicks
-
         found: list[tuple[str, str]] = []
         for start in range(0, len(query_ids), 1000):
             chunk = list(query_ids[start : start + 1000])
@@ -91,5 +90,7 @@ class FleetHistory:
                 },
                 "size": MAX_EVENTS,
             }
-            found += [(c.query_id, c.object_id) for c in clicks(await self._search(index, body), actions)]
+            found += [
+                (c.query_id, c.object_id) for c in click_events(await self._search(index, body), actions)
+            ]
         return found

@@ -220,21 +220,13 @@ async def finish(
         page_ids = event.served or []
         event.experiment.credit = page_credit(served.credit, plan.from_, plan.size, len(page_ids))
         shadow = compiled.lab.config.mode == "shadow"
-        compiled.lab.tracker.add(
-            Impression(
-                compiled.lab.name,
-                event.query_id,
-                served.record.served,
-                served.record.identified,
-                page_ids,
-                plan.from_ + 1,
-                credit=event.experiment.credit,
-                control_ids=[ids[i] for i in served.control] if shadow else None,
-                treatment_ids=[ids[i] for i in served.treatment] if shadow else None,
-                query=plan.query,
-                event_id=event.id,
-            )
+        imp = Impression.of(
+            event,
+            [ids[i] for i in served.control] if shadow else None,
+            [ids[i] for i in served.treatment] if shadow else None,
         )
+        if imp is not None:
+            compiled.lab.tracker.add(imp)
     return explained(page, plan), outcome
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,3 +19,12 @@ def cache_server(tmp_path: Path) -> Iterator[CacheServer]:
         pytest.skip(f"{e}; .ci/run installs it")
     yield server
     server.stop()
+
+
+def poll_until(check: Callable[[], bool], timeout: float = 10.0, step: float = 0.05) -> None:
+    """Poll ``check`` until it holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("not reached in time")
+        time.sleep(step)

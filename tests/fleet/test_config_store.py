@@ -5,8 +5,7 @@ last good config."""
 from __future__ import annotations
 
 import socket
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -16,6 +15,7 @@ from osmem_server import OsmemServer
 from sidecar.config import parse_config
 from testkit.users import minilm_config
 from tests.conftest import CORPUS, RunningSidecar, index_corpus
+from tests.fleet.conftest import poll_until
 
 INDEX = "fleet-kb"
 STORE = ".fleet-test-config"
@@ -34,14 +34,6 @@ def _config(
     }
     store = {"index": STORE, "interval_s": interval, "url": store_url}
     return minilm_config(upstream, [route], config_store=store)
-
-
-def _until(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("not reached in time")
-        time.sleep(0.05)
 
 
 def _min_score(sidecar: RunningSidecar) -> Any:
@@ -75,7 +67,7 @@ def test_a_change_through_one_sidecar_is_applied_by_all(
     new["routes"][0]["max_hits"] = 2
     r = httpx.put(f"{a.admin_url}/_sidecar/config", json=new)
     assert r.status_code == 200, r.text
-    _until(lambda: _min_score(b) is None)
+    poll_until(lambda: _min_score(b) is None)
     assert httpx.get(f"{b.admin_url}/_sidecar/stats").json()["config_version"] == 2
     # B searches with the new threshold now
     body = {"query": {"match": {"text": "memory"}}, "size": 10}

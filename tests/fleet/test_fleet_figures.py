@@ -3,8 +3,7 @@ click that reaches another replica than its search still counts for the fleet.""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -14,6 +13,7 @@ from osmem_server import OsmemServer
 from sidecar.config import parse_config
 from testkit.users import click_event, minilm_config
 from tests.conftest import CORPUS, RunningSidecar, index_corpus
+from tests.fleet.conftest import poll_until
 
 INDEX = "fleet-figures"
 EVENTS = "fleet-test-events"
@@ -28,14 +28,6 @@ def _config(upstream: str) -> dict[str, Any]:
         "experiment": {"name": "fleet-il", "mode": "interleave"},
     }
     return minilm_config(upstream, [route], events={"index": EVENTS})
-
-
-def _until(check: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("not reached in time")
-        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -78,7 +70,7 @@ def test_stats_previews_and_experiments_over_the_whole_fleet(
         httpx.post(f"{osmem.url}/{EVENTS}/_refresh")
         return bool(fleet(a, "/_sidecar/stats")["searches"] == 3)
 
-    _until(indexed)
+    poll_until(indexed, timeout=15.0, step=0.1)
     assert fleet(b, "/_sidecar/stats")["searches"] == 3  # whichever replica answers
     assert httpx.get(f"{a.admin_url}/_sidecar/stats").json()["searches"] == 1  # A's own
     # A's own experiment never saw the click on its search (it went to B); the fleet's did
