@@ -160,9 +160,16 @@ class BrokenBackend(SlowBackend):
 class RunningSidecar:
     """A SidecarServer serving on loopback from a background thread with its own loop."""
 
-    def __init__(self, config: Config, backends: Mapping[str, Backend] | None = None, **server: Any) -> None:
+    def __init__(
+        self,
+        config: Config,
+        backends: Mapping[str, Backend] | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+        **server: Any,
+    ) -> None:
         self.server = SidecarServer(config, backends=backends, **server)
-        self.loop = uvloop.new_event_loop()  # as the CLI runs it
+        # uvloop as the CLI runs it; eval, tune and bench run the sidecar on asyncio's own loop
+        self.loop = loop or uvloop.new_event_loop()
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
