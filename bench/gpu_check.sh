@@ -3,7 +3,8 @@
 # and PyTorch + transformers installed, with no downloads, in under 6 minutes. Random weights in
 # the real Qwen3-Reranker-0.6B shape (28 layers), pseudo-word texts: our path against the model
 # card's code in the same run, a top-100 x 256-token search alone and 8 at once: tokens/s,
-# pairs/s, p50/p99, padding, peak memory, and MFU against the bf16 dense peak.
+# pairs/s, p50/p99, padding, peak memory, and MFU against the bf16 dense peak; 8 at once also
+# with one thread tokenizing and running (what tokenizing ahead of the model is worth).
 #
 #   bash bench/gpu_check.sh            # packed batches where flash-attn is installed
 #   PACKING=off bash bench/gpu_check.sh

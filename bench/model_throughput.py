@@ -4,7 +4,9 @@ Random weights in the real Qwen3-Reranker-0.6B shape (speed does not depend on t
 a byte-level BPE tokenizer trained on the corpus text, SciFact abstracts cut to 100-300
 tokens as candidates. For each case it prints tokens/s, pairs/s, padding waste, peak memory
 and p50/p99 latency of one search (alone, and with 8 searches at once), ours and the
-card's (batches of 16, as its users run it), with the ratio; and the useful work rate:
+card's (batches of 16, as its users run it), with the ratio; on CUDA (or with --one-thread)
+also ours 8 at once with one thread tokenizing and running, against the batcher's default of
+tokenizing the next group while the model runs; and the useful work rate:
 FLOPs of the transformer layers over real tokens per second against this machine's own
 fp32 matmul rate (or MFU against the GPU's bf16 peak).
 
@@ -165,9 +167,20 @@ def candidates(tokenizer: object, docs: list[str], n: int, lo: int, hi: int, rnd
 
 
 async def run_ours(
-    model: Qwen3Reranker, searches: list[tuple[str, list[str]]], concurrent: int, batch_tokens: int
+    model: Qwen3Reranker,
+    searches: list[tuple[str, list[str]]],
+    concurrent: int,
+    batch_tokens: int,
+    prepare_ahead: bool = True,
 ) -> tuple[list[float], float, Batcher]:
-    batcher = Batcher("bench", lambda: model, batch_tokens=batch_tokens, max_wait_ms=2, max_queue=10_000)
+    batcher = Batcher(
+        "bench",
+        lambda: model,
+        batch_tokens=batch_tokens,
+        max_wait_ms=2,
+        max_queue=10_000,
+        prepare_ahead=prepare_ahead,
+    )
     await batcher.start()
     batcher.stats.__init__()  # type: ignore[misc]  # count the measured runs only
     latencies: list[float] = []
@@ -219,6 +232,11 @@ def main() -> int:
         default="auto",
         choices=("auto", "on", "off"),
         help="ours: packed batches (auto: where flash-attention's varlen kernels are)",
+    )
+    ap.add_argument(
+        "--one-thread",
+        action="store_true",
+        help="also run ours 8 at once with one thread tokenizing and running (on CUDA: always)",
     )
     ap.add_argument(
         "--ref-concurrent",
@@ -297,6 +315,20 @@ def main() -> int:
                 report_row(
                     "ours, 8 at once", lat8, wall8, sum(toks8), len(toks8), b8.stats.padding_waste, mem.mb
                 )
+                if args.one_thread or device.type == "cuda":  # what tokenizing ahead is worth
+                    with PeakMemory(device) as mem:
+                        lat1, wall1, b1 = asyncio.run(
+                            run_ours(ours, searches[:8], 8, args.batch_tokens, prepare_ahead=False)
+                        )
+                    report_row(
+                        "ours, 8 at once, one thread",
+                        lat1,
+                        wall1,
+                        sum(toks8),
+                        len(toks8),
+                        b1.stats.padding_waste,
+                        mem.mb,
+                    )
 
             q, d = searches[0]
             ref_toks = real_tokens(ours, searches[:1])

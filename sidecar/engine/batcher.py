@@ -1,18 +1,23 @@
 """The batcher: the one bridge between the event loop and a model's inference thread.
 
-Callers ``await score(...)``. Requests queue up; the thread takes everything that arrived
-within ``max_wait_ms`` of the first (or until ``batch_tokens`` worth is waiting), tokenizes
-it, sorts all pairs by length and runs them in batches of at most ``batch_tokens`` padded
-tokens, so pairs of concurrent searches share forward passes. Results go back with
-``loop.call_soon_threadsafe``. A request that would wait past its budget fails at once
-(``Overloaded``) so the proxy falls back instead of queueing; a cancelled request leaves
-the queue; an exception reaches exactly the requests whose pairs were in the failing batch.
+Callers ``await score(...)``. Requests queue up; a preparing thread takes everything that
+arrived within ``max_wait_ms`` of the first (or until ``batch_tokens`` worth is waiting) and
+tokenizes it into groups of about ``batch_tokens`` tokens; the inference thread sorts each
+group's pairs by length and runs them in batches of at most ``batch_tokens`` (padded) tokens,
+so pairs of concurrent searches share forward passes. The two threads overlap: the next
+group is tokenized while the current one is in the model (the tokenizer releases the GIL),
+and at most one group waits ready (the queue is taken again only once it is in the model, so
+searches that arrive meanwhile still share batches). Results go back with ``loop.call_soon_threadsafe``. A
+request that would wait past its budget fails at once (``Overloaded``) so the proxy falls
+back instead of queueing; a cancelled request leaves the queue; an exception reaches exactly
+the requests whose pairs were in the failing batch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import threading
 import time
 from collections import deque
@@ -39,7 +44,7 @@ log = logging.getLogger(__name__)
 __all__ = ["BatchStats", "Batcher", "ModelTimeout", "Overloaded"]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False)  # hashed by identity: the set of taken requests
 class _Request:
     """The documents against one or more queries (a search's query and its variants)."""
 
@@ -76,8 +81,12 @@ def _settle(fut: asyncio.Future[list[list[float]]], result: list[list[float]] | 
         fut.set_result(result)
 
 
+_Item = tuple[_Request, tuple[int, int], Encoded]  # a request, (query, document), one encoded pair
+
+
 class Batcher(ScoresFromTimed):
-    """Owns one model's inference thread; the model is built on that thread too."""
+    """Owns one model's inference thread (the model is built on it) and, for a pair backend,
+    the thread that tokenizes ahead of it."""
 
     def __init__(
         self,
@@ -87,8 +96,10 @@ class Batcher(ScoresFromTimed):
         batch_tokens: int = 16384,
         max_wait_ms: float = 2.0,
         max_queue: int = 256,
+        prepare_ahead: bool = True,
     ) -> None:
         self.name = name
+        self.prepare_ahead = prepare_ahead  # False: one thread tokenizes and runs (benchmarks compare)
         self._load = load
         self.batch_tokens = batch_tokens
         self.max_wait = max_wait_ms / 1000
@@ -97,7 +108,8 @@ class Batcher(ScoresFromTimed):
         self.backend: Backend | None = None
         self._pending: deque[_Request] = deque()
         self._queued_tokens = 0
-        self._inflight_tokens = 0  # taken by the thread, not yet finished
+        self._taken: set[_Request] = set()  # taken from the queue, not yet answered
+        self._ready_groups: queue.Queue[list[_Item] | None] = queue.Queue(maxsize=1 if prepare_ahead else 0)
         self._cond = threading.Condition()
         self._stopping = False
         self._tokens_per_s = 0.0  # measured; 0 until the first batch
@@ -106,8 +118,8 @@ class Batcher(ScoresFromTimed):
 
     @property
     def queue_depth(self) -> int:
-        """Requests waiting for the thread."""
-        return len(self._pending)
+        """Requests waiting for the model: queued, or tokenized and not yet in a forward pass."""
+        return len(self._pending) + sum(r.first_batch is None for r in list(self._taken))
 
     async def start(self) -> Backend:
         """Start the thread, build and warm up the model there; return it."""
@@ -168,13 +180,13 @@ class Batcher(ScoresFromTimed):
         loop = asyncio.get_running_loop()
         est = self._estimate(queries, documents)
         with self._cond:
-            work = self._queued_tokens + self._inflight_tokens + est
+            work = self._queued_tokens + sum(r.est_tokens for r in self._taken) + est
             wait = work / self._tokens_per_s if self._tokens_per_s else 0.0
-            if len(self._pending) >= self.max_queue or wait > timeout_s:
+            waiting = self.queue_depth
+            if waiting >= self.max_queue or wait > timeout_s:
                 self.stats.overloaded += 1
                 raise Overloaded(
-                    f"model {self.name!r}: {len(self._pending)} requests queued,"
-                    f" about {wait * 1000:.0f} ms of work"
+                    f"model {self.name!r}: {waiting} requests queued, about {wait * 1000:.0f} ms of work"
                 )
             request = _Request(queries, documents, instruction, loop.create_future(), loop, est)
             self._pending.append(request)
@@ -196,6 +208,7 @@ class Batcher(ScoresFromTimed):
                 if request in self._pending:  # cancelled before the thread took it
                     self._pending.remove(request)
                     self._queued_tokens -= request.est_tokens
+                self._taken.discard(request)
 
     # inference thread
     def _main(self) -> None:
@@ -207,13 +220,25 @@ class Batcher(ScoresFromTimed):
             return
         self.backend = backend
         self._loop.call_soon_threadsafe(self._started, backend)
-        while True:
-            requests = self._take()
-            if requests is None:
-                return
-            if requests:
-                self._run(backend, requests)
-            self._inflight_tokens = 0
+        if not isinstance(backend, PairBackend):
+            while (requests := self._take()) is not None:
+                self._run_whole(backend, requests)
+            return
+        if not self.prepare_ahead:
+            while (requests := self._take()) is not None:
+                self._group(backend, requests)
+                while not self._ready_groups.empty():
+                    if (group := self._ready_groups.get()) is not None:
+                        self._run_group(backend, group)
+            return
+        preparing = threading.Thread(
+            target=self._prepare, args=(backend,), name=f"prepare-{self.name}", daemon=True
+        )
+        preparing.start()
+        while (group := self._ready_groups.get()) is not None:
+            self._ready_groups.task_done()  # taken: the preparing thread may take the queue again
+            self._run_group(backend, group)
+        preparing.join()
 
     def _started(self, backend: Backend) -> None:
         if self._ready is not None and not self._ready.done():
@@ -235,35 +260,50 @@ class Batcher(ScoresFromTimed):
                 if left <= 0:
                     break
                 self._cond.wait(left)
-            taken = list(self._pending)
+            taken = [r for r in self._pending if not r.future.cancelled()]
             self._pending.clear()
-            self._inflight_tokens = self._queued_tokens
             self._queued_tokens = 0
-        return [r for r in taken if not r.future.cancelled()]
+            self._taken.update(taken)
+        return taken
 
-    def _run(self, backend: Backend, requests: list[_Request]) -> None:
-        if not isinstance(backend, PairBackend):
-            for r in requests:  # a backend that scores whole requests (the bi-encoder)
-                r.first_batch = time.monotonic()
-                try:
-                    if isinstance(backend, ManyQueryBackend):
-                        result = backend.score_many(r.queries, r.documents, r.instruction)
-                    else:
-                        result = [backend.score(q, r.documents, r.instruction) for q in r.queries]
-                except Exception as e:
-                    r.deliver(e)
-                    continue
-                # counted before the answer goes out: whoever awaits it sees the figures that include it
-                for _ in r.queries:  # one call of the model per query; its padding is its own
-                    self.stats.batches += 1
-                    self.stats.pairs += len(r.documents)
-                    self.stats.last_batch_sizes.append(len(r.documents))
-                r.deliver(result)
-            return
+    def _run_whole(self, backend: Backend, requests: list[_Request]) -> None:
+        """A backend that scores whole requests (the bi-encoder), one after the other."""
+        for r in requests:
+            r.first_batch = time.monotonic()
+            try:
+                if isinstance(backend, ManyQueryBackend):
+                    result = backend.score_many(r.queries, r.documents, r.instruction)
+                else:
+                    result = [backend.score(q, r.documents, r.instruction) for q in r.queries]
+            except Exception as e:
+                r.deliver(e)
+                continue
+            # counted before the answer goes out: whoever awaits it sees the figures that include it
+            for _ in r.queries:  # one call of the model per query; its padding is its own
+                self.stats.batches += 1
+                self.stats.pairs += len(r.documents)
+                self.stats.last_batch_sizes.append(len(r.documents))
+            r.deliver(result)
+
+    def _prepare(self, backend: PairBackend) -> None:
+        """The preparing thread: takes requests, tokenizes them, hands groups to inference."""
+        try:
+            while True:
+                # One group ahead, no more: the queue is taken again only once the group made
+                # from the last take is in the model, so searches that arrive meanwhile are
+                # coalesced into one group rather than run as many small ones.
+                self._ready_groups.join()
+                if (requests := self._take()) is None:
+                    return
+                self._group(backend, requests)
+        finally:
+            self._ready_groups.put(None)
+
+    def _group(self, backend: PairBackend, requests: list[_Request]) -> None:
         # In arrival order, requests are grouped until a group holds a batch worth of
         # tokens; each group's pairs are sorted by length together. Small searches share
         # batches, and a large one does not wait for every other search to finish first.
-        group: list[tuple[_Request, tuple[int, int], Encoded]] = []
+        group: list[_Item] = []
         tokens = 0
         for r in requests:
             if r.future.cancelled():
@@ -285,14 +325,12 @@ class Batcher(ScoresFromTimed):
             ]
             tokens += sum(len(e[0]) for per_query in encoded for chunks in per_query for e in chunks)
             if tokens >= self.batch_tokens:
-                self._run_group(backend, group)
+                self._ready_groups.put(group)  # waits while one group is ready and one is running
                 group, tokens = [], 0
         if group:
-            self._run_group(backend, group)
+            self._ready_groups.put(group)
 
-    def _run_group(
-        self, backend: PairBackend, items: list[tuple[_Request, tuple[int, int], Encoded]]
-    ) -> None:
+    def _run_group(self, backend: PairBackend, items: list[_Item]) -> None:
         packed = bool(getattr(backend, "packed", False))  # one sequence per batch: no padding
         for batch in token_batches([len(e[0]) for _, _, e in items], self.batch_tokens, packed=packed):
             live = [items[i] for i in batch if not items[i][0].done and not items[i][0].future.cancelled()]
@@ -317,9 +355,7 @@ class Batcher(ScoresFromTimed):
                 if r.remaining == 0:
                     r.deliver(r.scores)
 
-    def _account(
-        self, live: list[tuple[_Request, tuple[int, int], Encoded]], seconds: float, packed: bool = False
-    ) -> None:
+    def _account(self, live: list[_Item], seconds: float, packed: bool = False) -> None:
         real = sum(len(e[0]) for _, _, e in live)
         padded = real if packed else max(len(e[0]) for _, _, e in live) * len(live)
         st = self.stats

@@ -54,8 +54,17 @@ def expected(text: str) -> float:
     return (sum(map(ord, text)) % 997) / 997
 
 
+MODE = {"prepare_ahead": True}
+
+
+@pytest.fixture(autouse=True, params=[True, False], ids=["ahead", "one-thread"])
+def _mode(request: pytest.FixtureRequest) -> None:
+    """Every test through ``_batcher`` runs with tokenizing ahead and with one thread."""
+    MODE["prepare_ahead"] = request.param
+
+
 async def _batcher(backend: RecordingBackend, **kw: object) -> Batcher:
-    b = Batcher("m", lambda: backend, **kw)  # type: ignore[arg-type]
+    b = Batcher("m", lambda: backend, **{**MODE, **kw})  # type: ignore[arg-type]
     await b.start()
     backend.batches.clear()
     return b
@@ -272,4 +281,62 @@ async def test_a_query_and_its_variants_are_one_request() -> None:
             0
         ].queue_ms is None  # all cached
     finally:
+        b.stop()
+
+
+class OverlapProbe(RecordingBackend):
+    """Records, for each forward pass, whether another search was tokenized while it ran."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoding = threading.Event()
+        self.overlapped: list[bool] = []
+        self.wait_s = 5.0
+
+    def encode(self, query: str, documents: Sequence[str], instruction: str | None) -> list[list[Encoded]]:
+        if query == "second":
+            self.encoding.set()
+        return super().encode(query, documents, instruction)
+
+    def forward(self, batch: Sequence[Encoded]) -> list[float]:
+        first = any("first|" in "".join(map(chr, ids)) for ids, _ in batch)
+        if first:  # the first search's pass waits (bounded) for the second to be tokenized
+            self.overlapped.append(self.encoding.wait(self.wait_s))
+        return super().forward(batch)
+
+
+async def test_the_next_search_is_tokenized_while_the_model_runs() -> None:
+    backend = OverlapProbe()
+    if not MODE["prepare_ahead"]:
+        backend.wait_s = 0.5  # it cannot happen: waited out
+    b = await _batcher(backend, batch_tokens=64, max_wait_ms=0)
+    try:
+        first = asyncio.ensure_future(b.score("first", ["a"], None, 30.0))
+        await asyncio.sleep(0.05)  # the first search is taken and in its forward pass
+        second = await b.score("second", ["b"], None, 30.0)
+        assert await first == [expected("first|a")] and second == [expected("second|b")]
+        assert backend.overlapped == [MODE["prepare_ahead"]]
+    finally:
+        b.stop()
+
+
+async def test_searches_that_arrive_while_the_model_runs_share_a_batch() -> None:
+    """Tokenizing ahead takes one group, no more: the rest wait and are coalesced."""
+    backend = RecordingBackend()
+    b = await _batcher(backend, max_wait_ms=0)
+    try:
+        backend.gate.clear()
+        first = asyncio.ensure_future(b.score("q", ["a"], None, 10.0))
+        await asyncio.sleep(0.1)  # in its forward pass
+        second = asyncio.ensure_future(b.score("q", ["bb"], None, 10.0))
+        await asyncio.sleep(0.1)  # tokenized ahead, waiting ready
+        later = []
+        for d in ("c" * 38, "d" * 39):  # one after the other, each given time to be taken alone
+            later.append(asyncio.ensure_future(b.score("q", [d], None, 10.0)))
+            await asyncio.sleep(0.1)
+        backend.gate.set()
+        await asyncio.gather(first, second, *later)
+        assert [40, 41] in [sorted(sizes) for sizes in backend.batches]  # lengths of q|ccc.., q|ddd..
+    finally:
+        backend.gate.set()
         b.stop()
