@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import ssl
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
@@ -13,6 +12,7 @@ from opensearchpy import OpenSearch, Urllib3HttpConnection
 from opensearchpy.exceptions import OpenSearchException
 from opensearchpy.helpers import BulkIndexError, bulk
 
+from sidecar.credentials import basic_auth
 from sidecar.experiments.ubi import query_record
 
 
@@ -32,10 +32,7 @@ class OpenSearchSink:
     ) -> None:
         self.index = index
         self.document = document or _event_document
-        auth = None
-        if basic_auth_env:
-            user, _, password = os.environ.get(basic_auth_env, "").partition(":")
-            auth = (user, password) if user else None
+        auth = basic_auth(basic_auth_env, required=False)  # unset: the sink writes without credentials
         tls: dict[str, Any] = {}
         if isinstance(verify, ssl.SSLContext):
             tls = {"ssl_context": verify}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from sidecar.config import ExperimentConfig, RouteConfig
 from sidecar.events.event import ExperimentRecord
@@ -25,6 +26,11 @@ class Lab:
     name: str
     config: ExperimentConfig
     tracker: Tracker
+
+    @cached_property
+    def settings(self) -> str:
+        """The settings hash every event of this experiment carries (once per snapshot)."""
+        return fingerprint(self.config)
 
 
 @dataclass(frozen=True)
@@ -103,7 +109,7 @@ async def choose(
             identified=identified,
             credit=credit,
             stopped=stopped,
-            settings=fingerprint(cfg),
+            settings=lab.settings,
         )
 
     both = (control.ids(n), treatment.ids(n))

@@ -124,6 +124,7 @@ class Experiment:
 
     def __init__(self, name: str, route: str, config: ExperimentConfig) -> None:
         self.name, self.route, self.config = name, route, config
+        self.settings = fingerprint(config)  # what its searches' events carry
         self.started = time.time()
         self.queries = 0  # identified searches, the ones the experiment judges by
         self.unidentified = 0  # served the default arm (control), counted apart
@@ -333,7 +334,7 @@ class Tracker:
         taken = 0
         for e in events:
             exp = self.experiments.get(e.experiment.name) if e.experiment else None
-            if exp is None or e.experiment is None or e.experiment.settings != fingerprint(exp.config):
+            if exp is None or e.experiment is None or e.experiment.settings != exp.settings:
                 continue
             # shadow with its usual arms: the cluster's window against the route's order
             shadow = exp.config.mode == "shadow"

@@ -238,11 +238,7 @@ class ConfigStore:
                 if found is None:
                     return False
             version, shared = found
-            if (
-                self.seen is not None
-                and version.seq_no == self.seen.seq_no
-                and version.primary_term == self.seen.primary_term
-            ):
+            if self.seen is not None and _same(version, self.seen):
                 self._ok()
                 return False
             try:

@@ -80,8 +80,8 @@ class SharedCache:
         self._down_until = 0.0
         self._writes: set[asyncio.Task[None]] = set()
 
-    def _key(self, fingerprint: str, key: bytes) -> bytes:
-        return f"{self.cfg.prefix}{fingerprint}:".encode() + key
+    def _prefix(self, fingerprint: str) -> bytes:
+        return f"{self.cfg.prefix}{fingerprint}:".encode()
 
     def _failed(self, e: BaseException) -> None:
         self.errors += 1
@@ -104,9 +104,10 @@ class SharedCache:
         if not self.up:
             self.misses += len(keys)
             return [None] * len(keys)
+        prefix = self._prefix(fingerprint)
         try:
             raw = await asyncio.wait_for(
-                self.client.mget([self._key(fingerprint, k) for k in keys]), self.cfg.timeout_ms / 1000
+                self.client.mget([prefix + k for k in keys]), self.cfg.timeout_ms / 1000
             )
         except (RedisError, OSError, asyncio.TimeoutError) as e:
             self._failed(e)
@@ -126,11 +127,13 @@ class SharedCache:
         if not items or not self.up:
             return
 
+        prefix = self._prefix(fingerprint)
+
         async def write() -> None:
             try:
                 pipe = self.client.pipeline(transaction=False)
                 for key, score in items:
-                    pipe.set(self._key(fingerprint, key), struct.pack("<d", score), ex=self.cfg.ttl_s)
+                    pipe.set(prefix + key, struct.pack("<d", score), ex=self.cfg.ttl_s)
                 await asyncio.wait_for(pipe.execute(), max(1.0, self.cfg.timeout_ms / 1000 * 10))
             except (RedisError, OSError, asyncio.TimeoutError) as e:
                 self._failed(e)
