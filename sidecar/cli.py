@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sidecar.config import Config, ConfigError, load_config, parse_listen
+from sidecar.masking import mask_url
 
 
 def _run(coro: Coroutine[Any, Any, None]) -> None:
@@ -100,7 +101,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             ready.cancel()
             return task.result()
         logging.getLogger("sidecar").info(
-            "proxy on %s -> %s, admin on %s", server.proxy_url, config.upstream.url, server.admin_url
+            "proxy on %s -> %s, admin on %s",
+            server.proxy_url,
+            mask_url(config.upstream.url),
+            server.admin_url,
         )
         await task
 

@@ -277,6 +277,10 @@ class ExperimentConfig(_Model):
     stop_if_losing: bool = False
     guardrail_p: float = Field(0.01, gt=0, lt=0.5)
     min_queries: int = Field(50, ge=1)
+    # what one identity can weigh: searches it counts for, clicks it counts (past them it is
+    # served as usual and not counted), so a few forged users cannot move the figures
+    max_searches_per_identity: int = Field(500, ge=1)
+    max_clicks_per_identity: int = Field(200, ge=1)
 
     @field_validator("identity")
     @classmethod
@@ -399,6 +403,10 @@ class EventsConfig(_Model):
     # keep no query or document text in events (memory, SQLite, the index, the live stream): for
     # clusters whose document- or field-level security must not be copied out of them
     redact: bool = False
+    # characters an event keeps of the query, of each variant and of each title (as OpenSearch's
+    # slow log keeps 1,000 of a source); the memory buffer is also bounded by bytes
+    max_text_chars: int = Field(1000, ge=16)
+    buffer_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024)
 
 
 class TlsConfig(_Model):
@@ -421,6 +429,11 @@ class UbiConfig(_Model):
     queries_index: str = "ubi_queries"
     # served lists kept to match clicks to; the oldest go first
     max_pending: int = Field(20_000, ge=100)
+    # a click counts for an experiment only this long after its search
+    click_window_s: float = Field(3600.0, gt=0)
+    # env var holding the key the sidecar signs the query ids it issues with (the same on every
+    # sidecar of a fleet, so any of them can tell a forged id); unset: a key of this process
+    query_id_key_env: str | None = None
 
 
 class CacheConfig(_Model):
@@ -441,6 +454,30 @@ class CacheConfig(_Model):
         return v
 
 
+class LimitsConfig(_Model):
+    """What one client may take of the proxy listener (and the admin one): every size and wait
+    bounded, as OpenSearch's http.* settings, nginx's client_* and Envoy's timeouts do."""
+
+    # request line and headers together (OpenSearch's http.max_header_size): 431 past it
+    max_header_bytes: int = Field(16 * 1024, ge=1024, le=1024 * 1024)
+    # from a connection's first byte (or a keep-alive request's) to its last header: 408 past it
+    header_timeout_s: float = Field(10.0, gt=0)
+    # the longest pause between two reads of a request body: 408 past it
+    body_timeout_s: float = Field(60.0, gt=0)
+    # an idle keep-alive connection is closed after this long
+    keep_alive_s: float = Field(75.0, gt=0)
+    # open connections per listener; a connection past it gets 503 and is closed (the soft limit
+    # of open files is raised to the hard one at start, and this is kept under it)
+    max_connections: int = Field(4096, ge=1)
+    # JSON nesting an intercepted body may have (deeper: passed to the cluster unparsed)
+    max_json_depth: int = Field(100, ge=4, le=1000)
+    # query text the sidecar reranks at most (a model reads a few hundred tokens; a longer one
+    # goes to the cluster as it came)
+    max_query_chars: int = Field(10_000, ge=100)
+    # _msearch sub-searches reranked per request; the rest are answered in the cluster's order
+    max_reranked_subsearches: int = Field(20, ge=1)
+
+
 class ConfigStoreConfig(_Model):
     """Where a fleet of sidecars keeps its one config: a document of an OpenSearch index."""
 
@@ -449,6 +486,9 @@ class ConfigStoreConfig(_Model):
     url: str | None = None  # the store's cluster; default: the upstream
     basic_auth_env: str | None = None  # env var holding user:password for it
     interval_s: float = Field(5.0, gt=0, le=3600)  # how often each sidecar reads it
+    # env var holding the key the stored document is signed with (HMAC-SHA256): every sidecar of
+    # the fleet has it, whoever else writes the document is refused
+    key_env: str = Field("RERANK_SIDECAR_CONFIG_KEY", min_length=1)
 
     @field_validator("url")
     @classmethod
@@ -470,6 +510,7 @@ class Config(_Model):
     # a second tier of the score cache that the fleet shares (Valkey/Redis); models' cache_size
     # stays the in-process tier in front of it
     cache: CacheConfig | None = None
+    limits: LimitsConfig = LimitsConfig()
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     routes: list[RouteConfig] = Field(default_factory=list)
     max_search_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
@@ -562,18 +603,35 @@ def parse_config(data: Any) -> Config:
         raise ConfigError(format_validation_error(e)) from None
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate a YAML config file."""
-    p = Path(path)
+def _read_yaml(p: Path) -> Any:
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{p}: cannot read: {e.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e)
         raise ConfigError(f"{p}: invalid YAML{where}: {problem}") from None
-    return parse_config(data)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML config file."""
+    return parse_config(_read_yaml(Path(path)))
+
+
+def check_reload(path: str | Path, running: Config) -> None:
+    """Refuse a changed config file that looks half-written: empty, or valid YAML that has lost
+    every route the running config has without saying ``routes: []`` (a save cut short before
+    ``routes:``). The running config then stays."""
+    p = Path(path)
+    data = _read_yaml(p)
+    if not isinstance(data, dict) or not data:
+        raise ConfigError(f"{p}: empty (a save under way, or cut short?): not applied")
+    if running.routes and "routes" not in data:
+        raise ConfigError(
+            f"{p}: has no routes key, which would drop all {len(running.routes)} routes"
+            " (a save cut short?): not applied; write routes: [] to remove every route"
+        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -20,8 +21,9 @@ from sidecar.engine.registry import make_scorer, model_calibration
 from sidecar.events.metrics import Metrics
 from sidecar.events.sink import OpenSearchSink, Sinks, ubi_query_document
 from sidecar.events.store import EventStore
+from sidecar.experiments.assign import clicker
 from sidecar.experiments.serve import Lab
-from sidecar.experiments.tracker import Tracker
+from sidecar.experiments.tracker import ReplayedClick, Tracker
 from sidecar.experiments.ubi import Click
 from sidecar.fleet.config_store import LOCAL_KEYS, ConfigStore, StoreUnavailable
 from sidecar.fleet.history import FleetHistory
@@ -91,13 +93,17 @@ class Runtime:
         else:
             await self.store.change(self.config, new, self.apply)
 
-    def feedback(self, found: Sequence[Click]) -> int:
-        """Clicks from UBI events: counted by the experiments whose searches they name, kept
-        on disk for judgments. Returns how many an experiment counted."""
+    def feedback(self, found: Sequence[Click], headers: Mapping[str, str] | None = None) -> int:
+        """Clicks from UBI events: counted by the experiments whose searches they name (only
+        the searcher's own: identity from the click's client_id, or from ``headers``, the
+        write's, for header and cookie identities), kept on disk for judgments unless an
+        experiment refused them. Returns how many an experiment counted."""
         counted = 0
         for click in found:
-            counted += self.tracker.click(click.query_id, click.object_id)
-            self.events.add_click(click)
+            result = self.tracker.click(click.query_id, click.object_id, clicker(click, headers or {}))
+            counted += result == "counted"
+            if result in ("counted", "unmatched"):
+                self.events.add_click(click, self.tracker.last_identity if result == "counted" else None)
         return counted
 
     def breaker(self, model: str) -> CircuitBreaker:
@@ -141,7 +147,11 @@ class Runtime:
                 key = rewriter.cfg.llm.model_dump_json()
                 client = llms[key] = llms.get(key) or self._llms.get(key) or LlmRewriter(rewriter.cfg.llm)
             exp = route.experiment
-            lab = Lab(exp.name or route.name, exp, self.tracker) if exp is not None else None
+            lab = (
+                Lab(exp.name or route.name, exp, self.tracker, config.events.redact)
+                if exp is not None
+                else None
+            )
             routes.append(
                 CompiledRoute(route.name, route, models[route.model], rewriter, client, lab, models)
             )
@@ -192,6 +202,17 @@ class Runtime:
         for c in self._llms.values():
             await c.aclose()
         self._llms = {}
+
+
+def query_id_key(config: Config) -> bytes | None:
+    """The key query ids are signed with (``ubi.query_id_key_env``), or None for one of the process's."""
+    env = config.ubi.query_id_key_env
+    if not env:
+        return None
+    value = os.environ.get(env, "")
+    if len(value) < 16:
+        raise ConfigError(f"ubi.query_id_key_env: environment variable {env} must hold 16+ characters")
+    return value.encode()
 
 
 def ssl_context(config: Config) -> ssl.SSLContext | None:
@@ -266,17 +287,23 @@ async def open_runtime(
                         verify=ssl_context(config) or up.verify,
                         basic_auth_env=ev.basic_auth_env,
                         document=document,
+                        hidden=document is None,  # the events index is the sidecar's own
                     )
                 )
         sink = Sinks(found) if found else None
         if sink is not None:
             stack.callback(sink.close)
         events = EventStore(
-            ev.sqlite, buffer=ev.buffer, max_events=ev.max_events, max_age_days=ev.max_age_days, sink=sink
+            ev.sqlite,
+            buffer=ev.buffer,
+            max_events=ev.max_events,
+            max_age_days=ev.max_age_days,
+            sink=sink,
+            buffer_bytes=ev.buffer_bytes,
         )
         events.open()
         stack.callback(events.close)
-        tracker = Tracker(config.ubi.max_pending)
+        tracker = Tracker(config.ubi.max_pending, query_id_key(config), config.ubi.click_window_s)
         runtime = Runtime(
             Snapshot(config, (), {}),
             pool,
@@ -305,7 +332,8 @@ async def open_runtime(
                 runtime.store.failed(str(e))
         if tracker.experiments:  # figures survive a restart when searches and clicks are stored
             since = time.time() - ev.max_age_days * 86400
-            taken = tracker.replay(*events.experiment_history(since))
+            searches, stored = events.experiment_history(since)
+            taken = tracker.replay(searches, [ReplayedClick(q, o, t, i) for q, o, t, i in stored])
             if taken:
                 log.info("experiments: %d stored searches and their clicks taken back", taken)
         stack.push_async_callback(runtime.aclose_rewriters)

@@ -14,15 +14,14 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from watchfiles import awatch
 
 from sidecar.admin.app import AdminApp
-from sidecar.config import Config, ConfigError, parse_listen
+from sidecar.config import Config, ConfigError, check_reload, parse_listen
 from sidecar.engine.protocol import Backend
 from sidecar.fleet.config_store import StoreConflict, StoreUnavailable
+from sidecar.listener import LimitedHttpProtocol, raise_open_files_limit
 from sidecar.proxy.app import ProxyApp
-from sidecar.proxy.errors import error_body
 from sidecar.rewrite.load import rules_paths
 from sidecar.runtime import Runtime, open_runtime
 
@@ -72,18 +71,6 @@ def bind(listen: str) -> socket.socket:
     return sock
 
 
-class SidecarHttpProtocol(HttpToolsProtocol):
-    """uvicorn's HTTP/1.1 protocol, answering a malformed request (a CR or LF inside a header
-    value, a bad request line) with a 400 in OpenSearch's error shape rather than plain text."""
-
-    def send_400_response(self, msg: str) -> None:
-        body = error_body(400, "http_parse_exception", f"invalid HTTP request: {msg}")
-        head = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json; charset=UTF-8\r\n"
-        head += b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
-        self.transport.write(head + body)
-        self.transport.close()
-
-
 class _Server(uvicorn.Server):
     # Signals are handled once for both listeners by SidecarServer.
     @contextlib.contextmanager
@@ -111,6 +98,18 @@ class SidecarServer:
         self.watch_interval_s = watch_interval_s
         self.token = admin_token(config)
         self.backends = backends
+        limits = config.limits
+        open_files = raise_open_files_limit(2 * limits.max_connections + 256)
+        # both listeners' connections, the upstream pool's and the stores' files under the limit
+        most = max(1, min(limits.max_connections, (open_files - 256) // 2))
+        if most < limits.max_connections:
+            log.warning(
+                "limits.max_connections %d lowered to %d: open files limit %d",
+                limits.max_connections,
+                most,
+                open_files,
+            )
+        self.protocol = LimitedHttpProtocol.under(limits, most)
         self.proxy_sock = bind(config.listen)
         self.admin_sock = bind(config.admin.listen)
         self._servers: list[_Server] = []
@@ -137,7 +136,8 @@ class SidecarServer:
         tls = self.config.tls
         cfg = uvicorn.Config(
             app,  # type: ignore[arg-type]
-            http=SidecarHttpProtocol,
+            http=self.protocol,
+            ws="none",  # no WebSocket on either listener: an upgrade is a plain request (400)
             ssl_certfile=tls.certfile if tls else None,
             ssl_keyfile=tls.keyfile if tls else None,
             ssl_ca_certs=tls.ca_certs if tls else None,
@@ -148,7 +148,7 @@ class SidecarServer:
             date_header=False,
             access_log=False,
             log_config=None,
-            timeout_keep_alive=75,
+            timeout_keep_alive=self.config.limits.keep_alive_s,  # type: ignore[arg-type]
             timeout_graceful_shutdown=10,
             backlog=2048,
         )
@@ -220,13 +220,21 @@ async def watch_config(rt: Runtime, path: Path, reload: Callable[[], Config], in
         rules = set(rules_paths(rt.config, path.parent))
         last = state({path, *rules})
         folders = sorted({f.parent for f in last if f.parent.is_dir()})
-        async for _ in awatch(*folders, debounce=ms, step=min(50, ms), recursive=False):
+        names = {f.name for f in last}
+
+        def ours(_: object, changed: str, names: set[str] = names) -> bool:
+            # the watched files, and a Kubernetes ConfigMap's ..data swap; not a log file beside them
+            name = Path(changed).name
+            return name in names or name.startswith("..")
+
+        async for _ in awatch(*folders, watch_filter=ours, debounce=ms, step=min(50, ms), recursive=False):
             now = state(set(last))
             if now == last or now[path] is None:
                 continue  # another file of the folder, or the config is away mid-swap
             rules_changed = any(now[f] != last[f] for f in rules)
             last = now
             try:
+                await asyncio.to_thread(check_reload, path, rt.config)
                 new = await asyncio.to_thread(reload)
                 if new != rt.config or rules_changed:
                     await rt.change(new)

@@ -53,7 +53,16 @@ class Model:
         probe = self.breaker.before()
         try:
             timed = await self.scorer.score_queries(queries, documents, instruction, timeout_s)
-        except (ModelTimeout, Overloaded, asyncio.CancelledError):
+        except ModelTimeout:
+            # a serving engine that keeps missing its budget makes every search wait it out:
+            # counted as a failure, as Envoy's outlier detection counts timeouts (a local model's
+            # timeout is its queue under load, which the overload fallback already sheds)
+            if self.scorer.backend is None:
+                self.breaker.failure()
+            else:
+                self.breaker.neutral(probe)
+            raise
+        except (Overloaded, asyncio.CancelledError):
             self.breaker.neutral(probe)
             raise
         except Exception:

@@ -16,6 +16,9 @@ from typing import Any
 import httpx
 import yaml
 
+# the fleet's config signing key (config_store.key_env's default variable) in tests and benches
+FLEET_KEY = "a fleet key for tests on loopback only"
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -52,6 +55,7 @@ class Fleet:
                 log = folder / f"sidecar-{i}.log"
                 self.logs.append(log)
                 env = dict(os.environ)
+                env.setdefault("RERANK_SIDECAR_CONFIG_KEY", FLEET_KEY)
                 if threads is not None:
                     env["OMP_NUM_THREADS"] = str(threads)
                 self.procs.append(

@@ -227,7 +227,13 @@ def test_the_fleet_profile_puts_three_replicas_with_one_config_cache_and_history
         cache_port = cache.port
         env = service["environment"]
         for var in filter(
-            None, (cfg.admin.token_env, cfg.events.basic_auth_env, cfg.config_store.basic_auth_env)
+            None,
+            (
+                cfg.admin.token_env,
+                cfg.events.basic_auth_env,
+                cfg.config_store.basic_auth_env,
+                cfg.config_store.key_env,
+            ),
         ):
             assert var in env, f"{name}: {path.name} reads ${var}"
         ports = published(service)

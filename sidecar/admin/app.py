@@ -36,6 +36,8 @@ from sidecar.experiments.tracker import Tracker
 from sidecar.experiments.ubi import clicks
 from sidecar.fleet.config_store import StoreConflict, StoreUnavailable
 from sidecar.fleet.history import FleetHistory, HistoryError
+from sidecar.jsontext import json_bytes, json_text
+from sidecar.masking import mask_url, mask_urls
 from sidecar.proxy.asgi import JSON_HEADERS, Receive, Scope, Send, send_response
 from sidecar.proxy.errors import error_body
 from sidecar.runtime import Runtime
@@ -62,7 +64,7 @@ def _answers_json(handler: Callable[[Request], Awaitable[Any]]) -> Callable[[Req
     """An endpoint that answers what ``handler`` returns as JSON."""
 
     async def endpoint(request: Request) -> Response:
-        body = json.dumps(await handler(request), ensure_ascii=False).encode()
+        body = json_bytes(await handler(request))
         return Response(body, media_type="application/json; charset=UTF-8")
 
     return endpoint
@@ -212,10 +214,11 @@ class AdminApp:
         history = self._history(request.query_params.get("scope"))
         if history is None:
             return self.rt.tracker
-        fleet = Tracker(self.rt.config.ubi.max_pending)
+        ubi = self.rt.config.ubi
+        key = self.rt.tracker.key if self.rt.tracker.verifies else None
+        fleet = Tracker(ubi.max_pending, key, ubi.click_window_s)
         fleet.configure([(name, e.route, e.config) for name, e in self.rt.tracker.experiments.items()])
         events = await self._fleet_events(history, experiment=True)
-        ubi = self.rt.config.ubi
         try:
             found = await history.clicks(
                 ubi.events_index, [e.query_id for e in events if e.query_id], ubi.click_actions
@@ -228,7 +231,11 @@ class AdminApp:
     async def experiments(self, request: Request) -> dict[str, Any]:
         """Every experiment's figures (``scope=fleet``: over every sidecar's searches)."""
         tracker = await self._tracker(request)
-        return {"experiments": tracker.summaries(), "unmatched_clicks": tracker.unmatched}
+        return {
+            "experiments": tracker.summaries(),
+            "unmatched_clicks": tracker.unmatched,
+            "rejected_clicks": tracker.rejected,
+        }
 
     async def experiment(self, request: Request) -> dict[str, Any]:
         """One experiment's figures and its latest searches (served lists, credit, clicks)."""
@@ -270,7 +277,7 @@ class AdminApp:
                         nxt.cancel()
                         return
                     event = nxt.result()
-                    data = json.dumps(event.to_json(), ensure_ascii=False)
+                    data = json_text(event.to_json())
                     yield ServerSentEvent(data=data, event="search", id=event.id)
             finally:
                 closing.cancel()
@@ -298,27 +305,34 @@ class AdminApp:
         cfg = self.rt.config
         store = self.rt.store
         shared = self.rt.shared_cache
-        troubled = (
-            self.rt.events.write_error
-            or self.rt.events.sink_error
-            or (store and store.error)
-            or (shared and shared.error)
-        )
+        circuits = {name: self.rt.breaker(name).info() for name in self.rt.scorers}
+        opened = [name for name, c in circuits.items() if c["state"] != "closed"]
+        troubles = [
+            self.rt.events.state(),
+            store.error if store else None,
+            shared.error if shared else None,
+            f"circuit {', '.join(opened)}: answering in the cluster's order" if opened else None,
+        ]
+        found = [t for t in troubles if t]
         return {
-            "status": "degraded" if troubled else "ok",
+            "status": "degraded" if found else "ok",
+            "problems": found,
             "version": __version__,
             "uptime_s": round(time.time() - self.started, 1),
-            "upstream": cfg.upstream.url,
-            "models": {
-                name: b.info() | {"circuit": self.rt.breaker(name).info()}
-                for name, b in self.rt.scorers.items()
-            },
+            "upstream": mask_url(cfg.upstream.url),
+            "models": {name: b.info() | {"circuit": circuits[name]} for name, b in self.rt.scorers.items()},
             "routes": [{"indices": r.indices, "model": r.model, "window": r.window} for r in cfg.routes],
             "cuda": torch.cuda.is_available(),
             "events": {
                 "sqlite": self.rt.config.events.sqlite,
                 "in_memory": len(self.rt.events.ring),
                 "written": self.rt.events.written,
+                "queued": self.rt.events.queued,
+                "dropped": self.rt.events.dropped,
+                "reopened": self.rt.events.reopened,
+                "writer": "stopped"
+                if self.rt.events.state() == "the event writer has stopped"
+                else "running",
                 "error": self.rt.events.write_error,
                 "index": self.rt.config.events.index,
                 "sink_error": self.rt.events.sink_error,
@@ -330,7 +344,7 @@ class AdminApp:
     @staticmethod
     def config_view(config: Config) -> dict[str, Any]:
         """The running config as JSON, the admin token redacted."""
-        data = config.model_dump(mode="json")
+        data: dict[str, Any] = mask_urls(config.model_dump(mode="json"))
         if data["admin"].get("token"):
             data["admin"]["token"] = _REDACTED
         return data

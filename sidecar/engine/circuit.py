@@ -17,8 +17,9 @@ class CircuitOpen(Exception):
 class CircuitBreaker:
     """Closed: calls go through, consecutive errors are counted. Open after ``failures`` of them:
     calls fail at once for ``cooldown_s``. Then half-open: one call probes; its success closes
-    the circuit, its error opens it again. Timeouts and overload say nothing about the model's
-    health and leave the count alone. ``failures: 0`` never opens."""
+    the circuit, its error opens it again. A serving engine's timeouts count as errors (a hanging
+    one would make every search wait out its budget); overload, and a local model's timeout
+    (its queue under load), say nothing about its health. ``failures: 0`` never opens."""
 
     def __init__(self, name: str, failures: int, cooldown_s: float) -> None:
         self.name = name

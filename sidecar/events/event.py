@@ -48,6 +48,8 @@ class Reason(str, Enum):
     UNPARSED_HEADER = "unparsed-header"  # an _msearch header line that is not an object
     UNPARSED_PAGING = "unparsed-paging"
     UNPARSED_SOURCE = "unparsed-source"
+    QUERY_TOO_LONG = "query-too-long"  # past limits.max_query_chars: no model reads that far
+    MSEARCH_CAP = "msearch-cap"  # past limits.max_reranked_subsearches of one _msearch
     # bypass after the widened request: the cluster's own answer goes back
     UPSTREAM_UNAVAILABLE = "upstream-unavailable"  # no answer: 502/504 in OpenSearch's shape
     UPSTREAM_STATUS = "upstream-status"  # not a 200 search answer (header: upstream-status-NNN)
@@ -60,6 +62,7 @@ class Reason(str, Enum):
     OVERLOADED = "overloaded"
     CIRCUIT_OPEN = "circuit-open"
     MODEL_ERROR = "model-error"
+    SIDECAR_ERROR = "sidecar-error"  # a fault of the sidecar's own after the cluster answered
 
     def header(self, upstream_status: int | None = None) -> str:
         """The ``X-Rerank-Reason`` value."""
@@ -74,7 +77,14 @@ def reason_text(reason: Reason | str, upstream_status: int | None = None) -> str
 
 
 FALLBACK_REASONS = frozenset(
-    {Reason.WIDEN_REFUSED, Reason.TIMEOUT, Reason.OVERLOADED, Reason.CIRCUIT_OPEN, Reason.MODEL_ERROR}
+    {
+        Reason.WIDEN_REFUSED,
+        Reason.TIMEOUT,
+        Reason.OVERLOADED,
+        Reason.CIRCUIT_OPEN,
+        Reason.MODEL_ERROR,
+        Reason.SIDECAR_ERROR,
+    }
 )
 
 
@@ -140,6 +150,7 @@ class ExperimentRecord(_Record):
     credit: list[str] | None = None  # interleaved: the arm that placed each hit of the page
     stopped: bool = False  # the guardrail had stopped it: control served
     settings: str = ""  # a hash of the experiment's settings (a restart replays matching searches)
+    identity: str | None = None  # a hash of who searched: only their clicks count
 
 
 class SearchEvent(_Record):
@@ -181,6 +192,21 @@ class SearchEvent(_Record):
             and bool(self.baseline)
             and all(b.model_score is not None for b in self.baseline)
         )
+
+    def cap(self, chars: int) -> None:
+        """Keep at most ``chars`` of the query, of each variant, title and header value (a
+        megabyte query costs an event no more than ``chars``)."""
+        if self.query is not None and len(self.query) > chars:
+            self.query = self.query[:chars]
+        for v in self.variants:
+            if len(v.text) > chars:
+                v.text = v.text[:chars]
+        for hit in self.baseline:
+            if len(hit.title) > chars:
+                hit.title = hit.title[:chars]
+        self.headers = {k[:200]: v[:chars] for k, v in list(self.headers.items())[:50]}
+        if self.client_id is not None:
+            self.client_id = self.client_id[:200]
 
     def redact(self) -> None:
         """Keep no query or document text (``events.redact``): no query, variants' text, rules

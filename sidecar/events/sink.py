@@ -8,12 +8,22 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from opensearchpy import OpenSearch, Urllib3HttpConnection
-from opensearchpy.exceptions import OpenSearchException
+from opensearchpy import JSONSerializer, OpenSearch, Urllib3HttpConnection
+from opensearchpy.exceptions import OpenSearchException, RequestError
 from opensearchpy.helpers import BulkIndexError, bulk
 
 from sidecar.credentials import basic_auth
 from sidecar.experiments.ubi import query_record
+from sidecar.jsontext import json_text
+
+
+class _Serializer(JSONSerializer):
+    """opensearch-py's serializer, writing any string (lone surrogates escaped)."""
+
+    def dumps(self, data: Any) -> str:
+        if isinstance(data, str):
+            return data
+        return json_text(data, default=self.default, separators=(",", ":"))
 
 
 class OpenSearchSink:
@@ -29,8 +39,10 @@ class OpenSearchSink:
         basic_auth_env: str | None = None,
         timeout_s: float = 10.0,
         document: Callable[[dict[str, Any]], tuple[str, dict[str, Any]] | None] | None = None,
+        hidden: bool = False,
     ) -> None:
         self.index = index
+        self.hidden = hidden  # made a hidden index before the first write (the sidecar's own)
         self.document = document or _event_document
         auth = basic_auth(basic_auth_env, required=False)  # unset: the sink writes without credentials
         tls: dict[str, Any] = {}
@@ -44,6 +56,7 @@ class OpenSearchSink:
             timeout=timeout_s,
             max_retries=0,
             connection_class=Urllib3HttpConnection,
+            serializer=_Serializer(),
             **tls,
         )
 
@@ -56,6 +69,14 @@ class OpenSearchSink:
         if not actions:
             return
         try:
+            if self.hidden:
+                try:
+                    self.client.indices.create(
+                        index=self.index, body={"settings": {"index": {"hidden": True}}}
+                    )
+                except RequestError:
+                    pass  # it exists already
+                self.hidden = False
             bulk(self.client, actions, refresh=False)
         except BulkIndexError as e:
             raise OSError(f"bulk into {self.index} had errors: {json.dumps(e.errors[:1])[:300]}") from None

@@ -4,9 +4,14 @@ identity (UBI ``client_id``, a header, or a cookie), so a user stays in one arm.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from http.cookies import CookieError, SimpleCookie
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from sidecar.experiments.ubi import Click
+
+if TYPE_CHECKING:  # config imports this module for check_identity
+    from sidecar.config import ExperimentConfig
 
 IDENTITY_SOURCES = ("ubi.client_id", "header:", "cookie:")
 
@@ -58,3 +63,12 @@ def bucket(experiment: str, who: str) -> float:
 def seed(*parts: str) -> int:
     """A stable seed from strings (the same search draws the same interleaving coin flips)."""
     return int.from_bytes(hashlib.blake2b("\0".join(parts).encode(), digest_size=8).digest(), "big")
+
+
+def clicker(
+    click: Click, headers: Mapping[str, str] | None = None
+) -> Callable[[ExperimentConfig], str | None]:
+    """The identity a click carries under an experiment's identity settings: its UBI event's
+    client_id, or ``headers`` (the write's, lower-case names) for header and cookie identities."""
+    ubi = {"client_id": click.client_id} if click.client_id is not None else None
+    return lambda cfg: identity(cfg.identity, ubi, headers or {})

@@ -15,7 +15,6 @@ as ``text``).
 from __future__ import annotations
 
 import argparse
-import json
 import sqlite3
 from collections import defaultdict
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ import httpx
 from sidecar.config import Config, ConfigError, load_config
 from sidecar.credentials import basic_auth
 from sidecar.events.event import SearchEvent
+from sidecar.jsontext import json_text
 from sidecar.search.documents import field_value
 
 
@@ -121,10 +121,10 @@ def write(config: Config, events: Path, out: Path, client: httpx.Client) -> dict
     out.mkdir(parents=True, exist_ok=True)
     with (out / "corpus.jsonl").open("w", encoding="utf-8") as f:
         for record in corpus.values():
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            f.write(json_text(record) + "\n")
     with (out / "queries.jsonl").open("w", encoding="utf-8") as f:
         for qid, text, _ in judged:
-            f.write(json.dumps({"_id": qid, "text": text}, ensure_ascii=False) + "\n")
+            f.write(json_text({"_id": qid, "text": text}) + "\n")
     with (out / "qrels.tsv").open("w", encoding="utf-8") as f:
         f.write("query-id\tcorpus-id\tscore\n")
         for qid, _, grades in judged:

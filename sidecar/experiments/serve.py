@@ -11,7 +11,7 @@ from sidecar.config import ExperimentConfig, RouteConfig
 from sidecar.events.event import ExperimentRecord
 from sidecar.experiments.assign import bucket, seed
 from sidecar.experiments.interleave import CONTROL, TREATMENT, team_draft
-from sidecar.experiments.tracker import Tracker, fingerprint
+from sidecar.experiments.tracker import Tracker, fingerprint, identity_hash
 from sidecar.search.policy import Decision, decide
 
 # a model's aggregated scores of the window for an arm that scores with another model
@@ -26,6 +26,7 @@ class Lab:
     name: str
     config: ExperimentConfig
     tracker: Tracker
+    redact: bool = False  # events.redact: no query text in its impressions either
 
     @cached_property
     def settings(self) -> str:
@@ -110,6 +111,7 @@ async def choose(
             credit=credit,
             stopped=stopped,
             settings=lab.settings,
+            identity=identity_hash(who),
         )
 
     both = (control.ids(n), treatment.ids(n))

@@ -4,16 +4,25 @@ Every search an experiment serves leaves an ``Impression`` (the page as served, 
 placed each hit), kept until ``max_pending`` newer ones push it out; a click (a UBI event
 whose ``query_id`` names an impression) updates that impression's outcome and the
 experiment's counters at once. Nothing here does I/O: the proxy calls it on the event loop.
+
+Clicks come from anyone who can write to the cluster through the sidecar, so a click counts
+only when it is the searcher's: an impression is found by its query_id *and* the identity
+that searched (a client-chosen query_id that another user also sent is another impression,
+never overwritten), for a hit that search served, once, within ``click_window_s`` of the
+search, and within the per-identity caps of its experiment. The query ids the sidecar issues
+itself are signed (HMAC), so a forged one is told apart without a lookup.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import math
+import secrets
 import time
 from collections import OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +34,14 @@ from sidecar.experiments.interleave import CONTROL, TREATMENT
 log = logging.getLogger(__name__)
 
 RECENT = 50  # impressions kept per experiment for the drill-down
+QUERY_CHARS = 1000  # what an impression keeps of its query, for the drill-down
+
+
+def identity_hash(who: str | None) -> str | None:
+    """A short hash of an identity: what events and impressions keep of who searched."""
+    if who is None:
+        return None
+    return hashlib.blake2b(who.encode(), digest_size=8).hexdigest()
 
 
 @dataclass
@@ -45,6 +62,11 @@ class Impression:
     event_id: str = ""
     time: float = field(default_factory=time.time)
     clicks: list[int] = field(default_factory=list)  # page positions clicked, first click each
+    identity: str | None = None  # a hash of who searched: only their clicks count
+
+    @property
+    def key(self) -> tuple[str, str | None]:
+        return self.query_id, self.identity
 
     @classmethod
     def of(
@@ -65,9 +87,10 @@ class Impression:
             credit=e.credit,
             control_ids=control_ids,
             treatment_ids=treatment_ids,
-            query=event.query,
+            query=None if event.query is None else event.query[:QUERY_CHARS],
             event_id=event.id,
             time=event.time,
+            identity=e.identity,
         )
 
     def outcome(self) -> str | None:
@@ -133,6 +156,22 @@ class Experiment:
         self.arms = {CONTROL: _Arm(), TREATMENT: _Arm()}
         self.stopped: str | None = None
         self.recent: deque[Impression] = deque(maxlen=RECENT)
+        # per identity: searches counted and clicks counted (bounded: the oldest identities go)
+        self._searches: OrderedDict[str, int] = OrderedDict()
+        self._clicks: OrderedDict[str, int] = OrderedDict()
+
+    def within_cap(self, counts: OrderedDict[str, int], who: str | None, cap: int) -> bool:
+        """Count one more for ``who``; False when it has had its ``cap``."""
+        if who is None:
+            return True
+        n = counts.get(who, 0)
+        if n >= cap:
+            return False
+        counts[who] = n + 1
+        counts.move_to_end(who)
+        while len(counts) > 100_000:
+            counts.popitem(last=False)
+        return True
 
     def add(self, imp: Impression) -> None:
         self.recent.append(imp)
@@ -147,6 +186,8 @@ class Experiment:
         """Count a click on the page's ``position``; False when it was clicked already."""
         if position in imp.clicks:
             return False
+        if not self.within_cap(self._clicks, imp.identity, self.config.max_clicks_per_identity):
+            raise _Rejected("capped")
         self.clicks += 1
         if not imp.identified:
             imp.clicks.append(position)
@@ -257,6 +298,14 @@ class Experiment:
         }
 
 
+class _Rejected(Exception):
+    """A click that does not count, and why."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
 def fingerprint(config: ExperimentConfig) -> str:
     """A short hash of an experiment's settings: searches under other settings are another experiment."""
     return hashlib.blake2b(config.model_dump_json().encode(), digest_size=6).hexdigest()
@@ -268,14 +317,58 @@ def _describe(arm: Any) -> str:
     return str(arm)
 
 
+@dataclass(frozen=True)
+class ReplayedClick:
+    """A click read back (the store's, or the fleet's UBI events): its identity's hash when the
+    store kept it, else how to find it from the click's client_id."""
+
+    query_id: str
+    object_id: str
+    time: float | None = None
+    identity: str | None = None
+    who: Callable[[ExperimentConfig], str | None] | None = None
+
+
 class Tracker:
     """All experiments' figures and the impressions clicks are matched to."""
 
-    def __init__(self, max_pending: int = 20_000) -> None:
+    def __init__(
+        self, max_pending: int = 20_000, key: bytes | None = None, click_window_s: float = 3600.0
+    ) -> None:
         self.max_pending = max_pending
+        # signs the query ids this sidecar issues; only a configured key (the same across
+        # restarts and replicas) makes them checkable: a process's own would call every id
+        # issued before a restart, or by another replica, forged
+        self.verifies = key is not None
+        self.key = key or secrets.token_bytes(32)
+        self.last_identity: str | None = None  # the identity hash of the last click counted
+        self.click_window_s = click_window_s
         self.experiments: dict[str, Experiment] = {}
-        self.pending: OrderedDict[str, Impression] = OrderedDict()
+        self.pending: OrderedDict[tuple[str, str | None], Impression] = OrderedDict()
+        self._by_id: dict[str, tuple[str, str | None]] = {}  # a query id's latest impression
         self.unmatched = 0  # clicks whose query_id names no impression kept
+        # clicks that named an impression and did not count, by why: another identity's,
+        # a hit the search did not serve, past the window, a forged id, over a cap
+        self.rejected: dict[str, int] = {
+            "identity": 0,
+            "not_served": 0,
+            "late": 0,
+            "forged": 0,
+            "capped": 0,
+            "duplicate": 0,
+        }
+
+    def issue(self) -> str:
+        """A new query id, signed: 16 random hex digits and 16 of their HMAC."""
+        token = secrets.token_hex(8)
+        return token + hmac.new(self.key, token.encode(), hashlib.sha256).hexdigest()[:16]
+
+    def forged(self, query_id: str) -> bool:
+        """Whether an id of the issued shape does not carry this sidecar's signature."""
+        if len(query_id) != 32 or any(c not in "0123456789abcdef" for c in query_id):
+            return False  # a client's own id: matched by its identity alone
+        mac = hmac.new(self.key, query_id[:16].encode(), hashlib.sha256).hexdigest()[:16]
+        return not hmac.compare_digest(mac, query_id[16:])
 
     def configure(self, routes: Sequence[tuple[str, str, ExperimentConfig]]) -> None:
         """The experiments of a (new) config, as (name, route, config): one whose settings
@@ -296,38 +389,97 @@ class Tracker:
         exp = self.experiments.get(name)
         return exp is not None and exp.stopped is not None
 
-    def add(self, imp: Impression) -> None:
+    def add(self, imp: Impression) -> bool:
+        """Keep a served search for its clicks; False when its experiment is gone or its
+        identity has had its share of searches (served, not counted)."""
         exp = self.experiments.get(imp.experiment)
         if exp is None:
-            return
-        exp.add(imp)
-        self.pending[imp.query_id] = imp
-        self.pending.move_to_end(imp.query_id)
-        while len(self.pending) > self.max_pending:
-            self.pending.popitem(last=False)
-
-    def click(self, query_id: str, object_id: Any) -> bool:
-        """A user clicked ``object_id`` on the page of ``query_id``; True when it counted."""
-        imp = self.pending.get(query_id)
-        if imp is None:
-            self.unmatched += 1
             return False
+        if not exp.within_cap(exp._searches, imp.identity, exp.config.max_searches_per_identity):
+            self.rejected["capped"] += 1
+            return False
+        exp.add(imp)
+        self.pending[imp.key] = imp
+        self.pending.move_to_end(imp.key)
+        self._by_id[imp.query_id] = imp.key
+        while len(self.pending) > self.max_pending:
+            key, _ = self.pending.popitem(last=False)
+            if self._by_id.get(key[0]) == key:
+                del self._by_id[key[0]]
+        return True
+
+    def _find(
+        self, query_id: str, who: Callable[[ExperimentConfig], str | None] | None
+    ) -> tuple[Impression | None, bool]:
+        """The impression a click names, and whether one of another identity has that id."""
+        candidates: list[str | None] = []
+        if who is not None:
+            for e in self.experiments.values():
+                h = identity_hash(who(e.config))
+                if h is not None and h not in candidates:
+                    candidates.append(h)
+        for identity in [*candidates, None]:
+            imp = self.pending.get((query_id, identity))
+            if imp is not None:
+                return imp, False
+        return None, query_id in self._by_id
+
+    def click(
+        self,
+        query_id: str,
+        object_id: Any,
+        who: Callable[[ExperimentConfig], str | None] | None = None,
+        when: float | None = None,
+        identity: str | None = None,
+    ) -> str:
+        """A user clicked ``object_id`` on the page of ``query_id``: ``counted``, ``unmatched``
+        (no impression of that id: a search without an experiment, or long gone) or why it did
+        not count. ``who`` gives the clicker's identity under an experiment's identity settings
+        (from the click's client_id and the write's headers); ``identity`` is its hash where it
+        is known already (a stored click replayed)."""
+        if self.verifies and identity is None and self.forged(query_id):
+            self.rejected["forged"] += 1
+            return "forged"
+        if identity is not None:
+            imp, other = self.pending.get((query_id, identity)), False
+        else:
+            imp, other = self._find(query_id, who)
+        if imp is None:
+            if other:
+                self.rejected["identity"] += 1
+                return "identity"
+            self.unmatched += 1
+            return "unmatched"
         exp = self.experiments.get(imp.experiment)
+        if exp is None:
+            self.unmatched += 1
+            return "unmatched"
+        if (when if when is not None else time.time()) - imp.time > self.click_window_s:
+            self.rejected["late"] += 1
+            return "late"
         key = str(object_id)
         position = next((p for p, i in enumerate(imp.ids) if str(i) == key), None)
-        if exp is None or position is None:
-            self.unmatched += 1
-            return False
-        counted = exp.click(imp, position)
+        if position is None:
+            self.rejected["not_served"] += 1
+            return "not_served"
+        try:
+            counted = exp.click(imp, position)
+        except _Rejected as r:
+            self.rejected[r.why] += 1
+            return r.why
+        if not counted:
+            self.rejected["duplicate"] += 1
+            return "duplicate"
+        self.last_identity = imp.identity
         if counted and exp.stopped is None and exp.config.stop_if_losing and exp.losing():
             exp.stopped = (
                 f"treatment lost at p < {exp.config.guardrail_p} after {exp.queries} queries:"
                 " control is served to everyone"
             )
             log.warning("experiment %s stopped: %s", exp.name, exp.stopped)
-        return counted
+        return "counted"
 
-    def replay(self, events: Sequence[SearchEvent], clicks: Sequence[tuple[str, str]]) -> int:
+    def replay(self, events: Sequence[SearchEvent], clicks: Sequence[ReplayedClick]) -> int:
         """Rebuild the figures from stored searches and clicks (after a restart); a search is
         counted by the experiment of its name when it ran under the same settings. Returns how
         many searches were taken back."""
@@ -346,8 +498,8 @@ class Tracker:
             if imp is not None:
                 self.add(imp)
                 taken += 1
-        for query_id, object_id in clicks:
-            self.click(query_id, object_id)
+        for c in clicks:
+            self.click(c.query_id, c.object_id, c.who, c.time, c.identity)
         return taken
 
     def summaries(self) -> list[dict[str, Any]]:

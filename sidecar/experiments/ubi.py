@@ -32,6 +32,7 @@ class Click:
     object_id: str
     action: str
     time: float
+    client_id: str | None = None  # the event's client_id: whose click it says it is
 
 
 def write_kind(method: str, path: str, events_index: str) -> str | None:
@@ -47,13 +48,17 @@ def write_kind(method: str, path: str, events_index: str) -> str | None:
     return None
 
 
-def documents(kind: str, body: bytes, path: str, events_index: str) -> Iterator[Any]:
+def documents(
+    kind: str, body: bytes, path: str, events_index: str, stored: Sequence[bool] | None = None
+) -> Iterator[Any]:
     """The UBI event documents a write body carries (what is not JSON is skipped: the
-    cluster, which took the write, is the judge of its own input)."""
+    cluster, which took the write, is the judge of its own input). ``stored``: for a bulk, per
+    action, whether the cluster stored its item (its answer's ``items``): the others are left
+    out, as they are not in the index."""
     if kind == "doc":
         try:
             yield json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             return
         return
     m = _BULK_PATH.match(path)
@@ -61,25 +66,47 @@ def documents(kind: str, body: bytes, path: str, events_index: str) -> Iterator[
     if default is None and events_index.encode() not in body:
         return  # a bulk that names no UBI index: not read further
     lines = iter(body.splitlines())
+    position = -1  # the action's place in the bulk: its item in the answer
     for line in lines:
         if not line.strip():
             continue
         try:
             action = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         if not isinstance(action, dict) or len(action) != 1:
             continue
+        position += 1
         ((op, meta),) = action.items()
         if op == "delete":
             continue
         source = next(lines, b"")
         index = meta.get("_index", default) if isinstance(meta, dict) else default
+        if stored is not None and not (position < len(stored) and stored[position]):
+            continue
         if op in ("index", "create") and index == events_index:
             try:
                 yield json.loads(source)
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
+
+
+def stored_items(answer: bytes) -> list[bool] | None:
+    """Per item of a bulk's answer, whether the cluster stored it (a 2xx status); None when the
+    answer cannot be read (then no event of the bulk is taken)."""
+    try:
+        doc = json.loads(answer)
+    except (ValueError, RecursionError):
+        return None
+    items = doc.get("items") if isinstance(doc, dict) else None
+    if not isinstance(items, list):
+        return None
+    out = []
+    for item in items:
+        result = next(iter(item.values()), None) if isinstance(item, dict) and item else None
+        status = result.get("status") if isinstance(result, dict) else None
+        out.append(isinstance(status, int) and 200 <= status < 300)
+    return out
 
 
 def clicks(docs: Iterable[Any], actions: Sequence[str]) -> list[Click]:
@@ -95,7 +122,9 @@ def clicks(docs: Iterable[Any], actions: Sequence[str]) -> list[Click]:
         object_id = obj.get("object_id") if isinstance(obj, dict) else doc.get("object_id")
         if not isinstance(query_id, (str, int)) or not isinstance(object_id, (str, int)):
             continue
-        out.append(Click(str(query_id), str(object_id), str(doc["action_name"]), time.time()))
+        client = doc.get("client_id")
+        client_id = str(client) if isinstance(client, (str, int)) and not isinstance(client, bool) else None
+        out.append(Click(str(query_id), str(object_id), str(doc["action_name"]), time.time(), client_id))
     return out
 
 

@@ -13,8 +13,11 @@ config and says so in health.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import logging
+import os
 import socket
 import ssl
 import time
@@ -26,13 +29,34 @@ import httpx
 
 from sidecar.config import Config, ConfigError, ConfigStoreConfig, parse_config
 from sidecar.credentials import basic_auth
+from sidecar.masking import mask_url
 
 log = logging.getLogger(__name__)
 
-LOCAL_KEYS = ("listen", "upstream", "admin", "events", "tls", "ubi", "config_store", "cache")
+LOCAL_KEYS = ("listen", "upstream", "admin", "events", "tls", "ubi", "config_store", "cache", "limits")
+# hidden: a plain * or _all of the cluster's APIs does not expand to it (the proxy refuses the
+# rest of the ways to name it: sidecar/proxy/owned.py)
 _MAPPING = {
-    "mappings": {"dynamic": False, "properties": {"updated": {"type": "double"}, "by": {"type": "keyword"}}}
+    "settings": {"index": {"hidden": True}},
+    "mappings": {"dynamic": False, "properties": {"updated": {"type": "double"}, "by": {"type": "keyword"}}},
 }
+
+
+def store_key(cfg: ConfigStoreConfig) -> bytes:
+    """The fleet's signing key from ``config_store.key_env`` (ConfigError when it is not set)."""
+    key = os.environ.get(cfg.key_env, "")
+    if len(key) < 16:
+        raise ConfigError(
+            f"config_store.key_env: environment variable {cfg.key_env} must hold the fleet's key"
+            " (at least 16 characters, the same on every sidecar): the stored config is signed with it"
+        )
+    return key.encode()
+
+
+def sign(key: bytes, body: dict[str, Any]) -> str:
+    """The HMAC-SHA256 of a stored document's config, author and time."""
+    message = json.dumps([body["config"], body.get("by", ""), body.get("updated", 0.0)]).encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
 class StoreConflict(Exception):
@@ -56,6 +80,7 @@ class Version:
     number: int
     by: str = ""
     updated: float = 0.0
+    signature: str = ""  # a document recreated with the same seq_no is still another one
 
 
 def shared_part(config: Config) -> dict[str, Any]:
@@ -87,7 +112,7 @@ def changed_keys(before: Any, after: Any, path: str = "") -> list[str]:
 def _same(a: Version | None, b: Version | None) -> bool:
     if a is None or b is None:
         return a is b
-    return (a.seq_no, a.primary_term) == (b.seq_no, b.primary_term)
+    return (a.seq_no, a.primary_term, a.signature) == (b.seq_no, b.primary_term, b.signature)
 
 
 class ConfigStore:
@@ -97,6 +122,7 @@ class ConfigStore:
         self, cfg: ConfigStoreConfig, upstream: str, verify: ssl.SSLContext | bool, node: str | None = None
     ) -> None:
         self.cfg = cfg
+        self.key = store_key(cfg)
         self.url = (cfg.url or upstream).rstrip("/")
         self.node = node or socket.gethostname()
         self.http = httpx.AsyncClient(
@@ -110,6 +136,7 @@ class ConfigStore:
         self.shared: dict[str, Any] | None = None  # its shared part
         self.error: str | None = None
         self.last_ok: float | None = None
+        self.recreated: float | None = None  # when the store was found deleted and written again
         self._lock = asyncio.Lock()
 
     @property
@@ -124,20 +151,21 @@ class ConfigStore:
         v = self.seen
         return {
             "index": self.cfg.index,
-            "url": self.url,
+            "url": mask_url(self.url),
             "version": v.number if v else None,
             "by": v.by if v else None,
             "updated": v.updated if v else None,
             "state": "error" if self.error else "ok",
             "error": self.error,
             "last_ok": self.last_ok,
+            "recreated": self.recreated,
         }
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             r = await self.http.request(method, path, **kwargs)
         except httpx.HTTPError as e:
-            raise StoreUnavailable(f"{self.url}: {type(e).__name__}: {e}") from None
+            raise StoreUnavailable(mask_url(f"{self.url}: {type(e).__name__}: {e}")) from None
         if r.status_code >= 500 or r.status_code in (401, 403):
             raise StoreUnavailable(f"{self.url}{path}: HTTP {r.status_code}: {r.text[:200]}")
         return r
@@ -153,14 +181,22 @@ class ConfigStore:
         source = doc.get("_source") or {}
         try:
             shared = json.loads(source["config"])
+            signature = source.get("signature")
+            expected = sign(self.key, source)
         except (KeyError, TypeError, ValueError):
             raise StoreUnavailable(f"{self._doc}: not a config document") from None
+        if not isinstance(signature, str) or not hmac.compare_digest(signature, expected):
+            raise StoreUnavailable(
+                f"{self._doc}: the stored config is not signed with this fleet's key"
+                f" ({self.cfg.key_env}): refused, written by someone else"
+            )
         version = Version(
             doc["_seq_no"],
             doc["_primary_term"],
             doc.get("_version", 0),
             source.get("by", ""),
             source.get("updated", 0.0),
+            signature,
         )
         return version, shared
 
@@ -168,7 +204,8 @@ class ConfigStore:
         """Write the shared config as the next version of the one this sidecar runs (the first
         one when there is none): StoreConflict when another was written meanwhile."""
         now = time.time()
-        body = {"config": json.dumps(shared, sort_keys=True), "by": self.node, "updated": now}
+        body: dict[str, Any] = {"config": json.dumps(shared, sort_keys=True), "by": self.node, "updated": now}
+        body["signature"] = sign(self.key, body)
         if self.seen is None:
             await self._call("PUT", f"/{self.cfg.index}", json=_MAPPING)  # 400 when it exists: fine
             r = await self._call("PUT", f"/{self.cfg.index}/_create/{self.cfg.document}", json=body)
@@ -180,7 +217,9 @@ class ConfigStore:
         if r.status_code not in (200, 201):
             raise StoreUnavailable(f"{self.url}{self._doc}: HTTP {r.status_code}: {r.text[:200]}")
         doc = r.json()
-        version = Version(doc["_seq_no"], doc["_primary_term"], doc.get("_version", 0), self.node, now)
+        version = Version(
+            doc["_seq_no"], doc["_primary_term"], doc.get("_version", 0), self.node, now, body["signature"]
+        )
         self.seen, self.shared = version, shared
         self._ok()
         return version
@@ -206,6 +245,7 @@ class ConfigStore:
         self.error, self.last_ok = None, time.time()
 
     def failed(self, error: str) -> None:
+        error = mask_url(error)
         if error != self.error:
             log.error("config store: %s (the last good config stays)", error)
         self.error = error
@@ -216,6 +256,9 @@ class ConfigStore:
         change is not applied (or is undone) and StoreConflict says what changed."""
         async with self._lock:
             found = await self.read()
+            if found is None and self.seen is not None:
+                await self._recreate(local)
+                found = await self.read()
             if not _same(found[0] if found else None, self.seen):
                 raise StoreConflict(await self._conflict())
             await apply(new)
@@ -225,11 +268,25 @@ class ConfigStore:
                 await apply(local)  # the running config goes back to what the fleet has
                 raise
 
+    async def _recreate(self, local: Config) -> None:
+        """The document (or its index) was deleted: written again from the last good config."""
+        log.warning(
+            "config store: %s%s is gone (deleted?): written again from the config this sidecar runs",
+            self.url,
+            self._doc,
+        )
+        self.seen = None
+        await self.write(self.shared if self.shared is not None else shared_part(local))
+        self.recreated = time.time()
+
     async def sync(self, local: Config, apply: Callable[[Config], Awaitable[None]]) -> bool:
         """Bring this sidecar to the stored version (or store its own config when there is
         none yet). True when it applied a new one."""
         async with self._lock:
             found = await self.read()
+            if found is None and self.seen is not None:
+                await self._recreate(local)
+                return False
             if found is None:
                 try:
                     await self.write(shared_part(local))

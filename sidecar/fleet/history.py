@@ -12,6 +12,8 @@ from pydantic import ValidationError
 
 from sidecar.credentials import basic_auth
 from sidecar.events.event import SearchEvent
+from sidecar.experiments.assign import clicker
+from sidecar.experiments.tracker import ReplayedClick
 from sidecar.experiments.ubi import clicks as click_events
 
 MAX_EVENTS = 10_000  # one search's page at most (index.max_result_window's default)
@@ -75,9 +77,10 @@ class FleetHistory:
 
     async def clicks(
         self, index: str, query_ids: Sequence[str], actions: Sequence[str]
-    ) -> list[tuple[str, str]]:
-        """(query_id, object_id) of the click events the apps wrote for these searches."""
-        found: list[tuple[str, str]] = []
+    ) -> list[ReplayedClick]:
+        """The click events the apps wrote for these searches (each one's identity found from
+        its client_id, as the live sidecar finds it)."""
+        found: list[ReplayedClick] = []
         for start in range(0, len(query_ids), 1000):
             chunk = list(query_ids[start : start + 1000])
             # query_id is a keyword in the UBI plugin's mapping, text with a .keyword in a dynamic one
@@ -90,7 +93,6 @@ class FleetHistory:
                 },
                 "size": MAX_EVENTS,
             }
-            found += [
-                (c.query_id, c.object_id) for c in click_events(await self._search(index, body), actions)
-            ]
+            for c in click_events(await self._search(index, body), actions):
+                found.append(ReplayedClick(c.query_id, c.object_id, None, None, clicker(c)))
         return found

@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from sidecar.config import CacheConfig, ModelConfig
+from sidecar.masking import mask_url
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +89,12 @@ class SharedCache:
         message = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
         if self.error is None:
             log.warning(
-                "shared cache %s: %s; scoring without it for %.0f s", self.cfg.url, message, self.cfg.retry_s
+                "shared cache %s: %s; scoring without it for %.0f s",
+                mask_url(self.cfg.url),
+                mask_url(message),
+                self.cfg.retry_s,
             )
-        self.error = message
+        self.error = mask_url(message)
         self._down_until = time.monotonic() + self.cfg.retry_s
 
     @property
@@ -114,7 +118,7 @@ class SharedCache:
             self.misses += len(keys)
             return [None] * len(keys)
         if self.error is not None:
-            log.info("shared cache %s: answering again", self.cfg.url)
+            log.info("shared cache %s: answering again", mask_url(self.cfg.url))
             self.error = None
         out = [struct.unpack("<d", v)[0] if isinstance(v, bytes) and len(v) == 8 else None for v in raw]
         found = sum(1 for v in out if v is not None)
@@ -145,7 +149,7 @@ class SharedCache:
     def info(self) -> dict[str, Any]:
         looked = self.hits + self.misses
         return {
-            "url": _safe_url(self.cfg.url),
+            "url": mask_url(self.cfg.url),
             "state": "ok" if self.error is None else "error",
             "error": self.error,
             "hits": self.hits,
@@ -158,11 +162,3 @@ class SharedCache:
         if self._writes:
             await asyncio.wait(self._writes, timeout=2)
         await self.client.aclose()
-
-
-def _safe_url(url: str) -> str:
-    """The URL without a password in it."""
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest:
-        rest = rest.split("@", 1)[1]
-    return f"{scheme}{sep}{rest}"

@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
+import zlib
 from collections.abc import Awaitable, Callable
 from urllib.parse import unquote
 
-from sidecar.experiments.ubi import TEE_LIMIT, clicks, documents, write_kind
-from sidecar.proxy.asgi import JSON_HEADERS, ClientDisconnected, Message, Receive, Scope, Send, send_response
+from sidecar.experiments.ubi import TEE_LIMIT, clicks, documents, stored_items, write_kind
+from sidecar.proxy.asgi import (
+    JSON_HEADERS,
+    BodyTooLarge,
+    ClientDisconnected,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    send_response,
+)
 from sidecar.proxy.errors import error_body
-from sidecar.proxy.forward import forward
+from sidecar.proxy.forward import forward, send_too_large
 from sidecar.proxy.intercept import handle_msearch, handle_search
+from sidecar.proxy.owned import GuardedReceive, OwnedIndexRefused, owned_indices
+from sidecar.proxy.request import header, header_map
 from sidecar.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -26,6 +39,8 @@ class ProxyApp:
 
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
+        cfg = runtime.config
+        self.owned = owned_indices(cfg.config_store.index if cfg.config_store else None, cfg.events.index)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -34,6 +49,12 @@ class ProxyApp:
             await self._dispatch(scope, receive, send)
         except ClientDisconnected:
             log.debug("client disconnected")
+        except OwnedIndexRefused as e:
+            log.warning("refused on the proxy listener: %s %s: %s", scope["method"], scope["path"][:200], e)
+            await _answer_if_unstarted(send, e.status, error_body(e.status, e.kind, str(e)))
+        except BodyTooLarge:
+            with contextlib.suppress(Exception):
+                await send_too_large(send, None, self.rt.config.max_request_body_bytes)
         except Exception:
             # A bug of ours: log it (never the headers) and answer like a gateway, not with a 500.
             log.exception("internal error on %s %s", scope["method"], scope["path"])
@@ -53,6 +74,17 @@ class ProxyApp:
                 send, 400, JSON_HEADERS, error_body(400, "illegal_argument_exception", reason)
             )
             return
+        if _upgrade(scope):
+            reason = "protocol upgrades (WebSocket, h2c) are not served: send plain HTTP/1.1 requests"
+            headers = [*JSON_HEADERS, (b"connection", b"close")]
+            await send_response(send, 400, headers, error_body(400, "illegal_argument_exception", reason))
+            return
+        if self.owned:
+            self.owned.check_target(scope)
+            encoding = header(scope, b"content-encoding").strip().lower()
+            receive = GuardedReceive(
+                receive, self.owned, scope, encoding, self.rt.config.max_request_body_bytes
+            )
         if method in ("GET", "POST") and ("_search" in scope["path"] or "_msearch" in scope["path"]):
             m = _SEARCH_PATH.match(scope["path"])
             if m:
@@ -75,20 +107,46 @@ class ProxyApp:
         it (2xx), a copy of its body is read for clicks."""
         tee = _Tee(receive)
         status = 0
+        answer: list[bytes] = []
+        answered = 0
+        encoding = b""
 
         async def watched(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered, encoding
             if message["type"] == "http.response.start":
                 status = message["status"]
+                encoding = next((v for k, v in message["headers"] if k.lower() == b"content-encoding"), b"")
+            elif message["type"] == "http.response.body" and kind == "bulk" and answered <= TEE_LIMIT:
+                chunk = message.get("body", b"")
+                answered += len(chunk)
+                answer.append(chunk)
             await send(message)
 
         await forward(self.rt, scope, tee, watched)
         if 200 <= status < 300 and tee.whole:
             ubi = self.rt.config.ubi
-            docs = documents(kind, b"".join(tee.parts), scope["path"], ubi.events_index)
+            stored = None
+            if kind == "bulk":  # only the items the cluster stored: a refused one is no event
+                raw = b"".join(answer)
+                if encoding.strip().lower() in (b"gzip", b"x-gzip", b"deflate"):
+                    raw = _inflated(raw, encoding.strip().lower())
+                stored = stored_items(raw) if answered <= TEE_LIMIT else None
+                if stored is None:
+                    return
+            docs = documents(kind, b"".join(tee.parts), scope["path"], ubi.events_index, stored)
             found = clicks(docs, ubi.click_actions)
             if found:
-                self.rt.feedback(found)
+                self.rt.feedback(found, header_map(scope))
+
+
+def _inflated(raw: bytes, encoding: bytes) -> bytes:
+    """The cluster's compressed answer to a bulk, inflated up to TEE_LIMIT (empty past it)."""
+    inflate = zlib.decompressobj(zlib.MAX_WBITS if encoding == b"deflate" else 16 + zlib.MAX_WBITS)
+    try:
+        out = inflate.decompress(raw, TEE_LIMIT)
+    except zlib.error:
+        return b""
+    return b"" if inflate.unconsumed_tail else out
 
 
 class _Tee:
@@ -110,6 +168,20 @@ class _Tee:
             elif chunk:
                 self.parts.append(chunk)
         return message
+
+
+async def _answer_if_unstarted(send: Send, status: int, body: bytes) -> None:
+    """An error answer, unless a response is already under way (then the connection ends)."""
+    try:
+        await send_response(send, status, [*JSON_HEADERS, (b"connection", b"close")], body)
+    except Exception:
+        log.debug("the response had already started; closing the connection")
+
+
+def _upgrade(scope: Scope) -> bool:
+    """Whether the request asks to switch protocols (``Connection: upgrade`` with ``Upgrade``)."""
+    connection = header(scope, b"connection").lower()
+    return "upgrade" in connection and bool(header(scope, b"upgrade"))
 
 
 def _admin_path(scope: Scope) -> bool:

@@ -77,20 +77,31 @@ def target(scope: Scope, query_string: bytes | None = None) -> bytes:
     return path + b"?" + qs if qs else path
 
 
-async def send_upstream_error(send: Send, exc: UpstreamError) -> None:
-    """502 (or 504 on a timeout) in OpenSearch's error shape."""
+# methods whose request may change the cluster: a gateway that lost the answer cannot say
+# whether it was applied
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+async def send_upstream_error(send: Send, exc: UpstreamError, method: str = "GET") -> None:
+    """502 (or 504 on a timeout) in OpenSearch's error shape. For a write, ``applied`` says
+    what the sidecar knows of it: false when no connection was made (nothing was sent),
+    ``"unknown"`` when the request went out and its answer was lost (retry only what is
+    idempotent: an index with an id, not a POST that makes one)."""
     if exc.kind == "timeout":
         status, kind, reason = 504, "timeout_exception", f"upstream timeout: {exc}"
     else:
         status, kind, reason = 502, "upstream_unavailable_exception", f"upstream unavailable: {exc}"
     log.warning("%s", reason)
-    await send_response(send, status, JSON_HEADERS, error_body(status, kind, reason))
+    extra: dict[str, object] = {}
+    if method.upper() not in _READS:
+        extra["applied"] = False if not exc.sent else "unknown"
+    await send_response(send, status, JSON_HEADERS, error_body(status, kind, reason, **extra))
 
 
-async def send_too_large(send: Send, size: int | None, limit: int) -> None:
+async def send_too_large(send: Send, size: int | None, limit: int, reason: str | None = None) -> None:
     """413 in OpenSearch's error shape; the connection is closed (the body was not read)."""
     got = f"of {size} bytes " if size is not None else ""
-    reason = f"request body {got}is over the limit of {limit} bytes (max_request_body_bytes)"
+    reason = reason or f"request body {got}is over the limit of {limit} bytes (max_request_body_bytes)"
     headers = [*JSON_HEADERS, (b"connection", b"close")]
     await send_response(send, 413, headers, error_body(413, "content_too_long_exception", reason))
 
@@ -154,7 +165,7 @@ async def forward(
             scope["method"], target(scope), request_headers(scope), content, content_length=length
         )
     except UpstreamError as e:
-        await send_upstream_error(send, e)
+        await send_upstream_error(send, e, scope["method"])
         return
     except BodyTooLarge:  # a chunked body ran past the limit: the cluster got an unfinished request
         await send_too_large(send, None, limit)

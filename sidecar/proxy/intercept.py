@@ -20,8 +20,16 @@ from urllib.parse import parse_qsl, urlencode
 from sidecar.events import record
 from sidecar.events.event import Reason, SearchEvent
 from sidecar.proxy.asgi import BodyTooLarge, Receive, Scope, Send, read_body, send_response
-from sidecar.proxy.forward import forward, request_headers, response_headers, send_upstream_error, target
+from sidecar.proxy.forward import (
+    forward,
+    request_headers,
+    response_headers,
+    send_too_large,
+    send_upstream_error,
+    target,
+)
 from sidecar.proxy.request import (
+    InflatedTooLarge,
     Unreadable,
     answers_in_json,
     content_type,
@@ -35,6 +43,7 @@ from sidecar.proxy.request import (
     search_context,
 )
 from sidecar.proxy.rerank import (
+    ClusterRefused,
     Outcome,
     PastWindow,
     bypass_headers,
@@ -45,7 +54,7 @@ from sidecar.proxy.rerank import (
 )
 from sidecar.proxy.upstream import UpstreamError, UpstreamResponse
 from sidecar.runtime import Runtime
-from sidecar.search.page import window_hits
+from sidecar.search.page import build_page, window_hits
 from sidecar.search.plan import Bypass, SearchPlan, plan_search
 from sidecar.search.routes import split_indices
 from sidecar.search.variants import rewrite_plan
@@ -73,6 +82,7 @@ class _Search:
         e = self.event
         e.status, e.reason, e.upstream_status = outcome.status, outcome.reason, outcome.upstream_status
         e.timings.total_ms = round((time.perf_counter() - self.started) * 1000, 2)
+        e.cap(self.rt.config.events.max_text_chars)
         if self.rt.config.events.redact:
             e.redact()
         self.rt.events.add(e)
@@ -80,18 +90,46 @@ class _Search:
 
 
 def prepare(
-    route: CompiledRoute | None, scope: Scope, raw: bytes, params: list[tuple[str, str]]
+    route: CompiledRoute | None,
+    scope: Scope,
+    raw: bytes,
+    params: list[tuple[str, str]],
+    limit: int | None = None,
+    max_depth: int = 100,
+    max_query_chars: int = 10_000,
 ) -> SearchPlan | Bypass:
-    """The plan of a search, or why it goes to the cluster unchanged (no I/O)."""
+    """The plan of a search, or why it goes to the cluster unchanged (no I/O); InflatedTooLarge
+    for a compressed body that inflates past ``limit``. What the sidecar cannot read goes to the
+    cluster as it came, which answers for itself."""
     if route is None:
         return Bypass(Reason.NO_ROUTE)
     if not answers_in_json(scope, params):
         return Bypass(Reason.FORMAT)
     try:
-        body = json_body(scope, raw)
+        body = json_body(scope, raw, limit, max_depth)
     except Unreadable as e:
         return Bypass(e.reason)
-    return plan_search(route.config, body, params, rerank_headers(scope))
+    return safe_plan(route, body, params, rerank_headers(scope), max_query_chars)
+
+
+def safe_plan(
+    route: CompiledRoute,
+    body: Any,
+    params: list[tuple[str, str]],
+    headers: dict[str, str],
+    max_query_chars: int = 10_000,
+) -> SearchPlan | Bypass:
+    """``plan_search``, passing through a body of a shape the planner cannot take (a client's
+    mistake is the cluster's to answer, never a sidecar error) and a query text too long to
+    rerank."""
+    try:
+        plan = plan_search(route.config, body, params, headers)
+    except (RecursionError, ValueError, TypeError, KeyError, AttributeError, IndexError) as e:
+        log.debug("a search body the planner cannot read goes through as it came: %r", e)
+        return Bypass(Reason.UNPARSED_BODY)
+    if isinstance(plan, SearchPlan) and len(plan.query) > max_query_chars:
+        return Bypass(Reason.QUERY_TOO_LONG)
+    return plan
 
 
 async def _bypass(
@@ -141,18 +179,29 @@ async def _search(
             await _bypass(search, Reason.BODY_TOO_LARGE, scope, receive, send, head=e.head)
             return
     params = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
-    plan = prepare(route, scope, raw, params)
+    limit = snap.config.max_search_body_bytes
+    try:
+        limits = snap.config.limits
+        plan = prepare(route, scope, raw, params, limit, limits.max_json_depth, limits.max_query_chars)
+    except InflatedTooLarge as e:
+        search.record(Outcome.bypass(Reason.BODY_TOO_LARGE))
+        await send_too_large(send, None, e.limit, str(e))
+        return
     if isinstance(plan, Bypass):
         await _bypass(search, plan.reason, scope, receive, send, body=raw if route is not None else None)
         return
     assert route is not None  # a plan is made for a route
     plan = await _rewritten(route, plan, search_context(scope))
+    widened = dumps(plan.body)
+    if len(widened) > limit:  # what the sidecar would send is bounded as what it takes is
+        await _bypass(search, Reason.BODY_TOO_LARGE, scope, receive, send, body=raw)
+        return
 
     headers = request_headers(scope, _WIDENED_DROP)
     headers.append((b"content-type", content_type(scope, b"application/json")))
     path = target(scope, urlencode(plan.params).encode())
     upstream_started = time.perf_counter()
-    fetched = await _fetch(rt, send, path, headers, dumps(plan.body))
+    fetched = await _fetch(rt, send, path, headers, widened)
     search.event.timings.upstream_ms = round((time.perf_counter() - upstream_started) * 1000, 2)
     if fetched is None:  # the client got a 502/504 in OpenSearch's shape
         search.record(Outcome.bypass(Reason.UPSTREAM_UNAVAILABLE))
@@ -188,10 +237,22 @@ async def _search(
             more, raw_more = await _call(rt, path, headers, dumps(body))
         except UpstreamError:
             return None
+        if 400 <= more.status < 500:
+            raise ClusterRefused(more.status, None, response_headers(more, _RESPONSE_DROP), raw_more)
         return window_hits(_json_response(more, raw_more))
 
     who = header_map(scope) if route.lab is not None else None  # where an experiment finds the user
-    page, outcome = await finish(route, plan, parsed, search.event, past, who)
+    try:
+        page, outcome = await finish(route, plan, parsed, search.event, past, who)
+    except ClusterRefused as refused:  # the page past the window: the cluster's own error goes back
+        outcome = Outcome.bypass(Reason.UPSTREAM_STATUS, refused.status)
+        search.record(outcome)
+        extra = bypass_headers(outcome.reason_text)
+        await send_response(send, refused.status, [*refused.headers, *extra], refused.raw)
+        return
+    except Exception:  # a fault of ours: the client still gets its page, in the cluster's order
+        log.exception("reranking failed after the cluster answered; the cluster's order is served")
+        page, outcome = _unreranked(parsed, plan), Outcome.fallback(Reason.SIDECAR_ERROR)
     search.record(outcome)
     out_headers = response_headers(resp, _RESPONSE_DROP) + outcome_headers(outcome)
     out_headers.append((b"x-rerank-event", search.event.id.encode()))
@@ -219,6 +280,25 @@ async def _fetch(
     except UpstreamError as e:
         await send_upstream_error(send, e)
         return None
+
+
+def _unreranked(response: dict[str, Any], plan: SearchPlan) -> dict[str, Any]:
+    """The client's page of the widened answer in the cluster's order (when the rest failed)."""
+    try:
+        return build_page(response, plan, None, False)
+    except Exception:
+        log.exception("the cluster's page could not be cut either")
+        raise
+
+
+_OFF_LOOP = 1024 * 1024  # answers past this size are parsed and written on a worker thread
+
+
+async def _json_response_off_loop(resp: UpstreamResponse, content: bytes) -> Any:
+    """``_json_response``; a large answer parsed off the event loop, which other requests share."""
+    if len(content) > _OFF_LOOP:
+        return await asyncio.to_thread(_json_response, resp, content)
+    return _json_response(resp, content)
 
 
 def _json_response(resp: UpstreamResponse, content: bytes) -> Any:
@@ -257,8 +337,15 @@ def _plan_sub(
     default_index: str | None,
     params: list[tuple[str, str]],
     headers: dict[str, str],
+    capped: bool = False,
+    max_query_chars: int = 10_000,
 ) -> _Sub:
+    """One sub-search's plan; ``capped``: the request has had its share of reranked ones."""
     index = header.get("index", default_index) if isinstance(header, dict) else default_index
+    if not isinstance(index, (str, list)) or (
+        isinstance(index, list) and not all(isinstance(i, str) for i in index)
+    ):
+        index, header = default_index, None  # {"index": 5}: the cluster's to refuse
     search = _Search(rt, record.new_event(",".join(split_indices(index)), headers), time.perf_counter())
     if not isinstance(header, dict):
         return _Sub(header, body, None, Bypass(Reason.UNPARSED_HEADER), search)
@@ -266,7 +353,9 @@ def _plan_sub(
     if route is None:
         return _Sub(header, body, None, Bypass(Reason.NO_ROUTE), search)
     search.event.route = route.name
-    return _Sub(header, body, route, plan_search(route.config, body, params, headers), search)
+    if capped:
+        return _Sub(header, body, route, Bypass(Reason.MSEARCH_CAP), search)
+    return _Sub(header, body, route, safe_plan(route, body, params, headers, max_query_chars), search)
 
 
 async def handle_msearch(rt: Runtime, scope: Scope, receive: Receive, send: Send, index: str | None) -> None:
@@ -290,12 +379,26 @@ async def _msearch(
     if not answers_in_json(scope, params):
         await _bypass(whole, Reason.FORMAT, scope, receive, send, body=raw)
         return
-    plain = decode_body(scope, raw) if raw else b""
-    pairs = msearch_lines(plain) if plain is not None else None
+    limits = snap.config.limits
+    try:
+        plain = decode_body(scope, raw, snap.config.max_search_body_bytes) if raw else b""
+    except InflatedTooLarge as e:
+        whole.record(Outcome.bypass(Reason.BODY_TOO_LARGE))
+        await send_too_large(send, None, e.limit, str(e))
+        return
+    pairs = msearch_lines(plain, limits.max_json_depth) if plain is not None else None
     if not pairs:
         await _bypass(whole, Reason.UNPARSED_BODY, scope, receive, send, body=raw)
         return
-    subs = [_plan_sub(rt, snap, h, b, index, params, headers) for h, b in pairs]
+    subs = []
+    planned = 0
+    for i, (h, b) in enumerate(pairs):
+        capped = planned >= limits.max_reranked_subsearches
+        sub = _plan_sub(rt, snap, h, b, index, params, headers, capped, limits.max_query_chars)
+        planned += isinstance(sub.plan, SearchPlan)
+        subs.append(sub)
+        if i % 64 == 63:
+            await asyncio.sleep(0)  # a thousand sub-searches do not hold the loop for the rest
     if not any(isinstance(s.plan, SearchPlan) for s in subs):
         for s in subs:
             assert isinstance(s.plan, Bypass)
@@ -324,7 +427,7 @@ async def _msearch(
             s.search.record(Outcome.bypass(Reason.UPSTREAM_UNAVAILABLE))
         return
     resp, content = fetched
-    doc = _json_response(resp, content)
+    doc = await _json_response_off_loop(resp, content)
     responses = _answers(doc, len(subs))
     if responses is None:
         outcome = Outcome.bypass(Reason.UPSTREAM_STATUS, resp.status)
@@ -342,6 +445,10 @@ async def _msearch(
             except UpstreamError:
                 return None
             answers = _answers(_json_response(more, raw_more), 1)
+            if answers is not None and isinstance(answers[0], dict) and "error" in answers[0]:
+                status = answers[0].get("status", 400)
+                if isinstance(status, int) and 400 <= status < 500:
+                    raise ClusterRefused(status, answers[0])
             return window_hits(answers[0]) if answers is not None else None
 
         return past
@@ -355,7 +462,12 @@ async def _msearch(
     )
     out_headers = response_headers(resp, _RESPONSE_DROP) + outcome_headers(summarize(list(outcomes)))
     out_headers.append((b"x-rerank-msearch", per_sub.encode()))
-    await send_response(send, resp.status, out_headers, dumps(doc, pretty(params)))
+    body = (
+        await asyncio.to_thread(dumps, doc, pretty(params))
+        if len(content) > _OFF_LOOP
+        else dumps(doc, pretty(params))
+    )
+    await send_response(send, resp.status, out_headers, body)
 
 
 async def _ask_again(
@@ -405,6 +517,15 @@ async def _finish_sub(
         outcome = Outcome.bypass(Reason.UPSTREAM_ERROR)
     else:
         assert sub.route is not None  # a plan is made for a route
-        responses[i], outcome = await finish(sub.route, sub.plan, response, sub.search.event, past, headers)
+        try:
+            responses[i], outcome = await finish(
+                sub.route, sub.plan, response, sub.search.event, past, headers
+            )
+        except ClusterRefused as refused:  # its page past the window: the cluster's error item
+            responses[i] = refused.answer
+            outcome = Outcome.bypass(Reason.UPSTREAM_ERROR)
+        except Exception:
+            log.exception("reranking a sub-search failed; the cluster's order is served")
+            responses[i], outcome = _unreranked(response, sub.plan), Outcome.fallback(Reason.SIDECAR_ERROR)
     sub.search.record(outcome)
     return outcome

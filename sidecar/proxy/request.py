@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sidecar.events.event import Reason
+from sidecar.jsontext import json_bytes
 from sidecar.proxy.asgi import Scope
 
 
@@ -75,37 +76,78 @@ def content_type(scope: Scope, default: bytes) -> bytes:
     return value.encode("latin-1") if value else default
 
 
-def decode_body(scope: Scope, body: bytes) -> bytes | None:
-    """The request body as plain bytes, or None when its encoding is not one we read."""
+class InflatedTooLarge(ValueError):
+    """A compressed body that inflates past the limit (counted while inflating)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the request body inflates to more than {limit} bytes (max_search_body_bytes)")
+        self.limit = limit
+
+
+def decode_body(scope: Scope, body: bytes, limit: int | None = None) -> bytes | None:
+    """The request body as plain bytes, or None when its encoding is not one we read.
+    A compressed body is inflated only up to ``limit`` bytes: InflatedTooLarge past it (a
+    small gzip body can inflate a thousandfold)."""
     encoding = header(scope, b"content-encoding").strip().lower()
     if encoding in ("", "identity"):
         return body
+    wbits = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+    if encoding not in wbits:
+        return None
+    inflate = zlib.decompressobj(wbits[encoding])
+    most = limit if limit is not None else 1 << 62
     try:
-        if encoding in ("gzip", "x-gzip"):
-            return zlib.decompress(body, 16 + zlib.MAX_WBITS)
-        if encoding == "deflate":
-            return zlib.decompress(body)
+        out = inflate.decompress(body, most + 1)
+        if len(out) > most or inflate.unconsumed_tail:
+            raise InflatedTooLarge(most)
+        return out + inflate.flush()
     except zlib.error:
         return None
-    return None
 
 
-def json_body(scope: Scope, body: bytes) -> Any:
-    """The parsed JSON body (None for an empty one); Unreadable when it cannot be read."""
+def depth_over(doc: Any, most: int) -> bool:
+    """Whether JSON nests deeper than ``most`` (counted without recursion)."""
+    stack = [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > most:
+            return True
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, (dict, list)))
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node if isinstance(v, (dict, list)))
+    return False
+
+
+def loads(raw: bytes | str, max_depth: int = 100) -> Any:
+    """JSON as the sidecar reads a client's: ValueError for what is not JSON, nests deeper than
+    ``max_depth`` or holds what Python will not parse (a 5,000-digit number)."""
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, RecursionError, ValueError) as e:
+        raise ValueError(str(e)[:200]) from None
+    if depth_over(doc, max_depth):
+        raise ValueError(f"nested deeper than {max_depth}")
+    return doc
+
+
+def json_body(scope: Scope, body: bytes, limit: int | None = None, max_depth: int = 100) -> Any:
+    """The parsed JSON body (None for an empty one); Unreadable when it cannot be read,
+    InflatedTooLarge when it inflates past ``limit``."""
     if not body:
         return None
     if "json" not in header(scope, b"content-type").lower():
         raise Unreadable(Reason.CONTENT_TYPE)
-    plain = decode_body(scope, body)
+    plain = decode_body(scope, body, limit)
     if plain is None:
         raise Unreadable(Reason.CONTENT_ENCODING)
     try:
-        return json.loads(plain)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        return loads(plain, max_depth)
+    except ValueError:
         raise Unreadable(Reason.UNPARSED_BODY) from None
 
 
-def msearch_lines(raw: bytes) -> list[tuple[Any, Any]] | None:
+def msearch_lines(raw: bytes, max_depth: int = 100) -> list[tuple[Any, Any]] | None:
     """An ``_msearch`` body as (header, body) pairs, read as OpenSearch and Elasticsearch read
     NDJSON: a line per header and per body, each ended by a newline (``\r\n`` too), a blank
     header meaning ``{}`` (the URL's index and options), a last header without a body ignored.
@@ -120,8 +162,8 @@ def msearch_lines(raw: bytes) -> list[tuple[Any, Any]] | None:
     pairs: list[tuple[Any, Any]] = []
     try:
         for head, body in zip(lines[0::2], lines[1::2], strict=True):
-            pairs.append((json.loads(head) if head.strip() else {}, json.loads(body)))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+            pairs.append((loads(head, max_depth) if head.strip() else {}, loads(body, max_depth)))
+    except ValueError:
         return None
     return pairs
 
@@ -132,10 +174,7 @@ def dumps(doc: Any, pretty: bool = False) -> bytes:
         {"indent": 2, "separators": (",", " : ")} if pretty else {"separators": (",", ":")}
     )
     end = b"\n" if pretty else b""
-    try:
-        return json.dumps(doc, ensure_ascii=False, **layout).encode() + end
-    except UnicodeEncodeError:
-        return json.dumps(doc, ensure_ascii=True, **layout).encode() + end
+    return json_bytes(doc, **layout) + end
 
 
 def pretty(params: Sequence[tuple[str, str]]) -> bool:

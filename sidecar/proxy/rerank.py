@@ -15,7 +15,7 @@ from sidecar.engine.protocol import ModelTimeout, Overloaded, Scored
 from sidecar.events import record
 from sidecar.events.event import Reason, SearchEvent, Status, VariantRecord
 from sidecar.experiments.assign import identity
-from sidecar.experiments.serve import Served, choose, page_credit
+from sidecar.experiments.serve import Lab, Served, choose, page_credit
 from sidecar.experiments.tracker import Impression
 from sidecar.search.documents import document_text
 from sidecar.search.page import build_page, tail_range
@@ -78,11 +78,12 @@ def outcome_headers(outcome: Outcome) -> list[tuple[bytes, bytes]]:
 
 
 def experiment_headers(event: SearchEvent) -> list[tuple[bytes, bytes]]:
-    """``X-Rerank-Experiment: NAME; served=ARM`` for a search an experiment served."""
+    """``X-Rerank-Experiment: NAME`` for a search an experiment served (not its arm: the event
+    says which, the client is not told)."""
     e = event.experiment
     if e is None:
         return []
-    return [(b"x-rerank-experiment", f"{e.name}; served={e.served}".encode())]
+    return [(b"x-rerank-experiment", e.name.encode())]
 
 
 _FAULTS: tuple[tuple[type[BaseException], Reason], ...] = (
@@ -128,8 +129,18 @@ def _spread(scored: Scored, read: list[int], n: int) -> Scored:
     return Scored(scores, scored.queue_ms, scored.model_ms)
 
 
-# the cluster's hits for a widened body, None when it would not give them
+# the cluster's hits for a widened body, None when it would not give them (ClusterRefused when
+# it answered the page past the window with an error of the client's: that answer goes back)
 PastWindow = Callable[[dict[str, Any]], Awaitable[list[dict[str, Any]] | None]]
+
+
+class ClusterRefused(Exception):
+    """The cluster refused the page past the window (``from: 9995`` past its result window):
+    the client gets the cluster's own error, as it would going direct."""
+
+    def __init__(self, status: int, answer: Any, headers: Any = (), raw: bytes = b"") -> None:
+        super().__init__(f"the cluster answered {status}")
+        self.status, self.answer, self.headers, self.raw = status, answer, headers, raw
 
 
 async def _tail(
@@ -138,6 +149,11 @@ async def _tail(
     """The cluster's hits after the window that the client's page reaches (none when it ends
     within the reranked hits). Without them the page comes back short, never wrong."""
     wanted = tail_range(plan, hits, kept, window)
+    if wanted is None and past is not None and hits < window and plan.from_ + plan.size > window:
+        # the page lies past every hit there is: the cluster is asked for it all the same, as
+        # it may refuse it (from + size past its max_result_window), and then says so itself
+        await past(plan.past_window(plan.from_, plan.size))
+        return []
     if wanted is None or past is None:
         return []
     found = await past(plan.past_window(*wanted))
@@ -176,7 +192,7 @@ async def finish(
     if timed is None:
         tail = await _tail(plan, route.window, len(hits), len(hits), past)
         page = build_page(response, plan, None, route.annotate, tail=tail)
-        return explained(_ubi_answer(page, plan, event, compiled.lab is not None), plan), outcome
+        return explained(_ubi_answer(page, plan, event, compiled.lab), plan), outcome
     # the query and its variants were scored side by side: the longest wait and work of any
     event.timings.queue_ms = max((t.queue_ms for t in timed if t.queue_ms is not None), default=None)
     event.timings.model_ms = max((t.model_ms for t in timed if t.model_ms is not None), default=None)
@@ -213,8 +229,13 @@ async def finish(
     # a cut says the rest is not relevant: the list ends with the kept hits
     kept = len(hits) if shown is None else len(shown.order)
     tail = [] if shown is not None and shown.cut else await _tail(plan, route.window, len(hits), kept, past)
-    page = build_page(response, plan, None if shown is None else scores, route.annotate, shown, tail)
-    page = _ubi_answer(page, plan, event, compiled.lab is not None)
+    # under an experiment no hit says where the cluster ranked it (which arm placed it), and
+    # the answer names no model: a client cannot tell the arms apart to steer its clicks
+    annotate = route.annotate and compiled.lab is None
+    page = build_page(response, plan, None if shown is None else scores, annotate, shown, tail)
+    page = _ubi_answer(page, plan, event, compiled.lab)
+    if served is not None:
+        outcome = replace(outcome, model="")
     if served is not None and compiled.lab is not None and event.query_id is not None:
         event.experiment = served.record
         page_ids = event.served or []
@@ -226,6 +247,8 @@ async def finish(
             [ids[i] for i in served.treatment] if shadow else None,
         )
         if imp is not None:
+            if compiled.lab.redact:
+                imp.query = None
             compiled.lab.tracker.add(imp)
     return explained(page, plan), outcome
 
@@ -246,15 +269,19 @@ def _served_decision(served: Served, decision: Decision, n: int) -> Decision | N
 
 
 def _ubi_answer(
-    page: dict[str, Any], plan: SearchPlan, event: SearchEvent, experiment: bool
+    page: dict[str, Any], plan: SearchPlan, event: SearchEvent, lab: Lab | None
 ) -> dict[str, Any]:
     """A search that carried ``ext.ubi`` (or runs under an experiment) gets a query_id, its
-    own or a new one, in the answer's ``ext.ubi`` as the UBI plugin gives it; the event keeps
-    it with the ids of the page served, which clicks are matched against."""
-    if plan.ubi is None and not experiment:
+    own or a new one (signed, under an experiment), in the answer's ``ext.ubi`` as the UBI
+    plugin gives it; the event keeps it with the ids of the page served, which clicks are
+    matched against (under an experiment, with the identity that searched)."""
+    if plan.ubi is None and lab is None:
         return page
     given = plan.ubi.get("query_id") if plan.ubi else None
-    query_id = str(given) if isinstance(given, (str, int)) and str(given).strip() else uuid.uuid4().hex
+    if isinstance(given, (str, int)) and not isinstance(given, bool) and str(given).strip():
+        query_id = str(given)[:200]
+    else:
+        query_id = lab.tracker.issue() if lab is not None else uuid.uuid4().hex
     event.query_id = query_id
     client = plan.ubi.get("client_id") if plan.ubi else None
     event.client_id = str(client) if isinstance(client, (str, int)) else None

@@ -27,9 +27,10 @@ _LOW_WATER = 1 << 18
 class UpstreamError(Exception):
     """The upstream could not be reached, timed out, or broke the protocol."""
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: str, message: str, sent: bool = True) -> None:
         super().__init__(message)
         self.kind = kind  # connect | timeout | protocol
+        self.sent = sent  # False: no connection was made, so nothing of the request went out
 
 
 class _Connection(asyncio.Protocol):
@@ -240,10 +241,12 @@ class UpstreamPool:
                 self.connect_timeout,
             )
         except asyncio.TimeoutError:
-            raise UpstreamError("timeout", f"connecting to {self.host}:{self.port} timed out") from None
+            raise UpstreamError(
+                "timeout", f"connecting to {self.host}:{self.port} timed out", sent=False
+            ) from None
         except OSError as e:
             raise UpstreamError(
-                "connect", f"cannot connect to {self.host}:{self.port}: {e.strerror or e}"
+                "connect", f"cannot connect to {self.host}:{self.port}: {e.strerror or e}", sent=False
             ) from None
         self._all.add(conn)
         return conn

@@ -88,15 +88,26 @@ def _figures(lab: RunningSidecar, name: str) -> dict[str, Any]:
     return r.json()
 
 
-def _click(lab: RunningSidecar, query_id: str, object_id: str) -> httpx.Response:
+def _click(
+    lab: RunningSidecar, query_id: str, object_id: str, client_id: str | None = None, **kw: Any
+) -> httpx.Response:
+    """A click event written through the sidecar, as the searcher's app writes it (a click
+    counts only for the identity that searched: its client_id, or the write's cookie)."""
     event = {
         "action_name": "click",
-        "client_id": "someone",
+        "client_id": client_id,
         "query_id": query_id,
         "timestamp": "2026-12-02T10:00:00Z",
         "event_attributes": {"object": {"object_id": object_id, "object_id_field": "_id"}},
     }
-    return httpx.post(f"{lab.url}/ubi_events/_doc?refresh=true", json=event, timeout=30)
+    return httpx.post(f"{lab.url}/ubi_events/_doc?refresh=true", json=event, timeout=30, **kw)
+
+
+def _served(lab: RunningSidecar, r: httpx.Response) -> str:
+    """The arm a search was served, from its event: the answer names the experiment only."""
+    name = r.headers["x-rerank-experiment"]
+    assert ";" not in name  # no arm in the answer
+    return f"{name}; served={_event(lab, r)['experiment']['served']}"
 
 
 def _cluster(osmem: OsmemServer, index: str) -> list[str]:
@@ -117,7 +128,7 @@ def test_interleaving_merges_both_arms_credits_each_hit_and_is_stable(
     lab: RunningSidecar, osmem: OsmemServer
 ) -> None:
     r = _search(lab, "exp-il", "user-1")
-    assert r.headers["x-rerank-experiment"] == "il; served=interleaved"
+    assert _served(lab, r) == "il; served=interleaved"
     query_id = r.json()["ext"]["ubi"]["query_id"]
     assert query_id
     event = _event(lab, r)
@@ -139,7 +150,7 @@ def test_interleaving_merges_both_arms_credits_each_hit_and_is_stable(
     assert [h["_id"] for h in again.json()["hits"]["hits"]] == ids
     # the identity from a header when the search has no UBI client_id
     by_header = _search(lab, "exp-il", headers={"X-User": "user-1"})
-    assert by_header.headers["x-rerank-experiment"] == "il; served=interleaved"
+    assert _served(lab, by_header) == "il; served=interleaved"
 
 
 def test_a_click_written_to_ubi_events_is_counted_and_the_write_reaches_the_cluster(
@@ -150,7 +161,7 @@ def test_a_click_written_to_ubi_events_is_counted_and_the_write_reaches_the_clus
     query_id = r.json()["ext"]["ubi"]["query_id"]
     event = _event(lab, r)
     ids, credit = event["served"], event["experiment"]["credit"]
-    w = _click(lab, query_id, ids[0])
+    w = _click(lab, query_id, ids[0], "user-2")
     assert w.status_code == 201, w.text  # the cluster's own answer
     figures = _counted(lab, "il", before["clicks"] + 1)
     outcome = "wins" if credit[0] == "treatment" else "losses"
@@ -159,8 +170,8 @@ def test_a_click_written_to_ubi_events_is_counted_and_the_write_reaches_the_clus
     stored = httpx.post(f"{osmem.url}/ubi_events/_search", json={"query": {"term": {"query_id": query_id}}})
     assert stored.json()["hits"]["total"]["value"] == 1  # passed through, unchanged
     # a second click on the same hit counts once; a click on a hit not served counts nowhere
-    _click(lab, query_id, ids[0])
-    _click(lab, query_id, "no-such-hit")
+    _click(lab, query_id, ids[0], "user-2")
+    _click(lab, query_id, "no-such-hit", "user-2")
     time.sleep(0.2)
     assert _figures(lab, "il")["clicks"] == figures["clicks"]
     detail = _figures(lab, "il")["recent"]
@@ -175,7 +186,12 @@ def test_clicks_in_a_bulk_write_and_through_the_feedback_api(lab: RunningSidecar
         r = _search(lab, "exp-il", user)
         served.append((r.json()["ext"]["ubi"]["query_id"], r.json()["hits"]["hits"][1]["_id"]))
     (q1, o1), (q2, o2) = served
-    click = {"action_name": "click", "event_attributes": {"object": {"object_id": o1}}, "query_id": q1}
+    click = {
+        "action_name": "click",
+        "client_id": "user-3",
+        "event_attributes": {"object": {"object_id": o1}},
+        "query_id": q1,
+    }
     view = {"action_name": "impression", "event_attributes": {"object": {"object_id": o1}}, "query_id": q1}
     lines = [{"create": {}}, click, {"index": {}}, view, {"delete": {"_id": "x"}}]
     body = "\n".join(json.dumps(x) for x in lines) + "\n"
@@ -187,7 +203,12 @@ def test_clicks_in_a_bulk_write_and_through_the_feedback_api(lab: RunningSidecar
         f"{lab.admin_url}/_sidecar/feedback",
         json={
             "events": [
-                {"action_name": "click", "query_id": q2, "event_attributes": {"object": {"object_id": o2}}}
+                {
+                    "action_name": "click",
+                    "client_id": "user-4",
+                    "query_id": q2,
+                    "event_attributes": {"object": {"object_id": o2}},
+                }
             ]
         },
     )
@@ -204,7 +225,7 @@ def test_a_search_with_no_identity_gets_control_and_is_counted_apart(
 ) -> None:
     before = _figures(lab, "il")
     r = _search(lab, "exp-il")
-    assert r.headers["x-rerank-experiment"] == "il; served=control"
+    assert _served(lab, r) == "il; served=control"
     assert [h["_id"] for h in r.json()["hits"]["hits"]] == _cluster(osmem, "exp-il")[:5]
     after = _figures(lab, "il")
     assert after["unidentified"] == before["unidentified"] + 1 and after["queries"] == before["queries"]
@@ -215,7 +236,7 @@ def test_ab_is_sticky_per_user_and_serves_each_arm_as_it_is(lab: RunningSidecar,
     arms: dict[str, str] = {}
     for n in range(24):
         uid = f"u{n}"
-        got = {_search(lab, "exp-ab", cookies={"uid": uid}).headers["x-rerank-experiment"] for _ in range(2)}
+        got = {_served(lab, _search(lab, "exp-ab", cookies={"uid": uid})) for _ in range(2)}
         assert len(got) == 1  # the same user, the same arm
         arms[uid] = got.pop().split("served=")[1]
     assert set(arms.values()) == {"control", "treatment"}
@@ -228,7 +249,7 @@ def test_ab_is_sticky_per_user_and_serves_each_arm_as_it_is(lab: RunningSidecar,
     figures = _figures(lab, "ab")
     assert figures["arms"]["control"]["queries"] + figures["arms"]["treatment"]["queries"] == 50
     query_id = r.json()["ext"]["ubi"]["query_id"]
-    _click(lab, query_id, r.json()["hits"]["hits"][2]["_id"])
+    _click(lab, query_id, r.json()["hits"]["hits"][2]["_id"], cookies={"uid": treated})
     figures = _counted(lab, "ab", 1)
     assert figures["arms"]["treatment"]["clicked"] == 1
     assert figures["arms"]["treatment"]["mrr"] == pytest.approx(
@@ -240,7 +261,7 @@ def test_shadow_serves_the_cluster_and_judges_treatment_by_where_it_ranked_the_c
     lab: RunningSidecar, osmem: OsmemServer
 ) -> None:
     r = _search(lab, "exp-shadow", "anyone")
-    assert r.headers["x-rerank-experiment"] == "shadow; served=control"
+    assert _served(lab, r) == "shadow; served=control"
     cluster = _cluster(osmem, "exp-shadow")
     ids = [h["_id"] for h in r.json()["hits"]["hits"]]
     assert ids == cluster[:5]
@@ -248,7 +269,7 @@ def test_shadow_serves_the_cluster_and_judges_treatment_by_where_it_ranked_the_c
     # a click on the hit the model put first, which the cluster ranked lower
     target = reranked[0]
     assert target in ids and cluster.index(target) > 0
-    _click(lab, r.json()["ext"]["ubi"]["query_id"], target)
+    _click(lab, r.json()["ext"]["ubi"]["query_id"], target, "anyone")
     figures = _counted(lab, "shadow", 1)
     assert figures["wins"] == 1 and figures["losses"] == 0
 
@@ -258,14 +279,14 @@ def test_the_guardrail_stops_a_losing_treatment_and_says_so(lab: RunningSidecar,
         r = _search(lab, "exp-guard", f"g{n}")
         credit = _event(lab, r)["experiment"]["credit"]
         ids = [h["_id"] for h in r.json()["hits"]["hits"]]
-        _click(lab, r.json()["ext"]["ubi"]["query_id"], ids[credit.index("control")])  # users prefer control
+        _click(lab, r.json()["ext"]["ubi"]["query_id"], ids[credit.index("control")], f"g{n}")  # control wins
         figures = _counted(lab, "guard", n + 1)
         if figures["state"] == "stopped":
             break
     assert figures["state"] == "stopped" and "treatment lost" in figures["stopped_reason"]
     assert figures["losses"] >= 5 and figures["p_value"] < 0.05
     r = _search(lab, "exp-guard", "g-late")
-    assert r.headers["x-rerank-experiment"] == "guard; served=control"
+    assert _served(lab, r) == "guard; served=control"
     assert [h["_id"] for h in r.json()["hits"]["hits"]] == _cluster(osmem, "exp-guard")[:5]
     assert _event(lab, r)["experiment"]["stopped"] is True
     metrics = httpx.get(f"{lab.admin_url}/_sidecar/metrics").text
@@ -330,7 +351,7 @@ async def test_the_experiments_screen_shows_each_experiment_and_the_clicked_list
 
     r = _search(lab, "exp-il", "tui-user")
     ids = [h["_id"] for h in r.json()["hits"]["hits"]]
-    _click(lab, r.json()["ext"]["ubi"]["query_id"], ids[1])
+    _click(lab, r.json()["ext"]["ubi"]["query_id"], ids[1], "tui-user")
     _counted(lab, "il", 1)
     app = SidecarTUI([lab.admin_url])
     async with app.run_test(size=(120, 36)) as pilot:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from testkit.fleet import CacheServer
+from testkit.fleet import FLEET_KEY, CacheServer
+
+# the sidecars of these tests (in this process and in the fleet's) sign the config store with it
+os.environ.setdefault("RERANK_SIDECAR_CONFIG_KEY", FLEET_KEY)
 
 
 @pytest.fixture
