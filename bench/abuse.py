@@ -19,6 +19,7 @@ import gzip
 import json
 import socket
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -29,8 +30,11 @@ from typing import Any
 import httpx
 from osmem_server import OsmemServer
 
-from sidecar.demo.run import load_corpus
-from testkit.fleet import Fleet
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sidecar.demo.run import load_corpus  # noqa: E402
+from testkit.fleet import Fleet  # noqa: E402
 
 INDEX = "kb"
 ROUTE = {"name": "kb", "indices": [INDEX], "model": "minilm", "window": 50, "fields": ["title", "text"]}
