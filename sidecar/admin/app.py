@@ -330,9 +330,7 @@ class AdminApp:
                 "queued": self.rt.events.queued,
                 "dropped": self.rt.events.dropped,
                 "reopened": self.rt.events.reopened,
-                "writer": "stopped"
-                if self.rt.events.state() == "the event writer has stopped"
-                else "running",
+                "writer": "stopped" if self.rt.events.writer_stopped else "running",
                 "error": self.rt.events.write_error,
                 "index": self.rt.config.events.index,
                 "sink_error": self.rt.events.sink_error,

@@ -146,9 +146,14 @@ class EventStore:
         """Events and clicks waiting for the writer."""
         return self._queue.qsize()
 
+    @property
+    def writer_stopped(self) -> bool:
+        """Whether the writer thread was started and is no longer running."""
+        return self._thread is not None and not self._thread.is_alive()
+
     def state(self) -> str | None:
         """Why health is degraded on the store's account, or None."""
-        if self._thread is not None and not self._thread.is_alive():
+        if self.writer_stopped:
             return "the event writer has stopped"
         if self.queued > BEHIND:
             return f"the event writer is behind: {self.queued} events queued"

@@ -276,7 +276,10 @@ class ConfigStore:
             self._doc,
         )
         self.seen = None
-        await self.write(self.shared if self.shared is not None else shared_part(local))
+        try:
+            await self.write(self.shared if self.shared is not None else shared_part(local))
+        except StoreConflict:  # another sidecar wrote it again first: the next read takes that one
+            return
         self.recreated = time.time()
 
     async def sync(self, local: Config, apply: Callable[[Config], Awaitable[None]]) -> bool:

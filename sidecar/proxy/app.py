@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import re
-import zlib
 from collections.abc import Awaitable, Callable
 from urllib.parse import unquote
 
@@ -25,7 +24,7 @@ from sidecar.proxy.errors import error_body
 from sidecar.proxy.forward import forward, send_too_large
 from sidecar.proxy.intercept import handle_msearch, handle_search
 from sidecar.proxy.owned import GuardedReceive, OwnedIndexRefused, owned_indices
-from sidecar.proxy.request import header, header_map
+from sidecar.proxy.request import WBITS, InflatedTooLarge, header, header_map, inflate
 from sidecar.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -128,8 +127,12 @@ class ProxyApp:
             stored = None
             if kind == "bulk":  # only the items the cluster stored: a refused one is no event
                 raw = b"".join(answer)
-                if encoding.strip().lower() in (b"gzip", b"x-gzip", b"deflate"):
-                    raw = _inflated(raw, encoding.strip().lower())
+                name = encoding.strip().lower().decode("latin-1")
+                if name in WBITS:  # the cluster's compressed answer, inflated up to TEE_LIMIT
+                    try:
+                        raw = inflate(raw, name, TEE_LIMIT) or b""
+                    except InflatedTooLarge:
+                        raw = b""
                 stored = stored_items(raw) if answered <= TEE_LIMIT else None
                 if stored is None:
                     return
@@ -137,16 +140,6 @@ class ProxyApp:
             found = clicks(docs, ubi.click_actions)
             if found:
                 self.rt.feedback(found, header_map(scope))
-
-
-def _inflated(raw: bytes, encoding: bytes) -> bytes:
-    """The cluster's compressed answer to a bulk, inflated up to TEE_LIMIT (empty past it)."""
-    inflate = zlib.decompressobj(zlib.MAX_WBITS if encoding == b"deflate" else 16 + zlib.MAX_WBITS)
-    try:
-        out = inflate.decompress(raw, TEE_LIMIT)
-    except zlib.error:
-        return b""
-    return b"" if inflate.unconsumed_tail else out
 
 
 class _Tee:

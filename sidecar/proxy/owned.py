@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from sidecar.proxy.asgi import BodyTooLarge, Message, Receive, Scope
+from sidecar.proxy.request import WBITS
 
 # keys whose values name indices or aliases in the request bodies of OpenSearch's APIs
 _INDEX_KEYS = frozenset({"index", "_index", "indices", "alias", "aliases", "index_pattern", "index_patterns"})
@@ -135,8 +136,7 @@ class GuardedReceive:
         path = _decoded_path(scope)
         self.ndjson = any(op in path for op in ("_bulk", "_msearch"))
         self.text = any(op in path for op in _QUERY_LANGUAGES)
-        wbits = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
-        self._inflate = zlib.decompressobj(wbits[encoding]) if encoding in wbits else None
+        self._inflate = zlib.decompressobj(WBITS[encoding]) if encoding in WBITS else None
         self._inflated = 0
         self._pending = b""  # NDJSON: the line not yet ended; JSON: the body so far
         self._whole = True

@@ -84,25 +84,33 @@ class InflatedTooLarge(ValueError):
         self.limit = limit
 
 
+# the zlib window of each Content-Encoding the sidecar reads
+WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+def inflate(body: bytes, encoding: str, limit: int | None = None) -> bytes | None:
+    """A ``gzip``/``deflate`` body inflated up to ``limit`` bytes (InflatedTooLarge past it: a
+    small gzip body can inflate a thousandfold); None for a broken or unknown encoding."""
+    if encoding not in WBITS:
+        return None
+    inflater = zlib.decompressobj(WBITS[encoding])
+    most = limit if limit is not None else 1 << 62
+    try:
+        out = inflater.decompress(body, most + 1)
+        if len(out) > most or inflater.unconsumed_tail:
+            raise InflatedTooLarge(most)
+        return out + inflater.flush()
+    except zlib.error:
+        return None
+
+
 def decode_body(scope: Scope, body: bytes, limit: int | None = None) -> bytes | None:
-    """The request body as plain bytes, or None when its encoding is not one we read.
-    A compressed body is inflated only up to ``limit`` bytes: InflatedTooLarge past it (a
-    small gzip body can inflate a thousandfold)."""
+    """The request body as plain bytes, or None when its encoding is not one we read; a
+    compressed one inflated up to ``limit`` bytes (see ``inflate``)."""
     encoding = header(scope, b"content-encoding").strip().lower()
     if encoding in ("", "identity"):
         return body
-    wbits = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
-    if encoding not in wbits:
-        return None
-    inflate = zlib.decompressobj(wbits[encoding])
-    most = limit if limit is not None else 1 << 62
-    try:
-        out = inflate.decompress(body, most + 1)
-        if len(out) > most or inflate.unconsumed_tail:
-            raise InflatedTooLarge(most)
-        return out + inflate.flush()
-    except zlib.error:
-        return None
+    return inflate(body, encoding, limit)
 
 
 def depth_over(doc: Any, most: int) -> bool:

@@ -182,6 +182,13 @@ def test_a_deleted_store_is_noticed_written_again_and_changes_go_on(
             or httpx.get(f"{b.admin_url}/_sidecar/health").json()["config_store"]["recreated"] is not None
         )
     )
+    for s in (a, b):  # both follow the store written again
+        poll(
+            lambda s=s: (
+                (h := httpx.get(f"{s.admin_url}/_sidecar/health").json()["config_store"])["error"] is None
+                and h["version"] is not None
+            )
+        )
     config = httpx.get(f"{a.admin_url}/_sidecar/config").json()
     config["routes"][0]["min_score"] = 0.25
     r = httpx.put(f"{a.admin_url}/_sidecar/config", json=config)
