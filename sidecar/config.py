@@ -20,6 +20,7 @@ from pydantic import (
 
 from sidecar.engine.remote_apis import APIS
 from sidecar.experiments.assign import check_identity
+from sidecar.language import ANY, Reads, default_languages, key_of
 from sidecar.rewrite.settings import RewriteConfig
 
 
@@ -110,6 +111,31 @@ class _ModelBase(_Model):
     # circuit breaker: after this many errors in a row the model is skipped (0: never)
     circuit_failures: int = Field(5, ge=0)
     circuit_cooldown_s: float = Field(30.0, gt=0)  # then one search probes it
+    # the languages it reads (ISO 639-1 codes, script names, or any); default: what the model
+    # is known to read (language.default_languages): any for remote engines and Qwen3, en for
+    # all-MiniLM-L6-v2 and the ms-marco cross-encoders
+    languages: list[str] | None = Field(None, min_length=1)
+
+    @field_validator("languages", mode="before")
+    @classmethod
+    def _languages_any(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("languages")
+    @classmethod
+    def _languages(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None:
+            for code in v:
+                if code != ANY:
+                    key_of(code)
+        return v
+
+    @property
+    def reads(self) -> Reads:
+        """What the model reads, as the language step asks it."""
+        backend = getattr(self, "backend", "remote")
+        langs = self.languages or default_languages(backend, getattr(self, "model", None))
+        return Reads.of(langs)
 
     @model_validator(mode="before")
     @classmethod
@@ -242,6 +268,10 @@ def model_entry(data: Any) -> LocalModel | RemoteModel:
         raise ConfigError(format_validation_error(e)) from None
 
 
+# the model's share of the fused score when fusion_alpha is not set
+AUTO_ALPHA = 0.6
+LINEAR_ALPHA = 0.5
+
 # what an experiment arm may set differently from its route (the window and retrieval stay
 # shared: one cluster call serves both arms)
 ARM_KEYS = (
@@ -328,13 +358,20 @@ class RouteConfig(_Model):
     relative_to_top: float | None = Field(None, gt=0, le=1)
     max_drop: float | None = Field(None, gt=0)
     max_hits: int | None = Field(None, ge=1)
-    # how the final order is made: auto (rrf in which the cluster's order counts as far as it
-    # can tell: fully when it picked the window from more hits, n/rrf_k when the window holds
-    # all n of its hits, not at all when its scores are all equal), the model's score alone
-    # (replace), a blend with the cluster's score (linear), or plain reciprocal rank fusion
+    # how the final order is made: auto (alpha x the model's score + (1 - alpha) x the cluster's
+    # rank as rrf_k / (rrf_k + rank), the cluster counting as far as it can tell: fully when it
+    # picked the window from more hits, n/rrf_k when the window holds all n of its hits, not at
+    # all when its scores are all equal), the model's score alone (replace), a blend with the
+    # cluster's min-max normalized score (linear), or plain reciprocal rank fusion (rrf)
     fusion: Literal["auto", "replace", "linear", "rrf"] = "auto"
-    fusion_alpha: float = Field(0.5, ge=0, le=1)
+    # the model's share in auto and linear; default: 0.6 for auto (chosen on SciFact's tuning
+    # half, see docs/configuration.md), 0.5 for linear
+    fusion_alpha: float | None = Field(None, ge=0, le=1)
     rrf_k: int = Field(60, ge=1)
+    # a search whose query is in a language the route's model does not read (language.py: told
+    # by its script) is reranked by the model named here for that language (zh: qwen3), else
+    # answered in the cluster's order (reason language); null: every search to the route's model
+    models_by_language: dict[str, str] = Field(default_factory=dict)
     # diagnostics on the model's calibrated scores (in [0, 1] for every backend): flat when the
     # top diagnostic_top scores hardly differ (a too-broad query), low when even the best
     # candidate is less likely relevant than not (vague query, or weak document text)
@@ -346,6 +383,29 @@ class RouteConfig(_Model):
     rewrite: RewriteConfig | None = None
     # an online experiment on this route's searches (hot-reloadable)
     experiment: ExperimentConfig | None = None
+
+    @property
+    def alpha(self) -> float:
+        """The model's share in ``auto`` and ``linear`` fusion."""
+        if self.fusion_alpha is not None:
+            return self.fusion_alpha
+        return AUTO_ALPHA if self.fusion == "auto" else LINEAR_ALPHA
+
+    @field_validator("models_by_language")
+    @classmethod
+    def _by_language(cls, v: dict[str, str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for code, model in v.items():
+            key = key_of(code)
+            if key != code.strip().lower() and key in ("latin", "cyrillic", "arabic", "devanagari"):
+                raise ValueError(
+                    f"{code}: the script detector cannot tell {code} from the other {key}-script"
+                    f" languages: use the key {key}"
+                )
+            if key in out:
+                raise ValueError(f"{code}: the same language as another key ({key})")
+            out[key] = model
+        return out
 
     @model_validator(mode="after")
     def _arm_routes(self) -> RouteConfig:
@@ -526,6 +586,7 @@ class Config(_Model):
     def used_models(self) -> set[str]:
         """The models some route (or an experiment arm of one) scores with."""
         used = {r.model for r in self.routes}
+        used |= {m for r in self.routes for m in r.models_by_language.values()}
         for r in self.routes:
             if r.experiment is not None:
                 used |= {a.model for a in (r.arm("control"), r.arm("treatment")) if a is not None}
@@ -549,6 +610,12 @@ class Config(_Model):
                     arm = route.arm(side)
                     if arm is not None and arm.model not in self.models:
                         raise ConfigError(f"routes.{i}.experiment.{side}.model: unknown model {arm.model!r}")
+            for language, model in route.models_by_language.items():
+                if model not in self.models:
+                    known = ", ".join(sorted(self.models))
+                    raise ConfigError(
+                        f"routes.{i}.models_by_language.{language}: unknown model {model!r} (models: {known})"
+                    )
         names = [r.experiment.name or r.name for r in self.routes if r.experiment is not None]
         for name in names:
             if names.count(name) > 1:

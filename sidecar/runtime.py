@@ -135,7 +135,7 @@ class Runtime:
                 if kept is not None and kept.scorer is scorer
                 else CircuitBreaker(name, spec.circuit_failures, spec.circuit_cooldown_s)
             )
-            models[name] = Model(name, scorer, breaker, model_calibration(spec))
+            models[name] = Model(name, scorer, breaker, model_calibration(spec), spec.reads)
         llms: dict[str, LlmRewriter] = {}
         routes = []
         self.tracker.configure(

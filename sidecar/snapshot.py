@@ -14,6 +14,7 @@ from sidecar.config import Config, RouteConfig
 from sidecar.engine.calibration import Calibration, apply
 from sidecar.engine.circuit import CircuitBreaker
 from sidecar.engine.protocol import ModelTimeout, Overloaded, Scored, Scorer
+from sidecar.language import Reads
 from sidecar.rewrite.llm import LlmRewriter
 from sidecar.rewrite.rules import Rewriter
 from sidecar.rewrite.text import scrub
@@ -31,6 +32,7 @@ class Model:
     scorer: Scorer
     breaker: CircuitBreaker
     calibration: Calibration | None
+    reads: Reads = field(default_factory=lambda: Reads(None))  # the languages it reads
 
     async def score(
         self, query: str, documents: Sequence[str], timeout_s: float, instruction: str | None = None

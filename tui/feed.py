@@ -82,8 +82,14 @@ def feed_row(source: str, event: SearchEvent, query_width: int = 60) -> dict[str
         "top": f"{event.final[0].score:.2f}" if event.final else "–",
         "sd": f"{s:.2f}" if s is not None else "–",
         "ms": f"{event.timings.total_ms or 0:.0f}",
-        "notes": one_line(",".join(event.flags) or reason_text(event.reason, event.upstream_status), 14),
+        "notes": one_line(",".join(event.flags) or _reason(event), 14),
     }
+
+
+def _reason(event: SearchEvent) -> str:
+    """The reason a search was not reranked, with its language for reason language."""
+    why = reason_text(event.reason, event.upstream_status)
+    return f"{why} {event.language}" if why == "language" and event.language else why
 
 
 def one_line(text: str, width: int) -> str:

@@ -24,6 +24,8 @@ MAPPINGS = {
 }
 EXAMPLE_QUERY = "which lora rank should I use"
 VAGUE_QUERY = "k8s pod OOM"
+# Chinese that configs/rules/tech.yaml does not turn into English: all-MiniLM-L6-v2 reads English
+CHINESE_QUERY = "怎么查看显卡温度"
 
 
 def demo_config_path(given: str | None) -> Path:
@@ -94,6 +96,8 @@ def banner(cluster: str, count: int, index: str, proxy: str, admin: str) -> str:
     explain = (
         f"curl -s {url} -H 'content-type: application/json' -H 'X-Rerank-Explain: 1' -d {shlex.quote(vague)}"
     )
+    chinese = json.dumps({"query": {"match": {"text": CHINESE_QUERY}}, "size": 3}, ensure_ascii=False)
+    foreign = f"curl -s -i {url} -H 'content-type: application/json' -d {shlex.quote(chinese)}"
     return "\n".join(
         [
             "rerank-sidecar demo (all-MiniLM-L6-v2 on the CPU, offline)",
@@ -109,6 +113,11 @@ def banner(cluster: str, count: int, index: str, proxy: str, admin: str) -> str:
             "",
             "A vague query, rewritten by configs/rules/tech.yaml (the variants come back under _rerank):",
             f"  {explain}",
+            "",
+            "A Chinese query the rules do not turn into English is answered in the cluster's order",
+            "(X-Rerank-Reason: language; the English model is not asked to guess, models_by_language",
+            "names one that reads it):",
+            f"  {foreign}",
             "Ctrl-C stops the demo.",
         ]
     )

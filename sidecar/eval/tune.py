@@ -24,6 +24,7 @@ from sidecar.eval.metrics import evaluate
 
 FUSIONS: tuple[dict[str, Any], ...] = (
     {"fusion": "auto"},
+    *({"fusion": "auto", "fusion_alpha": a} for a in (0.4, 0.5, 0.7, 0.8)),
     {"fusion": "replace"},
     *({"fusion": "rrf", "rrf_k": k} for k in (20, 60, 100)),
     *({"fusion": "linear", "fusion_alpha": a} for a in (0.3, 0.5, 0.7, 0.9)),
@@ -84,7 +85,7 @@ def _matters(route: RouteConfig, key: str) -> bool:
     if key == "rrf_k":
         return route.fusion in ("rrf", "auto")
     if key == "fusion_alpha":
-        return route.fusion == "linear"
+        return route.fusion in ("linear", "auto")
     return True
 
 

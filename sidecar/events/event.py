@@ -50,6 +50,9 @@ class Reason(str, Enum):
     UNPARSED_SOURCE = "unparsed-source"
     QUERY_TOO_LONG = "query-too-long"  # past limits.max_query_chars: no model reads that far
     MSEARCH_CAP = "msearch-cap"  # past limits.max_reranked_subsearches of one _msearch
+    # the query is in a language the route's model does not read (a bypass), or, for a query
+    # with no letters, its window is (a fallback): see sidecar/search/languages.py
+    LANGUAGE = "language"
     # bypass after the widened request: the cluster's own answer goes back
     UPSTREAM_UNAVAILABLE = "upstream-unavailable"  # no answer: 502/504 in OpenSearch's shape
     UPSTREAM_STATUS = "upstream-status"  # not a 200 search answer (header: upstream-status-NNN)
@@ -84,6 +87,7 @@ FALLBACK_REASONS = frozenset(
         Reason.CIRCUIT_OPEN,
         Reason.MODEL_ERROR,
         Reason.SIDECAR_ERROR,
+        Reason.LANGUAGE,
     }
 )
 
@@ -162,6 +166,7 @@ class SearchEvent(_Record):
     index: str
     route: str | int | None = None  # the route's name (a position in version 1 records)
     query: str | None = None
+    language: str | None = None  # the query's (or its window's) language, where the model reads only some
     variants: list[VariantRecord] = Field(default_factory=list)
     rules: list[str] = Field(default_factory=list)
     retrieval: str = "original"

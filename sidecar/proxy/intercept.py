@@ -54,6 +54,7 @@ from sidecar.proxy.rerank import (
 )
 from sidecar.proxy.upstream import UpstreamError, UpstreamResponse
 from sidecar.runtime import Runtime
+from sidecar.search import languages
 from sidecar.search.page import build_page, window_hits
 from sidecar.search.plan import Bypass, SearchPlan, plan_search
 from sidecar.search.routes import split_indices
@@ -149,13 +150,23 @@ async def _bypass(
     )
 
 
-async def _rewritten(route: CompiledRoute, plan: SearchPlan, context: str | None) -> SearchPlan:
-    """The plan with its variants; on a fault in rewriting, the plan as it was."""
+async def _rewritten(
+    route: CompiledRoute, plan: SearchPlan, context: str | None, event: SearchEvent
+) -> SearchPlan | Bypass:
+    """The plan with its query's language and its variants (the language's own rules too);
+    on a fault in rewriting, the plan as it was. A bypass (reason ``language``) when the
+    route's model does not read the query, no variant is in a language it reads, and the
+    route names no model for that language."""
+    reads = route.model.reads
+    plan = languages.detected(route.config, reads, plan)
     try:
-        return await rewrite_plan(route.rewriter, route.llm, plan, context)
+        plan = await rewrite_plan(route.rewriter, route.llm, plan, context)
     except Exception:
         log.exception("query rewriting failed; searching with the original query only")
-        return plan
+    decided = languages.decided(route.config, reads, plan)
+    if isinstance(decided, Bypass):  # the event says which query, in which language
+        event.query, event.language = plan.query, plan.language
+    return decided
 
 
 async def handle_search(rt: Runtime, scope: Scope, receive: Receive, send: Send, index: str | None) -> None:
@@ -191,7 +202,10 @@ async def _search(
         await _bypass(search, plan.reason, scope, receive, send, body=raw if route is not None else None)
         return
     assert route is not None  # a plan is made for a route
-    plan = await _rewritten(route, plan, search_context(scope))
+    plan = await _rewritten(route, plan, search_context(scope), search.event)
+    if isinstance(plan, Bypass):
+        await _bypass(search, plan.reason, scope, receive, send, body=raw)
+        return
     widened = dumps(plan.body)
     if len(widened) > limit:  # what the sidecar would send is bounded as what it takes is
         await _bypass(search, Reason.BODY_TOO_LARGE, scope, receive, send, body=raw)
@@ -410,7 +424,7 @@ async def _msearch(
 
     async def rewritten(sub: _Sub) -> _Sub:
         if isinstance(sub.plan, SearchPlan) and sub.route is not None:
-            return replace(sub, plan=await _rewritten(sub.route, sub.plan, context))
+            return replace(sub, plan=await _rewritten(sub.route, sub.plan, context, sub.search.event))
         return sub
 
     subs = list(await asyncio.gather(*(rewritten(s) for s in subs)))

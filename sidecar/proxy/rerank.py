@@ -17,6 +17,7 @@ from sidecar.events.event import Reason, SearchEvent, Status, VariantRecord
 from sidecar.experiments.assign import identity
 from sidecar.experiments.serve import Lab, Served, choose, page_credit
 from sidecar.experiments.tracker import Impression
+from sidecar.search import languages
 from sidecar.search.documents import document_text
 from sidecar.search.page import build_page, tail_range
 from sidecar.search.plan import SearchPlan
@@ -175,9 +176,12 @@ async def finish(
     plan, the cluster's window and what the model made of it. Under an experiment the page is
     the order its arm (or the interleaving of both) gives; ``headers`` (lower-case names) are
     where it looks for the user's identity."""
+    if plan.model is not None:  # the route's model for the query's language
+        compiled = _with_model(compiled, plan.model)
     route = plan.effective(compiled.config)
     hits = response["hits"]["hits"]
     event.route, event.query, event.window, event.model = compiled.name, plan.query, route.window, route.model
+    event.language = plan.language
     event.page = record.page(plan.from_, plan.size)
     if plan.rewrite is not None:
         event.variants = [VariantRecord(text=v.text, rules=list(v.rules)) for v in plan.rewrite.variants]
@@ -186,7 +190,16 @@ async def finish(
         event.timings.rewrite_ms = round(plan.rewrite.took_ms, 3)
     event.baseline = record.baseline(hits, route)
     texts = [document_text(h.get("_source"), route.fields, route.template, route.max_chars) for h in hits]
-    timed, outcome = await rerank_hits(compiled, plan, texts)
+    timed: list[Scored] | None = None
+    if plan.window_language:  # a query with no letters: its window tells the language
+        event.language, model, rerank = languages.of_window(compiled.config, compiled.model.reads, texts)
+        if model is not None:
+            compiled = _with_model(compiled, model)
+            route = route.model_copy(update={"model": model})
+            event.model = model
+        outcome = Outcome(Status.FALLBACK, Reason.LANGUAGE, route.model)
+    if not plan.window_language or rerank:
+        timed, outcome = await rerank_hits(compiled, plan, texts)
     outcome = replace(outcome, variants=len(plan.queries) - 1)
     event.timings.rerank_ms = outcome.took_ms
     if timed is None:
@@ -251,6 +264,12 @@ async def finish(
                 imp.query = None
             compiled.lab.tracker.add(imp)
     return explained(page, plan), outcome
+
+
+def _with_model(compiled: CompiledRoute, model: str) -> CompiledRoute:
+    """The route served by another of the snapshot's models (its language's)."""
+    config = compiled.config.model_copy(update={"model": model})
+    return replace(compiled, config=config, model=compiled.models[model])
 
 
 def _aggregated(route: RouteConfig, per_query: list[list[float]]) -> list[float]:

@@ -13,7 +13,7 @@ from sidecar.config import Config, ConfigError, format_validation_error
 from sidecar.rewrite.rules import Rewriter
 from sidecar.rewrite.settings import RewriteConfig, RewriteRules
 
-_MERGED_DICTS = ("abbreviations", "replace")
+_MERGED_DICTS = ("abbreviations", "replace", "by_language")
 _MERGED_LISTS = ("synonyms", "patterns")
 
 

@@ -94,6 +94,12 @@ class Rewriter:
         self._synonyms: TermMatcher[list[str]] = TermMatcher()
         for term, alternatives, case in self._synonym_entries():
             self._synonyms.add(term, alternatives, case=case)
+        # the rules of each language that has some of its own: these and its own together
+        self._by_language = {k: Rewriter(cfg.for_language(k), convert) for k in cfg.by_language}
+
+    def for_language(self, language: str | None) -> Rewriter:
+        """The rewriter of queries in ``language`` (its own rules added), else this one."""
+        return self._by_language.get(language, self) if language is not None else self
 
     def _synonym_entries(self) -> list[tuple[str, list[str], str]]:
         merged: dict[tuple[str, bool], tuple[str, list[str], str]] = {}

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from sidecar.language import key_of
 from sidecar.rewrite.patterns import compile_pattern
 
 Case = Literal["auto", "sensitive", "insensitive"]
@@ -74,6 +75,41 @@ class RewriteRules(_Model):
     # a query with no object ("怎么配置", "how to restart") gets the context entity appended
     append_entity: bool = True
     patterns: list[str | PatternRule] = Field(default_factory=list)
+    # rule keys that apply only to queries in one language (its script: zh, ja, ko, latin, ...;
+    # see sidecar/language.py), besides the ones above: "zh: {synonyms: [[重启, reboot]]}"
+    by_language: dict[str, RewriteRules] = Field(default_factory=dict)
+
+    @field_validator("by_language")
+    @classmethod
+    def _by_language(cls, v: dict[str, RewriteRules]) -> dict[str, RewriteRules]:
+        out: dict[str, RewriteRules] = {}
+        for code, rules in v.items():
+            key = key_of(code)
+            if rules.by_language:
+                raise ValueError(f"{code}: by_language inside by_language")
+            if key in out:
+                raise ValueError(f"{code}: the same language as another key ({key})")
+            out[key] = rules
+        return out
+
+    def for_language(self, language: str) -> Self:
+        """These rules with the ones of ``language`` added: maps merged (the language's win),
+        lists joined, its scalars where it sets them."""
+        extra = self.by_language.get(language)
+        if extra is None:
+            return self
+        update: dict[str, Any] = {"by_language": {}}
+        for name in RewriteRules.model_fields:
+            if name == "by_language":
+                continue
+            mine, theirs = getattr(self, name), getattr(extra, name)
+            if isinstance(mine, dict):
+                update[name] = {**mine, **theirs}
+            elif isinstance(mine, list):
+                update[name] = [*mine, *theirs]
+            elif name in extra.model_fields_set:
+                update[name] = theirs
+        return self.model_copy(update=update)
 
     @field_validator("abbreviations", "replace")
     @classmethod

@@ -54,10 +54,16 @@ class SearchPlan:
     # the request's ext.ubi (User Behavior Insights: query_id, client_id, ...), taken out of
     # what the cluster gets: the sidecar answers it as the UBI plugin would
     ubi: Mapping[str, Any] | None = None
+    # the query's language (sidecar/language.py: zh, latin, ...), where the route's model does
+    # not read every language; window_language: the query has no letters, the window's texts tell
+    language: str | None = None
+    window_language: bool = False
+    model: str | None = None  # the route's models_by_language model for that language
 
     def effective(self, route: RouteConfig) -> RouteConfig:
-        """The route as this search uses it."""
-        return overridden(route, self.window, self.fields)
+        """The route as this search uses it (its language's model, where it has one)."""
+        route = overridden(route, self.window, self.fields)
+        return route if self.model is None else route.model_copy(update={"model": self.model})
 
     def past_window(self, start: int, count: int) -> dict[str, Any]:
         """The widened body for the cluster's hits ``start`` to ``start + count``: a page past

@@ -37,7 +37,7 @@ def aggregate(per_query: Sequence[Sequence[float]], mode: str, original_weight: 
 
 
 def cluster_weight(route: RouteConfig, original: Sequence[float | None]) -> float:
-    """How much the cluster's order counts in rank fusion. ``rrf``: fully. ``auto``: as far
+    """How much the cluster's order counts. ``rrf``: fully. ``auto``: as far
     as its scores can tell: not at all when they are all equal (match_all, a filter-only or
     constant_score query: its ranks are only storage order); fully when it picked the window
     out of more hits than the window holds; and when the window holds every hit it found
@@ -52,20 +52,24 @@ def cluster_weight(route: RouteConfig, original: Sequence[float | None]) -> floa
 
 
 def fuse(route: RouteConfig, scores: Sequence[float], original: Sequence[float | None]) -> list[float]:
-    """Final scores: the model's (replace), a linear blend, or reciprocal rank fusion
-    (``rrf``, and ``auto`` with the cluster weighted by ``cluster_weight``)."""
+    """Final scores: the model's (replace); ``auto``: alpha x the model's calibrated score +
+    (1 - alpha) x the cluster's rank as ``rrf_k / (rrf_k + rank)`` (1 for its first hit, 0.5
+    at rank rrf_k), weighted by ``cluster_weight``; ``linear``: the same blend with the
+    cluster's min-max normalized score; ``rrf``: reciprocal rank fusion."""
     if route.fusion == "replace":
         return list(scores)
+    a = route.alpha
     if route.fusion == "linear":
         known = [o for o in original if o is not None]
         lo, hi = (min(known), max(known)) if known else (0.0, 0.0)
         span = hi - lo
         norm = [((o - lo) / span if span else 1.0) if o is not None else 0.0 for o in original]
-        a = route.fusion_alpha
         return [a * s + (1 - a) * n for s, n in zip(scores, norm, strict=True)]
+    k, w = route.rrf_k, cluster_weight(route, original)
+    if route.fusion == "auto":
+        return [a * s + (1 - a) * w * k / (k + i) for i, s in enumerate(scores)]
     by_model = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
     model_rank = {i: r + 1 for r, i in enumerate(by_model)}
-    k, w = route.rrf_k, cluster_weight(route, original)
     return [1 / (k + model_rank[i]) + w / (k + i + 1) for i in range(len(scores))]
 
 

@@ -17,6 +17,7 @@ async def rewrite_plan(
     """The plan with its variants; with ``retrieval: expanded`` the cluster query carries them too."""
     if rewriter is None:
         return plan
+    rewriter = rewriter.for_language(plan.language)  # a language's own rules, where it has some
     started = time.perf_counter()
     if llm is not None:
         rewrite = await rewrite_with_llm(rewriter, llm, plan.query, context)

@@ -93,6 +93,12 @@ def test_demo_serves_reranked_results_and_stops_on_ctrl_c() -> None:
                     if flagged
                     else "x-rerank-flags" not in r.headers
                 )
+            # Chinese the rules leave Chinese goes in the cluster's order; 怎么重启 becomes "restart"
+            assert "X-Rerank-Reason: language" in text and "怎么查看显卡温度" in text
+            r = http.post("/kb/_search", json={"query": {"match": {"text": "怎么查看显卡温度"}}})
+            assert r.headers["x-rerank"] == "bypass" and r.headers["x-rerank-reason"] == "language"
+            r = http.post("/kb/_search", json={"query": {"match": {"text": "怎么重启"}}})
+            assert r.headers["x-rerank"] == "applied"
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
     finally:

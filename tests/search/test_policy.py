@@ -77,18 +77,31 @@ def rrf(scores: list[float], w: float, k: int = 60) -> list[float]:
     return [1 / (k + rank[i]) + w / (k + i + 1) for i in range(len(scores))]
 
 
-def test_auto_is_full_rrf_when_the_cluster_chose_the_window() -> None:
+def blend(scores: list[float], w: float, alpha: float = 0.6, k: int = 60) -> list[float]:
+    return [alpha * s + (1 - alpha) * w * k / (k + i) for i, s in enumerate(scores)]
+
+
+def test_auto_blends_the_model_score_with_the_clusters_rank_when_it_chose_the_window() -> None:
     # the window is full (6 of 6): the cluster picked these out of more hits
     r = route(window=6)
+    assert r.alpha == 0.6 and route(fusion="linear").alpha == 0.5
     assert cluster_weight(r, ORIGINAL) == 1.0
-    assert fuse(r, SCORES, ORIGINAL) == pytest.approx(rrf(SCORES, 1.0))
+    assert fuse(r, SCORES, ORIGINAL) == pytest.approx(blend(SCORES, 1.0))
+    assert fuse(route(window=6, fusion_alpha=0.8, rrf_k=10), SCORES, ORIGINAL) == pytest.approx(
+        blend(SCORES, 1.0, 0.8, 10)
+    )
+    # neighbours stay in the model's order; far apart in the cluster's, its first hit beats one
+    # the model likes a little more: 0.6 x 0.6 + 0.4 against 0.6 x 0.7 + 0.4 x 60 / 119
+    scores, cluster = [0.6] + [0.1] * 58 + [0.7], [float(60 - i) for i in range(60)]
+    assert decide(route(window=60), scores, cluster).order[0] == 0
+    assert decide(route(window=60), [0.6, 0.7], [2.0, 1.0]).order == [1, 0]
 
 
 def test_auto_weighs_a_window_that_holds_every_hit_by_its_size() -> None:
     # 6 hits for a window of 100: the cluster sorted a handful, it chose nothing
     r = route(window=100)
     assert cluster_weight(r, ORIGINAL) == pytest.approx(6 / 60)
-    assert fuse(r, SCORES, ORIGINAL) == pytest.approx(rrf(SCORES, 6 / 60))
+    assert fuse(r, SCORES, ORIGINAL) == pytest.approx(blend(SCORES, 6 / 60))
     assert decide(r, SCORES, ORIGINAL).order == decide(route(fusion="replace"), SCORES, ORIGINAL).order
     assert cluster_weight(route(window=100, rrf_k=3), ORIGINAL) == 1.0
 

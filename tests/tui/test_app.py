@@ -85,6 +85,23 @@ async def test_the_feed_shows_searches_and_the_diff_shows_the_moves(
         assert isinstance(app.screen, LiveScreen)
 
 
+async def test_a_search_in_a_language_the_model_cannot_read_says_so(
+    watched: tuple[RunningSidecar, Path],
+) -> None:
+    running, _ = watched
+    app = SidecarTUI([running.admin_url], TOKEN)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await until(pilot, lambda: app.connected[app.client.name][0])
+        search(running, "显存不足怎么办")  # all-MiniLM-L6-v2 reads English: the cluster's order
+        await until(pilot, lambda: "显存不足怎么办" in feed_queries(app))
+        row = next(r for r in rows(app, "#live-feed") if r[2] == "显存不足怎么办")
+        assert row[3] == "bypass" and row[-1] == "language zh"
+        await pilot.press("enter")
+        assert isinstance(app.screen, DiffScreen)
+        assert "(language)" in text_of(app, "#diff-title")
+        assert "language zh: the route's model does not read it" in text_of(app, "#diff-rules")
+
+
 async def test_filter_pause_and_help(watched: tuple[RunningSidecar, Path]) -> None:
     running, _ = watched
     app = SidecarTUI([running.admin_url], TOKEN)

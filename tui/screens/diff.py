@@ -84,6 +84,11 @@ class DiffScreen(BaseScreen):
             lines.append("baseline: the cluster's order for the query and its variants (expanded retrieval)")
         if not e.baseline:
             lines = [f"{e.status.value}{reason}: the cluster answered this search itself; nothing to compare"]
+        if why == "language":
+            lines = [
+                f"language {e.language or '?'}: the route's model does not read it, so the cluster's"
+                " order is served (a multilingual model for it: models_by_language)"
+            ]
         self.query_one("#diff-rules", Static).update(Text("\n".join(lines) or "rules: none fired"))
         before, after = diff(e)
         width = max(12, self.size.width // 2 - 24)
