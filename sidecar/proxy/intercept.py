@@ -35,6 +35,7 @@ from sidecar.proxy.request import (
     content_type,
     decode_body,
     dumps,
+    header,
     header_map,
     json_body,
     msearch_lines,
@@ -150,6 +151,33 @@ async def _bypass(
     )
 
 
+def without_rerank_ext(body: Any) -> dict[str, Any] | None:
+    """A search body the sidecar lets through after reading it, without ``ext.rerank`` (which
+    only the sidecar reads); None when it has none."""
+    ext = body.get("ext") if isinstance(body, dict) else None
+    if not isinstance(ext, dict) or "rerank" not in ext:
+        return None
+    assert isinstance(body, dict)
+    rest = {k: v for k, v in ext.items() if k != "rerank"}
+    return {**{k: v for k, v in body.items() if k != "ext"}, **({"ext": rest} if rest else {})}
+
+
+async def _passed_cleaned(
+    rt: Runtime, search: _Search, reason: Reason, scope: Scope, send: Send, body: bytes
+) -> None:
+    """A search passed through with its body rewritten (``without_rerank_ext``): the cluster's
+    answer goes back as it came."""
+    search.record(Outcome.bypass(reason))
+    headers = request_headers(scope, _WIDENED_DROP)
+    headers.append((b"content-type", content_type(scope, b"application/json")))
+    fetched = await _fetch(rt, send, target(scope), headers, body)
+    if fetched is None:
+        return
+    resp, content = fetched
+    out = response_headers(resp, _RESPONSE_DROP) + bypass_headers(reason.value)
+    await send_response(send, resp.status, out, content)
+
+
 async def _rewritten(
     route: CompiledRoute, plan: SearchPlan, context: str | None, event: SearchEvent
 ) -> SearchPlan | Bypass:
@@ -204,7 +232,13 @@ async def _search(
     assert route is not None  # a plan is made for a route
     plan = await _rewritten(route, plan, search_context(scope), search.event)
     if isinstance(plan, Bypass):
-        await _bypass(search, plan.reason, scope, receive, send, body=raw)
+        encoded = bool(header(scope, b"content-encoding"))
+        maybe = encoded or b'"rerank"' in raw  # no need to parse again what cannot hold it
+        cleaned = without_rerank_ext(json_body(scope, raw, limit, limits.max_json_depth)) if maybe else None
+        if cleaned is None:
+            await _bypass(search, plan.reason, scope, receive, send, body=raw)
+        else:  # ext.rerank is the sidecar's: the cluster would refuse it as an unknown ext
+            await _passed_cleaned(rt, search, plan.reason, scope, send, dumps(cleaned))
         return
     widened = dumps(plan.body)
     if len(widened) > limit:  # what the sidecar would send is bounded as what it takes is
@@ -424,7 +458,10 @@ async def _msearch(
 
     async def rewritten(sub: _Sub) -> _Sub:
         if isinstance(sub.plan, SearchPlan) and sub.route is not None:
-            return replace(sub, plan=await _rewritten(sub.route, sub.plan, context, sub.search.event))
+            plan = await _rewritten(sub.route, sub.plan, context, sub.search.event)
+            if isinstance(plan, Bypass):  # the sub-search goes as it came, less ext.rerank
+                return replace(sub, plan=plan, body=without_rerank_ext(sub.body) or sub.body)
+            return replace(sub, plan=plan)
         return sub
 
     subs = list(await asyncio.gather(*(rewritten(s) for s in subs)))

@@ -29,9 +29,10 @@ def detected(route: RouteConfig, reads: Reads, plan: SearchPlan) -> SearchPlan:
 
 
 def reranker(route: RouteConfig, reads: Reads, query: str, variants: Sequence[str] = ()) -> str | None:
-    """The model that reranks a query and its variants: the route's when it reads the query
-    (or one of the variants: rules that put it in a language the model reads), the route's
-    ``models_by_language`` one for the query's language, else None: the cluster's order."""
+    """The model that reranks a query and its variants: the route's when it reads the query,
+    the route's ``models_by_language`` one for the query's language, the route's again when
+    a variant has words it reads that the query has not (rules that put terms of its
+    language in), else None: the cluster's order."""
     found = detect(query)
     if reads(found):
         return route.model
@@ -39,7 +40,7 @@ def reranker(route: RouteConfig, reads: Reads, query: str, variants: Sequence[st
     model = route.models_by_language.get(found.language)
     if model is not None:
         return model
-    if any(reads(detect(v)) for v in variants):
+    if any(reads.more(detect(v), found) for v in variants):  # rules gave it words the model reads
         return route.model
     return None
 

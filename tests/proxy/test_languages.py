@@ -165,3 +165,23 @@ def test_metrics_count_the_language_reason(polyglot: RunningSidecar) -> None:
     text = httpx.get(f"{polyglot.admin_url}/_sidecar/metrics").text
     line = next(x for x in text.splitlines() if 'reason="language",status="bypass"' in x)
     assert float(line.rsplit(" ", 1)[1]) >= 1
+
+
+def test_a_bypass_leaves_out_ext_rerank_which_the_cluster_would_refuse(polyglot: RunningSidecar) -> None:
+    body = {
+        "query": {"bool": {"filter": [{"match_all": {}}]}},
+        "ext": {"rerank": {"query_context": {"query_text": QUERY}}},
+        "size": 3,
+    }
+    r = httpx.post(f"{polyglot.url}/zh-plain/_search", json=body, timeout=60)
+    assert r.status_code == 200, r.text
+    assert r.headers["x-rerank"] == "bypass" and r.headers["x-rerank-reason"] == "language"
+    assert len(r.json()["hits"]["hits"]) == 3
+    lines = [{"index": "zh-plain"}, body]
+    r = httpx.post(
+        f"{polyglot.url}/_msearch",
+        content="".join(json.dumps(x) + "\n" for x in lines),
+        headers={"content-type": "application/x-ndjson"},
+        timeout=60,
+    )
+    assert r.status_code == 200 and r.json()["responses"][0]["status"] == 200, r.text
