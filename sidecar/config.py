@@ -20,7 +20,7 @@ from pydantic import (
 
 from sidecar.engine.remote_apis import APIS
 from sidecar.experiments.assign import check_identity
-from sidecar.language import ANY, Reads, default_languages, key_of
+from sidecar.language import ANY, Reads, default_languages, key_of, keyed
 from sidecar.rewrite.settings import RewriteConfig
 
 
@@ -394,18 +394,7 @@ class RouteConfig(_Model):
     @field_validator("models_by_language")
     @classmethod
     def _by_language(cls, v: dict[str, str]) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for code, model in v.items():
-            key = key_of(code)
-            if key != code.strip().lower() and key in ("latin", "cyrillic", "arabic", "devanagari"):
-                raise ValueError(
-                    f"{code}: the script detector cannot tell {code} from the other {key}-script"
-                    f" languages: use the key {key}"
-                )
-            if key in out:
-                raise ValueError(f"{code}: the same language as another key ({key})")
-            out[key] = model
-        return out
+        return keyed(v, told=True)
 
     @model_validator(mode="after")
     def _arm_routes(self) -> RouteConfig:

@@ -16,8 +16,11 @@ from __future__ import annotations
 import bisect
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
 
 ANY = "any"
 
@@ -110,6 +113,24 @@ def key_of(code: str) -> str:
         f"{code!r}: not a language code the script detector knows (ISO 639-1 such as en, zh, ja, "
         f"ru; a script: {', '.join(SHARED)}; or any)"
     )
+
+
+def keyed(mapping: Mapping[str, T], told: bool = False) -> dict[str, T]:
+    """A mapping by language code as one by detected key (``han`` and ``zh`` are one key:
+    ValueError when two codes are); ``told``: each code must be one the script tells apart
+    (``de`` is not: it shares Latin with en, fr, ...)."""
+    out: dict[str, T] = {}
+    for code, value in mapping.items():
+        key = key_of(code)
+        if told and key in SHARED and key != code.strip().lower():
+            raise ValueError(
+                f"{code}: the script detector cannot tell {code} from the other {key}-script"
+                f" languages: use the key {key}"
+            )
+        if key in out:
+            raise ValueError(f"{code}: the same language as another key ({key})")
+        out[key] = value
+    return out
 
 
 def _script(ch: str) -> str | None:

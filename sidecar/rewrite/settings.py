@@ -6,7 +6,7 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from sidecar.language import key_of
+from sidecar.language import keyed
 from sidecar.rewrite.patterns import compile_pattern
 
 Case = Literal["auto", "sensitive", "insensitive"]
@@ -82,15 +82,10 @@ class RewriteRules(_Model):
     @field_validator("by_language")
     @classmethod
     def _by_language(cls, v: dict[str, RewriteRules]) -> dict[str, RewriteRules]:
-        out: dict[str, RewriteRules] = {}
         for code, rules in v.items():
-            key = key_of(code)
             if rules.by_language:
                 raise ValueError(f"{code}: by_language inside by_language")
-            if key in out:
-                raise ValueError(f"{code}: the same language as another key ({key})")
-            out[key] = rules
-        return out
+        return keyed(v)
 
     def for_language(self, language: str) -> Self:
         """These rules with the ones of ``language`` added: maps merged (the language's win),
