@@ -320,7 +320,14 @@ def remote_sidecar(
             "gpu": {"backend": "remote", "api": "vllm-rerank", "url": server.url, "model": "qwen3-reranker"}
         },
         routes=[
-            {"indices": ["kb"], "model": "gpu", "window": 12, "fields": ["title", "text"], "timeout_ms": 500}
+            {
+                "indices": ["kb"],
+                "model": "gpu",
+                "window": 12,
+                "fields": ["title", "text"],
+                "timeout_ms": 500,
+                "fusion": "replace",  # the engine's own order: what the test checks
+            }
         ],
     )
     running = RunningSidecar(cfg)

@@ -30,8 +30,15 @@ def model_sidecar(
             "window": 12,
             "fields": ["title", "text"],
             "instruction": "Find passages about machine learning",
+            "fusion": "replace",  # the backend's own order: what these tests check
         },
-        {"indices": ["docs-*"], "model": "ce", "window": 12, "fields": ["title", "text"]},
+        {
+            "indices": ["docs-*"],
+            "model": "ce",
+            "window": 12,
+            "fields": ["title", "text"],
+            "fusion": "replace",
+        },
     ]
     running = RunningSidecar(sidecar_config(osmem.url, models=models, routes=routes))
     yield running

@@ -39,6 +39,7 @@ def thresholds_text(route: dict[str, Any] | None) -> str:
         value = route.get(key)
         return "off" if value is None else str(value)
 
+    alpha = "default" if route.get("fusion_alpha") is None else route["fusion_alpha"]
     return "\n".join(
         [
             "[b]thresholds[/]",
@@ -46,7 +47,7 @@ def thresholds_text(route: dict[str, Any] | None) -> str:
             f"relative_to_top {show('relative_to_top')}",
             f"max_drop        {show('max_drop')}",
             f"max_hits        {show('max_hits')}",
-            f"fusion          {route.get('fusion')} (alpha {route.get('fusion_alpha')})",
+            f"fusion          {route.get('fusion')} (alpha {alpha})",
         ]
     )
 

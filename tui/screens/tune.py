@@ -13,6 +13,7 @@ from textual.containers import Horizontal, Vertical
 from textual.reactive import var
 from textual.widgets import DataTable, Footer, Input, Static
 
+from sidecar.config import AUTO_ALPHA, LINEAR_ALPHA
 from tui.client import AdminError
 from tui.screens.base import BaseScreen
 
@@ -29,9 +30,9 @@ FUSIONS = ("auto", "replace", "linear", "rrf")
 OPTIONAL = frozenset({"min_score", "relative_to_top", "max_drop", "max_hits"})
 
 
-def _show(value: Any) -> str:
+def _show(value: Any, key: str | None = None) -> str:
     if value is None:
-        return "off"
+        return "default" if key == "fusion_alpha" else "off"
     if isinstance(value, float):
         return f"{value:.2f}"
     return str(value)
@@ -121,7 +122,7 @@ class TuneScreen(BaseScreen):
         for key, *_ in FIELDS:
             new = self.values.get(key)
             style = "bold yellow" if running.get(key) != new else ""
-            table.add_row(key, _show(running.get(key)), Text(_show(new), style=style), key=key)
+            table.add_row(key, _show(running.get(key), key), Text(_show(new, key), style=style), key=key)
         table.move_cursor(row=max(0, row), animate=False)
         routes = self.config.get("routes") or []
         indices = ", ".join(running.get("indices", [])) if running else "–"
@@ -148,6 +149,12 @@ class TuneScreen(BaseScreen):
         value = self.values.get(key)
         if key == "fusion":
             value = FUSIONS[(FUSIONS.index(value or "auto") + direction) % len(FUSIONS)]
+        elif value is None and key == "fusion_alpha":  # the fusion's own default, then a step
+            value = round(
+                (AUTO_ALPHA if self.values.get("fusion", "auto") == "auto" else LINEAR_ALPHA)
+                + direction * step,
+                4,
+            )
         elif value is None:
             value = start
         else:
