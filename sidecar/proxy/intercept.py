@@ -162,6 +162,30 @@ def without_rerank_ext(body: Any) -> dict[str, Any] | None:
     return {**{k: v for k, v in body.items() if k != "ext"}, **({"ext": rest} if rest else {})}
 
 
+async def _pass_search(
+    rt: Runtime,
+    search: _Search,
+    reason: Reason,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    raw: bytes,
+    max_depth: int,
+) -> None:
+    """A search of a route passed through: as it came, less ``ext.rerank`` (the sidecar's own,
+    which the cluster refuses as an unknown ext) where the body carries it."""
+    cleaned = None
+    if raw and (header(scope, b"content-encoding") or b'"rerank"' in raw):  # else nothing to look for
+        try:
+            cleaned = without_rerank_ext(json_body(scope, raw, rt.config.max_search_body_bytes, max_depth))
+        except (Unreadable, InflatedTooLarge):
+            cleaned = None  # what the sidecar cannot read goes as it came
+    if cleaned is None:
+        await _bypass(search, reason, scope, receive, send, body=raw)
+    else:
+        await _passed_cleaned(rt, search, reason, scope, send, dumps(cleaned))
+
+
 async def _passed_cleaned(
     rt: Runtime, search: _Search, reason: Reason, scope: Scope, send: Send, body: bytes
 ) -> None:
@@ -227,18 +251,15 @@ async def _search(
         await send_too_large(send, None, e.limit, str(e))
         return
     if isinstance(plan, Bypass):
-        await _bypass(search, plan.reason, scope, receive, send, body=raw if route is not None else None)
+        if route is None:
+            await _bypass(search, plan.reason, scope, receive, send)
+        else:
+            await _pass_search(rt, search, plan.reason, scope, receive, send, raw, limits.max_json_depth)
         return
     assert route is not None  # a plan is made for a route
     plan = await _rewritten(route, plan, search_context(scope), search.event)
     if isinstance(plan, Bypass):
-        encoded = bool(header(scope, b"content-encoding"))
-        maybe = encoded or b'"rerank"' in raw  # no need to parse again what cannot hold it
-        cleaned = without_rerank_ext(json_body(scope, raw, limit, limits.max_json_depth)) if maybe else None
-        if cleaned is None:
-            await _bypass(search, plan.reason, scope, receive, send, body=raw)
-        else:  # ext.rerank is the sidecar's: the cluster would refuse it as an unknown ext
-            await _passed_cleaned(rt, search, plan.reason, scope, send, dumps(cleaned))
+        await _pass_search(rt, search, plan.reason, scope, receive, send, raw, limits.max_json_depth)
         return
     widened = dumps(plan.body)
     if len(widened) > limit:  # what the sidecar would send is bounded as what it takes is
@@ -447,7 +468,9 @@ async def _msearch(
         subs.append(sub)
         if i % 64 == 63:
             await asyncio.sleep(0)  # a thousand sub-searches do not hold the loop for the rest
-    if not any(isinstance(s.plan, SearchPlan) for s in subs):
+    cleaned = [without_rerank_ext(s.body) if isinstance(s.plan, Bypass) else None for s in subs]
+    subs = [s if c is None else replace(s, body=c) for s, c in zip(subs, cleaned, strict=True)]
+    if not any(isinstance(s.plan, SearchPlan) for s in subs) and not any(cleaned):
         for s in subs:
             assert isinstance(s.plan, Bypass)
             s.search.record(Outcome.bypass(s.plan.reason))

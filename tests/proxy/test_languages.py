@@ -185,3 +185,27 @@ def test_a_bypass_leaves_out_ext_rerank_which_the_cluster_would_refuse(polyglot:
         timeout=60,
     )
     assert r.status_code == 200 and r.json()["responses"][0]["status"] == 200, r.text
+
+
+@pytest.mark.parametrize(
+    ("extra", "headers", "reason"),
+    [({"sort": [{"_doc": "asc"}]}, {}, "sort"), ({}, {"X-Rerank": "off"}, "disabled-by-header")],
+)
+def test_every_bypass_of_a_routed_search_leaves_out_ext_rerank(
+    polyglot: RunningSidecar, extra: dict[str, Any], headers: dict[str, str], reason: str
+) -> None:
+    body = {
+        "query": {"match": {"text": "restart"}},
+        "ext": {"rerank": {"query_context": {"query_text": "x"}}},
+    }
+    r = httpx.post(f"{polyglot.url}/zh-plain/_search", json={**body, **extra}, headers=headers, timeout=60)
+    assert r.status_code == 200, r.text
+    assert r.headers["x-rerank"] == "bypass" and r.headers["x-rerank-reason"] == reason
+    lines = [{"index": "zh-plain"}, {**body, **extra}]
+    r = httpx.post(
+        f"{polyglot.url}/_msearch",
+        content="".join(json.dumps(x) + "\n" for x in lines),
+        headers={"content-type": "application/x-ndjson", **headers},
+        timeout=60,
+    )
+    assert r.status_code == 200 and r.json()["responses"][0]["status"] == 200, r.text
