@@ -24,9 +24,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sidecar.cli import setup_logging  # noqa: E402
 from sidecar.eval.command import evaluate_settings  # noqa: E402
 from sidecar.eval.dataset import load_dataset  # noqa: E402
+from sidecar.logs import setup_logging  # noqa: E402
 
 DATA = ROOT / "bench" / "data"
 CONFIGS = {

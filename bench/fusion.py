@@ -37,8 +37,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sidecar.cli import setup_logging  # noqa: E402
 from sidecar.eval.command import DEFAULT_STORE, evaluate_settings  # noqa: E402
+from sidecar.logs import setup_logging  # noqa: E402
 
 DATA = ROOT / "bench" / "data"
 # the default config; then with the model reranking every language (the guard off): auto,

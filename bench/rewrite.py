@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sidecar.config import load_config, parse_config  # noqa: E402
+from sidecar.patterns import compile_pattern  # noqa: E402
 from sidecar.rewrite.load import compile_rewriters  # noqa: E402
-from sidecar.rewrite.patterns import compile_pattern  # noqa: E402
 
 # query -> documents of the demo corpus that answer it (read by hand)
 JUDGED = {

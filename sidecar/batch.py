@@ -130,7 +130,7 @@ def render(
 
 def cmd_rerank(args: argparse.Namespace) -> int:
     """Rank a documents file; exit 2 with one line for a file that cannot be read."""
-    from sidecar.cli import setup_logging
+    from sidecar.logs import setup_logging
 
     setup_logging("warning")
     from sidecar.eval.command import progress

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sidecar.config import Config, ConfigError, load_config, parse_listen
+from sidecar.logs import setup_logging
 from sidecar.masking import mask_url
 
 
@@ -24,20 +25,6 @@ def _run(coro: Coroutine[Any, Any, None]) -> None:
         asyncio.run(coro)
     else:
         uvloop.run(coro)
-
-
-def setup_logging(level: str) -> None:
-    """Log lines with time and level; quiet third-party loggers and progress bars."""
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "httpcore", "uvicorn.error"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-        hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
-    except ImportError:  # pragma: no cover
-        pass
 
 
 def _override(config: Config, args: argparse.Namespace) -> Config:

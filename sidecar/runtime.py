@@ -21,18 +21,18 @@ from sidecar.engine.registry import make_scorer, model_calibration
 from sidecar.events.metrics import Metrics
 from sidecar.events.sink import OpenSearchSink, Sinks, ubi_query_document
 from sidecar.events.store import EventStore
+from sidecar.events.ubi import Click
 from sidecar.experiments.assign import clicker
-from sidecar.experiments.serve import Lab
 from sidecar.experiments.tracker import ReplayedClick, Tracker
-from sidecar.experiments.ubi import Click
 from sidecar.fleet.config_store import LOCAL_KEYS, ConfigStore, StoreUnavailable
 from sidecar.fleet.history import FleetHistory
 from sidecar.fleet.shared_cache import SharedCache
-from sidecar.proxy.upstream import UpstreamPool
 from sidecar.rewrite.llm import LlmRewriter
 from sidecar.rewrite.load import compile_rewriters
 from sidecar.rewrite.rules import Rewriter
-from sidecar.snapshot import CompiledRoute, Model, Snapshot
+from sidecar.search.serve import Lab
+from sidecar.search.snapshot import CompiledRoute, Model, Snapshot
+from sidecar.upstream import UpstreamPool
 
 log = logging.getLogger(__name__)
 

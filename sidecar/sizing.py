@@ -136,7 +136,7 @@ def _gpu_lines(scorer: Any, tokens_per_s: float) -> list[str]:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Measure the configured route's model on this machine and print the figures."""
-    from sidecar.cli import setup_logging
+    from sidecar.logs import setup_logging
 
     setup_logging("warning")
     try:

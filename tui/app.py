@@ -15,6 +15,8 @@ from textual.reactive import var
 from sidecar.events.event import SearchEvent
 from tui.client import AdminClient, AdminError
 from tui.messages import ConnectionChanged, EventReceived, StatsUpdated
+from tui.screens import SCREENS
+from tui.screens.help import HelpScreen
 
 BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0, 10.0)
 
@@ -61,9 +63,7 @@ class SidecarTUI(App[None]):
         return self.clients[self.target]
 
     def on_mount(self) -> None:
-        from tui.screens.live import LiveScreen
-
-        self.push_screen(LiveScreen())
+        self.open("live")
         for client in self.clients:
             self.run_worker(self._follow(client), group="follow", name=f"follow {client.name}")
             self.run_worker(self._poll(client), group="poll", name=f"stats {client.name}")
@@ -121,9 +121,11 @@ class SidecarTUI(App[None]):
         return [(src, e) for (src, _), e in reversed(self.events.items())]
 
     def action_help(self) -> None:
-        from tui.screens.help import HelpScreen
+        self.push_screen(HelpScreen(list(SCREENS.values())))
 
-        self.push_screen(HelpScreen())
+    def open(self, name: str, **kwargs: Any) -> None:
+        """Push the screen of that name (a key of ``SCREENS``), made with ``kwargs``."""
+        self.push_screen(SCREENS[name](**kwargs))
 
     async def on_unmount(self) -> None:
         for client in self.clients:

@@ -80,8 +80,8 @@ class AdminClient:
         result: dict[str, Any] = await self._call("PUT", "/_sidecar/config", json=config)
         return result
 
-    async def preview(self, route: int, thresholds: dict[str, Any], limit: int = 500) -> dict[str, Any]:
-        """What ``thresholds`` would do to the recorded searches of a route."""
+    async def preview(self, route: str | int, thresholds: dict[str, Any], limit: int = 500) -> dict[str, Any]:
+        """What ``thresholds`` would do to the recorded searches of a route (by name)."""
         body = {"route": route, "thresholds": thresholds, "limit": limit}
         result: dict[str, Any] = await self._call("POST", "/_sidecar/preview", json=body)
         return result

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sidecar import docfiles
-from sidecar.events.event import Page, SearchEvent, Status, reason_text
+from sidecar.events.event import Page, SearchEvent
+from sidecar.vocab import Status, reason_text
 
 BARS = " ▁▂▃▄▅▆▇█"
 

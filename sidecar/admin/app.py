@@ -32,8 +32,8 @@ from sidecar.engine.circuit import CircuitOpen
 from sidecar.engine.protocol import ModelTimeout, Overloaded
 from sidecar.events.event import SearchEvent
 from sidecar.events.metrics import summarize
+from sidecar.events.ubi import clicks
 from sidecar.experiments.tracker import Tracker
-from sidecar.experiments.ubi import clicks
 from sidecar.fleet.config_store import StoreConflict, StoreUnavailable
 from sidecar.fleet.history import FleetHistory, HistoryError
 from sidecar.jsontext import json_bytes, json_text
@@ -441,8 +441,18 @@ class AdminApp:
             raise AdminError(400, "illegal_argument_exception", "documents: a list of strings is required")
         if instruction is not None and not isinstance(instruction, str):
             raise AdminError(400, "illegal_argument_exception", "instruction: a string is required")
-        if model is None and self.rt.config.routes:
-            model = self.rt.config.routes[0].model
+        routes = self.rt.config.routes
+        route = req.get("route")
+        if route is not None:  # the model of a route, by its name
+            named = next((r for r in routes if r.name == route), None)
+            if named is None:
+                names = ", ".join(r.name for r in routes) or "none"
+                raise AdminError(
+                    400, "illegal_argument_exception", f"route: unknown route {route!r} ({names})"
+                )
+            model = model or named.model
+        if model is None and routes:
+            model = routes[0].model
         if model not in self.rt.scorers:
             known = ", ".join(sorted(self.rt.scorers)) or "none loaded"
             raise AdminError(

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from sidecar.config import LocalModel, ModelConfig, RemoteModel
 from sidecar.engine.batcher import Batcher
 from sidecar.engine.calibration import Calibration, for_model
 from sidecar.engine.protocol import Backend, Scorer
-from sidecar.engine.score_cache import CachedScorer
-
-if TYPE_CHECKING:
-    from sidecar.fleet.shared_cache import SharedCache
+from sidecar.engine.score_cache import CachedScorer, SharedScores, model_fingerprint
 
 
 def build_backend(name: str, spec: LocalModel) -> Backend:
@@ -55,7 +51,10 @@ def build_backend(name: str, spec: LocalModel) -> Backend:
 
 
 def make_scorer(
-    name: str, spec: ModelConfig, load: Callable[[], Backend] | None = None, shared: SharedCache | None = None
+    name: str,
+    spec: ModelConfig,
+    load: Callable[[], Backend] | None = None,
+    shared: SharedScores | None = None,
 ) -> Scorer:
     """A model entry as the service uses it: a remote API client, or a local backend behind its
     batcher, either behind the score cache; ``load`` replaces building the local backend from the
@@ -78,8 +77,6 @@ def make_scorer(
         assert load is not None
         scorer = Batcher(name, load, max_queue=spec.max_queue)
     if shared is not None:
-        from sidecar.fleet.shared_cache import model_fingerprint
-
         return CachedScorer(scorer, spec.cache_size, shared, model_fingerprint(spec))
     return CachedScorer(scorer, spec.cache_size) if spec.cache_size else scorer
 

@@ -22,8 +22,8 @@ import httpx
 
 from sidecar.config import RemoteModel
 from sidecar.engine.protocol import Backend, ModelTimeout, Overloaded, Scored, ScoresFromTimed
-from sidecar.engine.remote_apis import APIS
 from sidecar.engine.stats import BatchStats
+from sidecar.remote_apis import APIS
 
 log = logging.getLogger(__name__)
 

@@ -4,14 +4,57 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from sidecar.config import ModelConfig
 from sidecar.engine.cache import LRUCache
 from sidecar.engine.protocol import Backend, Scored, Scorer, ScoresFromTimed
 from sidecar.engine.stats import BatchStats
 
-if TYPE_CHECKING:
-    from sidecar.fleet.shared_cache import SharedCache
+
+class SharedScores(Protocol):
+    """A tier of scores shared by the fleet under this sidecar's LRU (the fleet's Valkey/Redis
+    cache is one): read in one round trip, written off the search path, never an error."""
+
+    async def get_many(self, fingerprint: str, keys: Sequence[bytes]) -> list[float | None]:
+        """The scores held for ``keys`` (None where none is)."""
+        ...
+
+    def put_many(self, fingerprint: str, items: Sequence[tuple[bytes, float]]) -> None:
+        """Keep these scores, in the background."""
+        ...
+
+
+_SETTINGS_NOT_SCORES = frozenset(
+    {
+        "cache_size",
+        "max_queue",
+        "circuit_failures",
+        "circuit_cooldown_s",
+        "device",
+        "batch_tokens",
+        "max_wait_ms",
+        "batch_size",
+        "embedding_store",
+        "url",
+        "urls",
+        "api_key_env",
+        "headers",
+        "headers_env",
+        "max_concurrency",
+        "request_timeout_s",
+        "retries",
+        "cooldown_s",
+        "max_docs_per_request",
+    }
+)
+
+
+def model_fingerprint(spec: ModelConfig) -> str:
+    """A hash of what decides a model's raw scores (weights, backend, lengths, chunking, ...),
+    not of where or how fast it runs: the shared tier keeps one model's scores apart from another's."""
+    data = spec.model_dump_json(exclude=set(_SETTINGS_NOT_SCORES) & set(type(spec).model_fields))
+    return hashlib.blake2b(data.encode(), digest_size=6).hexdigest()
 
 
 def score_key(model: str, instruction: str | None, query: str, document: str) -> bytes:
@@ -30,7 +73,7 @@ class CachedScorer(ScoresFromTimed):
     engine). Hits and misses are counted in the inner scorer's stats."""
 
     def __init__(
-        self, inner: Scorer, size: int, shared: SharedCache | None = None, fingerprint: str = ""
+        self, inner: Scorer, size: int, shared: SharedScores | None = None, fingerprint: str = ""
     ) -> None:
         self.inner = inner
         self.name = inner.name

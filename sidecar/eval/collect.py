@@ -15,10 +15,11 @@ from sidecar.config import Config, RouteConfig, parse_config
 from sidecar.engine.protocol import Backend
 from sidecar.eval.dataset import Dataset
 from sidecar.eval.runner import EvalError, run_queries, running_sidecar
-from sidecar.events.event import SearchEvent, Status
+from sidecar.events.event import SearchEvent
 from sidecar.search.languages import reranker
 from sidecar.search.policy import aggregate, decide
 from sidecar.search.routes import match_route
+from sidecar.vocab import Status
 
 
 @dataclass(frozen=True)

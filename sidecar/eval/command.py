@@ -223,7 +223,7 @@ def plot(report: Mapping[str, Any], color: bool = False) -> str:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """The eval subcommand: exit 0 with the table, or 2 with one line saying what is wrong."""
-    from sidecar.cli import setup_logging
+    from sidecar.logs import setup_logging
 
     setup_logging("warning")
     if (args.write or args.apply or args.calibrate) and not args.tune:

@@ -8,8 +8,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sidecar.config import RouteConfig
+from sidecar.documents import field_value
 from sidecar.events.event import BaselineHit, Page, RankedHit, SearchEvent
-from sidecar.search.documents import field_value
 
 
 def new_event(index: str | None, headers: Mapping[str, str]) -> SearchEvent:

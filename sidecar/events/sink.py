@@ -13,7 +13,7 @@ from opensearchpy.exceptions import OpenSearchException, RequestError
 from opensearchpy.helpers import BulkIndexError, bulk
 
 from sidecar.credentials import basic_auth
-from sidecar.experiments.ubi import query_record
+from sidecar.events.ubi import query_record
 from sidecar.jsontext import json_text
 
 

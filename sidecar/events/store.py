@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from sidecar.events.event import SearchEvent
-from sidecar.experiments.ubi import Click
+from sidecar.events.ubi import Click
 from sidecar.jsontext import json_text
 
 log = logging.getLogger(__name__)

@@ -8,22 +8,12 @@ from collections.abc import Callable, Mapping, Sequence
 from http.cookies import CookieError, SimpleCookie
 from typing import TYPE_CHECKING, Any
 
-from sidecar.experiments.ubi import Click
+from sidecar.events.ubi import Click
 
 if TYPE_CHECKING:  # config imports this module for check_identity
     from sidecar.config import ExperimentConfig
 
 IDENTITY_SOURCES = ("ubi.client_id", "header:", "cookie:")
-
-
-def check_identity(spec: str) -> str:
-    """One identity source as configured: ``ubi.client_id``, ``header:NAME`` or ``cookie:NAME``."""
-    if spec == "ubi.client_id":
-        return spec
-    kind, _, name = spec.partition(":")
-    if kind in ("header", "cookie") and name.strip():
-        return f"{kind}:{name.strip()}"
-    raise ValueError(f"{spec!r}: expected ubi.client_id, header:NAME or cookie:NAME")
 
 
 def _cookie(headers: Mapping[str, str], name: str) -> str | None:

@@ -27,9 +27,9 @@ import httpx
 
 from sidecar.config import Config, ConfigError, load_config
 from sidecar.credentials import basic_auth
+from sidecar.documents import field_value
 from sidecar.events.event import SearchEvent
 from sidecar.jsontext import json_text
-from sidecar.search.documents import field_value
 
 
 @dataclass

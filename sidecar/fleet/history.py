@@ -12,9 +12,9 @@ from pydantic import ValidationError
 
 from sidecar.credentials import basic_auth
 from sidecar.events.event import SearchEvent
+from sidecar.events.ubi import clicks as click_events
 from sidecar.experiments.assign import clicker
 from sidecar.experiments.tracker import ReplayedClick
-from sidecar.experiments.ubi import clicks as click_events
 
 MAX_EVENTS = 10_000  # one search's page at most (index.max_result_window's default)
 

@@ -11,7 +11,6 @@ in health; it is never an error for a search.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import struct
@@ -22,41 +21,10 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from sidecar.config import CacheConfig, ModelConfig
+from sidecar.config import CacheConfig
 from sidecar.masking import mask_url
 
 log = logging.getLogger(__name__)
-
-_SETTINGS_NOT_SCORES = frozenset(
-    {
-        "cache_size",
-        "max_queue",
-        "circuit_failures",
-        "circuit_cooldown_s",
-        "device",
-        "batch_tokens",
-        "max_wait_ms",
-        "batch_size",
-        "embedding_store",
-        "url",
-        "urls",
-        "api_key_env",
-        "headers",
-        "headers_env",
-        "max_concurrency",
-        "request_timeout_s",
-        "retries",
-        "cooldown_s",
-        "max_docs_per_request",
-    }
-)
-
-
-def model_fingerprint(spec: ModelConfig) -> str:
-    """A hash of what decides a model's raw scores (weights, backend, lengths, chunking, ...),
-    not of where or how fast it runs."""
-    data = spec.model_dump_json(exclude=set(_SETTINGS_NOT_SCORES) & set(type(spec).model_fields))
-    return hashlib.blake2b(data.encode(), digest_size=6).hexdigest()
 
 
 class SharedCache:

@@ -9,7 +9,7 @@ import re
 from collections.abc import Awaitable, Callable
 from urllib.parse import unquote
 
-from sidecar.experiments.ubi import TEE_LIMIT, clicks, documents, stored_items, write_kind
+from sidecar.events.ubi import TEE_LIMIT, clicks, documents, stored_items, write_kind
 from sidecar.proxy.asgi import (
     JSON_HEADERS,
     BodyTooLarge,

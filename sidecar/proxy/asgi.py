@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
+
+from sidecar.vocab import RawHeaders
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-RawHeaders = Sequence[tuple[bytes, bytes]]
 
 JSON_HEADERS = [(b"content-type", b"application/json; charset=UTF-8")]
 

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from sidecar.proxy.asgi import (
     JSON_HEADERS,
     BodyTooLarge,
-    RawHeaders,
     Receive,
     Scope,
     Send,
@@ -17,8 +16,9 @@ from sidecar.proxy.asgi import (
     stream_body,
 )
 from sidecar.proxy.errors import error_body
-from sidecar.proxy.upstream import UpstreamError, UpstreamResponse
 from sidecar.runtime import Runtime
+from sidecar.upstream import UpstreamError, UpstreamResponse
+from sidecar.vocab import RawHeaders
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from sidecar.events import record
-from sidecar.events.event import Reason, SearchEvent
+from sidecar.events.event import SearchEvent
 from sidecar.proxy.asgi import BodyTooLarge, Receive, Scope, Send, read_body, send_response
 from sidecar.proxy.forward import (
     forward,
@@ -28,6 +28,7 @@ from sidecar.proxy.forward import (
     send_upstream_error,
     target,
 )
+from sidecar.proxy.headers import bypass_headers, experiment_headers, outcome_headers
 from sidecar.proxy.request import (
     InflatedTooLarge,
     Unreadable,
@@ -43,24 +44,17 @@ from sidecar.proxy.request import (
     rerank_headers,
     search_context,
 )
-from sidecar.proxy.rerank import (
-    ClusterRefused,
-    Outcome,
-    PastWindow,
-    bypass_headers,
-    experiment_headers,
-    finish,
-    outcome_headers,
-    summarize,
-)
-from sidecar.proxy.upstream import UpstreamError, UpstreamResponse
 from sidecar.runtime import Runtime
 from sidecar.search import languages
+from sidecar.search.outcome import Outcome, summarize
 from sidecar.search.page import build_page, window_hits
+from sidecar.search.pipeline import ClusterRefused, Upstream, finish
 from sidecar.search.plan import Bypass, SearchPlan, plan_search
 from sidecar.search.routes import split_indices
+from sidecar.search.snapshot import CompiledRoute, Snapshot
 from sidecar.search.variants import rewrite_plan
-from sidecar.snapshot import CompiledRoute, Snapshot
+from sidecar.upstream import UpstreamError, UpstreamResponse
+from sidecar.vocab import Reason
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +71,7 @@ class _Search:
     """One (sub-)search on its way: its event and when it started."""
 
     rt: Runtime
+    snap: Snapshot  # the config it is served by, from its start to its event
     event: SearchEvent
     started: float
 
@@ -84,8 +79,8 @@ class _Search:
         e = self.event
         e.status, e.reason, e.upstream_status = outcome.status, outcome.reason, outcome.upstream_status
         e.timings.total_ms = round((time.perf_counter() - self.started) * 1000, 2)
-        e.cap(self.rt.config.events.max_text_chars)
-        if self.rt.config.events.redact:
+        e.cap(self.snap.config.events.max_text_chars)
+        if self.snap.config.events.redact:
             e.redact()
         self.rt.events.add(e)
         self.rt.metrics.observe(e)
@@ -177,7 +172,8 @@ async def _pass_search(
     cleaned = None
     if raw and (header(scope, b"content-encoding") or b'"rerank"' in raw):  # else nothing to look for
         try:
-            cleaned = without_rerank_ext(json_body(scope, raw, rt.config.max_search_body_bytes, max_depth))
+            limit = search.snap.config.max_search_body_bytes
+            cleaned = without_rerank_ext(json_body(scope, raw, limit, max_depth))
         except (Unreadable, InflatedTooLarge):
             cleaned = None  # what the sidecar cannot read goes as it came
     if cleaned is None:
@@ -200,6 +196,34 @@ async def _passed_cleaned(
     resp, content = fetched
     out = response_headers(resp, _RESPONSE_DROP) + bypass_headers(reason.value)
     await send_response(send, resp.status, out, content)
+
+
+async def _body(search: _Search, snap: Snapshot, scope: Scope, receive: Receive, send: Send) -> bytes | None:
+    """The whole body of a search, read under the snapshot's limit; past it the search goes to
+    the cluster as it came, streamed on from what was read (None: answered)."""
+    try:
+        return await read_body(receive, snap.config.max_search_body_bytes)
+    except BodyTooLarge as e:
+        await _bypass(search, Reason.BODY_TOO_LARGE, scope, receive, send, head=e.head)
+        return None
+
+
+async def _inflated_too_large(search: _Search, send: Send, e: InflatedTooLarge) -> None:
+    """A compressed body that inflates past the limit: a 413 in OpenSearch's shape (the cluster
+    is not asked to inflate it either)."""
+    search.record(Outcome.bypass(Reason.BODY_TOO_LARGE))
+    await send_too_large(send, None, e.limit, str(e))
+
+
+async def _cluster_answer(
+    searches: list[_Search], send: Send, status: int, headers: list[tuple[bytes, bytes]], content: bytes
+) -> None:
+    """The cluster's own answer goes back as it came (not a search answer the sidecar can rerank),
+    every search of the request recorded as passed through with its status."""
+    outcome = Outcome.bypass(Reason.UPSTREAM_STATUS, status)
+    for search in searches:
+        search.record(outcome)
+    await send_response(send, status, [*headers, *bypass_headers(outcome.reason_text)], content)
 
 
 async def _rewritten(
@@ -231,24 +255,22 @@ async def handle_search(rt: Runtime, scope: Scope, receive: Receive, send: Send,
 async def _search(
     rt: Runtime, snap: Snapshot, scope: Scope, receive: Receive, send: Send, index: str | None
 ) -> None:
-    search = _Search(rt, record.new_event(index, rerank_headers(scope)), time.perf_counter())
+    search = _Search(rt, snap, record.new_event(index, rerank_headers(scope)), time.perf_counter())
     route = snap.match(split_indices(index))
     raw = b""
     if route is not None:
         search.event.route = route.name
-        try:
-            raw = await read_body(receive, rt.config.max_search_body_bytes)
-        except BodyTooLarge as e:
-            await _bypass(search, Reason.BODY_TOO_LARGE, scope, receive, send, head=e.head)
+        read = await _body(search, snap, scope, receive, send)
+        if read is None:
             return
+        raw = read
     params = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
     limit = snap.config.max_search_body_bytes
     try:
         limits = snap.config.limits
         plan = prepare(route, scope, raw, params, limit, limits.max_json_depth, limits.max_query_chars)
     except InflatedTooLarge as e:
-        search.record(Outcome.bypass(Reason.BODY_TOO_LARGE))
-        await send_too_large(send, None, e.limit, str(e))
+        await _inflated_too_large(search, send, e)
         return
     if isinstance(plan, Bypass):
         if route is None:
@@ -295,29 +317,16 @@ async def _search(
         return
     parsed = _json_response(resp, content)
     if parsed is None or window_hits(parsed) is None:  # the cluster's own answer goes back
-        outcome = Outcome.bypass(Reason.UPSTREAM_STATUS, resp.status)
-        search.record(outcome)
-        extra = bypass_headers(outcome.reason_text)
-        await send_response(send, resp.status, response_headers(resp, _RESPONSE_DROP) + extra, content)
+        await _cluster_answer([search], send, resp.status, response_headers(resp, _RESPONSE_DROP), content)
         return
-
-    async def past(body: dict[str, Any]) -> list[dict[str, Any]] | None:
-        try:
-            more, raw_more = await _call(rt, path, headers, dumps(body))
-        except UpstreamError:
-            return None
-        if 400 <= more.status < 500:
-            raise ClusterRefused(more.status, None, response_headers(more, _RESPONSE_DROP), raw_more)
-        return window_hits(_json_response(more, raw_more))
 
     who = header_map(scope) if route.lab is not None else None  # where an experiment finds the user
     try:
-        page, outcome = await finish(route, plan, parsed, search.event, past, who)
+        page, outcome = await finish(
+            route, plan, parsed, search.event, _SearchUpstream(rt, path, headers), who
+        )
     except ClusterRefused as refused:  # the page past the window: the cluster's own error goes back
-        outcome = Outcome.bypass(Reason.UPSTREAM_STATUS, refused.status)
-        search.record(outcome)
-        extra = bypass_headers(outcome.reason_text)
-        await send_response(send, refused.status, [*refused.headers, *extra], refused.raw)
+        await _cluster_answer([search], send, refused.status, list(refused.headers), refused.raw)
         return
     except Exception:  # a fault of ours: the client still gets its page, in the cluster's order
         log.exception("reranking failed after the cluster answered; the cluster's order is served")
@@ -327,6 +336,51 @@ async def _search(
     out_headers.append((b"x-rerank-event", search.event.id.encode()))
     out_headers.extend(experiment_headers(search.event))
     await send_response(send, resp.status, out_headers, dumps(page, pretty(params)))
+
+
+@dataclass(frozen=True)
+class _SearchUpstream:
+    """The cluster as the core of one ``_search`` reaches it: the same path and headers as the
+    widened request; a 4xx is the client's (its page past the cluster's result window)."""
+
+    rt: Runtime
+    path: bytes
+    headers: list[tuple[bytes, bytes]]
+
+    async def hits(self, body: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """The hits of ``body``, None when the cluster gives none."""
+        try:
+            more, raw = await _call(self.rt, self.path, self.headers, dumps(body))
+        except UpstreamError:
+            return None
+        if 400 <= more.status < 500:
+            raise ClusterRefused(more.status, None, response_headers(more, _RESPONSE_DROP), raw)
+        return window_hits(_json_response(more, raw))
+
+
+@dataclass(frozen=True)
+class _SubUpstream:
+    """The cluster as the core of one ``_msearch`` line reaches it: a one-line ``_msearch``
+    under that line's header; an error item of a 4xx is the client's."""
+
+    rt: Runtime
+    path: bytes
+    headers: list[tuple[bytes, bytes]]
+    header: Any
+
+    async def hits(self, body: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """The hits of ``body``, None when the cluster gives none."""
+        try:
+            lines = dumps(self.header) + b"\n" + dumps(body) + b"\n"
+            more, raw = await _call(self.rt, self.path, self.headers, lines)
+        except UpstreamError:
+            return None
+        answers = _answers(_json_response(more, raw), 1)
+        if answers is not None and isinstance(answers[0], dict) and "error" in answers[0]:
+            status = answers[0].get("status", 400)
+            if isinstance(status, int) and 400 <= status < 500:
+                raise ClusterRefused(status, answers[0])
+        return window_hits(answers[0]) if answers is not None else None
 
 
 async def _call(
@@ -415,7 +469,7 @@ def _plan_sub(
         isinstance(index, list) and not all(isinstance(i, str) for i in index)
     ):
         index, header = default_index, None  # {"index": 5}: the cluster's to refuse
-    search = _Search(rt, record.new_event(",".join(split_indices(index)), headers), time.perf_counter())
+    search = _Search(rt, snap, record.new_event(",".join(split_indices(index)), headers), time.perf_counter())
     if not isinstance(header, dict):
         return _Sub(header, body, None, Bypass(Reason.UNPARSED_HEADER), search)
     route = snap.match(split_indices(index))
@@ -438,11 +492,9 @@ async def _msearch(
     rt: Runtime, snap: Snapshot, scope: Scope, receive: Receive, send: Send, index: str | None
 ) -> None:
     headers = rerank_headers(scope)
-    whole = _Search(rt, record.new_event(",".join(split_indices(index)), headers), time.perf_counter())
-    try:
-        raw = await read_body(receive, rt.config.max_search_body_bytes)
-    except BodyTooLarge as e:
-        await _bypass(whole, Reason.BODY_TOO_LARGE, scope, receive, send, head=e.head)
+    whole = _Search(rt, snap, record.new_event(",".join(split_indices(index)), headers), time.perf_counter())
+    raw = await _body(whole, snap, scope, receive, send)
+    if raw is None:
         return
     params = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
     if not answers_in_json(scope, params):
@@ -452,8 +504,7 @@ async def _msearch(
     try:
         plain = decode_body(scope, raw, snap.config.max_search_body_bytes) if raw else b""
     except InflatedTooLarge as e:
-        whole.record(Outcome.bypass(Reason.BODY_TOO_LARGE))
-        await send_too_large(send, None, e.limit, str(e))
+        await _inflated_too_large(whole, send, e)
         return
     pairs = msearch_lines(plain, limits.max_json_depth) if plain is not None else None
     if not pairs:
@@ -504,32 +555,17 @@ async def _msearch(
     doc = await _json_response_off_loop(resp, content)
     responses = _answers(doc, len(subs))
     if responses is None:
-        outcome = Outcome.bypass(Reason.UPSTREAM_STATUS, resp.status)
-        for s in subs:
-            s.search.record(outcome)
-        extra = bypass_headers(outcome.reason_text)
-        await send_response(send, resp.status, response_headers(resp, _RESPONSE_DROP) + extra, content)
+        searches = [s.search for s in subs]
+        await _cluster_answer(searches, send, resp.status, response_headers(resp, _RESPONSE_DROP), content)
         return
     refused = await _ask_again(rt, path, upstream, subs, responses)
 
-    def past_for(header: Any) -> PastWindow:
-        async def past(body: dict[str, Any]) -> list[dict[str, Any]] | None:
-            try:
-                more, raw_more = await _call(rt, path, upstream, dumps(header) + b"\n" + dumps(body) + b"\n")
-            except UpstreamError:
-                return None
-            answers = _answers(_json_response(more, raw_more), 1)
-            if answers is not None and isinstance(answers[0], dict) and "error" in answers[0]:
-                status = answers[0].get("status", 400)
-                if isinstance(status, int) and 400 <= status < 500:
-                    raise ClusterRefused(status, answers[0])
-            return window_hits(answers[0]) if answers is not None else None
-
-        return past
-
     every = header_map(scope) if any(s.route is not None and s.route.lab is not None for s in subs) else None
     outcomes = await asyncio.gather(
-        *(_finish_sub(s, responses, i, i in refused, past_for(s.header), every) for i, s in enumerate(subs))
+        *(
+            _finish_sub(s, responses, i, i in refused, _SubUpstream(rt, path, upstream, s.header), every)
+            for i, s in enumerate(subs)
+        )
     )
     per_sub = ",".join(
         o.status.value if not o.reason_text else f"{o.status.value}:{o.reason_text}" for o in outcomes
@@ -575,7 +611,7 @@ async def _finish_sub(
     responses: list[Any],
     i: int,
     asked_again: bool = False,
-    past: PastWindow | None = None,
+    cluster: Upstream | None = None,
     headers: dict[str, str] | None = None,
 ) -> Outcome:
     """Rerank one sub-search's answer in place; its event recorded."""
@@ -593,7 +629,7 @@ async def _finish_sub(
         assert sub.route is not None  # a plan is made for a route
         try:
             responses[i], outcome = await finish(
-                sub.route, sub.plan, response, sub.search.event, past, headers
+                sub.route, sub.plan, response, sub.search.event, cluster, headers
             )
         except ClusterRefused as refused:  # its page past the window: the cluster's error item
             responses[i] = refused.answer

@@ -7,9 +7,9 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
-from sidecar.events.event import Reason
 from sidecar.jsontext import json_bytes
 from sidecar.proxy.asgi import Scope
+from sidecar.vocab import Reason
 
 
 class Unreadable(ValueError):

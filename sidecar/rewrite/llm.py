@@ -12,9 +12,9 @@ from typing import Any
 
 import httpx
 
+from sidecar.config.rewrite import LlmRewriteConfig
 from sidecar.engine.cache import LRUCache, text_key
 from sidecar.rewrite.rules import Rewrite, Rewriter, Variant
-from sidecar.rewrite.settings import LlmRewriteConfig
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ import yaml
 from pydantic import ValidationError
 
 from sidecar.config import Config, ConfigError, format_validation_error
+from sidecar.config.rewrite import RewriteConfig, RewriteRules
 from sidecar.rewrite.rules import Rewriter
-from sidecar.rewrite.settings import RewriteConfig, RewriteRules
 
 _MERGED_DICTS = ("abbreviations", "replace", "by_language")
 _MERGED_LISTS = ("synonyms", "patterns")

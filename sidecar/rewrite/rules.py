@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sidecar.rewrite.patterns import Pattern, compile_pattern
-from sidecar.rewrite.settings import Abbreviation, OneWaySynonym, RewriteConfig, as_pattern, parse_arrow
+from sidecar.config.rewrite import Abbreviation, OneWaySynonym, RewriteConfig, as_pattern, parse_arrow
+from sidecar.patterns import Pattern, compile_pattern
 from sidecar.rewrite.terms import TermMatcher, case_sensitive
 from sidecar.rewrite.text import Token, clean, normalize, scrub, splice, tokenize
 

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from sidecar.config import RouteConfig
-from sidecar.events.event import Reason
 from sidecar.language import Detected, Reads, detect, detect_all
 from sidecar.search.plan import Bypass, SearchPlan
+from sidecar.vocab import Reason
 
 WINDOW_TEXTS = 10  # the window's first texts that tell a query's language when it has no letters
 WINDOW_CHARS = 300  # of each

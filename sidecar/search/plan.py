@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sidecar.config import RouteConfig
-from sidecar.events.event import Reason
 from sidecar.rewrite.rules import Rewrite
 from sidecar.search.query_text import find_query_text, has_knn, lucene_terms, text_at_path
 from sidecar.search.source_filter import (
@@ -18,6 +17,7 @@ from sidecar.search.source_filter import (
     to_body,
     widened,
 )
+from sidecar.vocab import Reason
 
 # URL parameters the widened request sets in the body instead.
 _WIDENED_PARAMS = frozenset(

@@ -77,7 +77,8 @@ def test_a_preview_keeps_hits_without_text_as_the_sidecar_did() -> None:
     """A hit the model did not read (no text) is never cut by min_score, in the preview too."""
     from sidecar.admin.preview import figures
     from sidecar.config import RouteConfig
-    from sidecar.events.event import BaselineHit, SearchEvent, Status
+    from sidecar.events.event import BaselineHit, SearchEvent
+    from sidecar.vocab import Status
 
     baseline = [
         BaselineHit(id="a", score=3.0, rank=1, model_score=0.9),

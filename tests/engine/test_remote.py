@@ -410,7 +410,7 @@ def test_the_readme_remote_block_is_a_valid_model() -> None:
 
 def test_each_api_is_one_table_entry_and_each_entry_is_tested() -> None:
     from sidecar.config import REMOTE_APIS
-    from sidecar.engine.remote_apis import API_TABLE
+    from sidecar.remote_apis import API_TABLE
 
     # the config accepts exactly the table's APIs, and the end-to-end tests above cover every one
     assert tuple(a.name for a in API_TABLE) == REMOTE_APIS

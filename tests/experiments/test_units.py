@@ -8,10 +8,10 @@ import random
 
 import pytest
 
+from sidecar.events.ubi import clicks, documents, write_kind
 from sidecar.experiments import stats
 from sidecar.experiments.assign import bucket, identity
 from sidecar.experiments.interleave import team_draft
-from sidecar.experiments.ubi import clicks, documents, write_kind
 
 
 def test_sign_test_is_the_exact_binomial() -> None:

@@ -10,7 +10,7 @@ import httpx
 from osmem_server import OsmemServer
 
 from sidecar.config import model_entry, parse_config
-from sidecar.fleet.shared_cache import model_fingerprint
+from sidecar.engine.score_cache import model_fingerprint
 from testkit.fleet import CacheServer
 from testkit.users import minilm_config
 from tests.conftest import CORPUS, RunningSidecar, index_corpus

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from sidecar.events.event import FALLBACK_REASONS, Reason
+from sidecar.vocab import FALLBACK_REASONS, Reason
 from tests import docs
 
 README = docs.text()

@@ -13,9 +13,9 @@ import pytest
 from aiohttp import web
 from osmem_server import OsmemServer
 
+from sidecar.config.rewrite import LlmRewriteConfig, RewriteConfig
 from sidecar.rewrite.llm import LlmRewriter, parse_variants, rewrite_with_llm
 from sidecar.rewrite.rules import Rewriter
-from sidecar.rewrite.settings import LlmRewriteConfig, RewriteConfig
 from tests.conftest import RunningSidecar, sidecar_config
 
 

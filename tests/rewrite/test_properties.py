@@ -5,9 +5,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sidecar.config.rewrite import RewriteConfig
 from sidecar.rewrite.load import chinese_converter
 from sidecar.rewrite.rules import Rewriter
-from sidecar.rewrite.settings import RewriteConfig
 from sidecar.rewrite.text import normalize, tokenize
 
 # every code point, lone surrogates included: JSON bodies can carry them as \ud800 escapes

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from sidecar.config.rewrite import RewriteConfig
 from sidecar.rewrite.load import chinese_converter
 from sidecar.rewrite.rules import Rewriter
-from sidecar.rewrite.settings import RewriteConfig
 
 
 def rewriter(**rules: Any) -> Rewriter:

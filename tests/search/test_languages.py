@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 
 from sidecar.config import ConfigError, parse_config
+from sidecar.config.rewrite import RewriteConfig
 from sidecar.eval.collect import Window, collecting_config, replay
-from sidecar.events.event import Reason
 from sidecar.language import Reads, default_languages, detect, key_of
 from sidecar.rewrite.rules import Rewriter
-from sidecar.rewrite.settings import RewriteConfig
 from sidecar.search.languages import decided, detected, of_window, reranker
 from sidecar.search.plan import Bypass, SearchPlan, plan_search
+from sidecar.vocab import Reason
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sidecar.config import RouteConfig
-from sidecar.search.documents import clean_text, document_text
+from sidecar.documents import clean_text, document_text
 from sidecar.search.page import build_page
 from sidecar.search.plan import Bypass, SearchPlan, plan_search
 from sidecar.search.routes import match_route, split_indices
@@ -135,7 +135,7 @@ def test_page_reorders_and_restores() -> None:
 )
 def test_clean_text_skips_only_patterns_that_would_not_change_the_text(text: str) -> None:
     """The fast paths of clean_text give what the three patterns always applied give."""
-    from sidecar.search.documents import _BROKEN_LINE, _NEWLINES, _SPACES
+    from sidecar.documents import _BROKEN_LINE, _NEWLINES, _SPACES
 
     reference = _NEWLINES.sub("\n", _SPACES.sub(" ", _BROKEN_LINE.sub(" ", text))).strip()
     assert clean_text(text) == reference

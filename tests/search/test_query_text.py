@@ -171,8 +171,8 @@ def test_retrievers_and_top_level_knn(body: dict[str, object], text: str) -> Non
 
 def test_a_vector_search_with_no_text_has_its_own_reason() -> None:
     from sidecar.config import RouteConfig
-    from sidecar.events.event import Reason
     from sidecar.search.plan import Bypass, SearchPlan, plan_search
+    from sidecar.vocab import Reason
 
     route = RouteConfig(indices=["kb"], model="m", fields=TEXT)
     body = {"knn": {"field": "v", "query_vector": [0.1], "k": 5}}

@@ -337,3 +337,28 @@ def test_the_help_wraps_under_each_description_on_a_narrow_terminal() -> None:
     assert all(line.startswith(("  ", " " * 10)) for line in keys)
     wide = help_text([LiveScreen], SidecarTUI.BINDINGS).plain
     assert any(len(line) > 60 for line in wide.splitlines())  # two keys a line where there is room
+
+
+async def test_a_threshold_lands_on_its_route_by_name_after_the_routes_are_reordered(
+    watched: tuple[RunningSidecar, Path],
+) -> None:
+    running, path = watched
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    app = SidecarTUI([running.admin_url], TOKEN)
+    async with app.run_test(size=(110, 30)) as pilot:
+        await pilot.press("t")
+        screen = app.screen
+        assert isinstance(screen, TuneScreen)
+        await until(pilot, lambda: bool(screen.config))
+        tuned = screen.running()["name"]
+        # another operator puts a new route in front while the screen is open
+        config = httpx.get(f"{running.admin_url}/_sidecar/config", headers=auth).json()
+        first = {**config["routes"][0], "name": "in-front", "indices": ["other-*"]}
+        config["routes"] = [first, *config["routes"]]
+        r = httpx.put(f"{running.admin_url}/_sidecar/config", json=config, headers=auth)
+        assert r.status_code == 200, r.text
+        await pilot.press("down", "down", "down", "enter", *"2", "enter")  # max_hits
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: "saved max_hits=2" in text_of(app, "#tune-status"))
+    routes = {r["name"]: r for r in yaml.safe_load(path.read_text())["routes"]}
+    assert routes[tuned]["max_hits"] == 2 and routes["in-front"].get("max_hits") != 2

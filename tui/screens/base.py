@@ -3,7 +3,8 @@ footer, and its part of the help, generated from its bindings."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Protocol, cast
 
 from rich.text import Text
 from textual.binding import Binding, BindingType
@@ -12,8 +13,33 @@ from textual.keys import format_key
 from textual.screen import Screen
 from textual.widgets import Static
 
-if TYPE_CHECKING:
-    from tui.app import SidecarTUI
+from sidecar.events.event import SearchEvent
+from tui.client import AdminClient
+
+
+class Host(Protocol):
+    """What a screen asks of the app: the sidecars, the one it acts on, the events, and the
+    other screens by name (the app holds ``SCREENS``; a screen never imports another)."""
+
+    clients: Sequence[AdminClient]
+    target: int
+    stats: dict[str, dict[str, Any]]
+    connected: dict[str, tuple[bool, str]]
+    fleet: dict[str, Any] | None
+    clock: Callable[[], float]
+
+    @property
+    def client(self) -> AdminClient:
+        """The sidecar the tuning screens act on."""
+        ...
+
+    def recent(self) -> list[tuple[str, SearchEvent]]:
+        """Every stored event, newest first, with its source."""
+        ...
+
+    def open(self, name: str, **kwargs: Any) -> None:
+        """Push the screen of that name, made with ``kwargs``."""
+        ...
 
 
 class BaseScreen(Screen[None]):
@@ -27,9 +53,9 @@ class BaseScreen(Screen[None]):
     WIDGET_KEYS: ClassVar[list[tuple[str, str]]] = []
 
     @property
-    def tui(self) -> SidecarTUI:
+    def tui(self) -> Host:
         """The app, with its sidecars, events and figures."""
-        return self.app  # type: ignore[return-value]
+        return cast(Host, self.app)
 
     def show(self, selector: str, content: str | Text) -> None:
         """Put ``content`` in a Static; nothing when the screen has closed meanwhile (a worker's

@@ -11,7 +11,8 @@ from textual.containers import Horizontal
 from textual.reactive import var
 from textual.widgets import DataTable, Footer, Static
 
-from sidecar.events.event import SearchEvent, reason_text
+from sidecar.events.event import SearchEvent
+from sidecar.vocab import reason_text
 from tui.feed import bars, diff, histogram, model_scores, one_line
 from tui.screens.base import BaseScreen
 
@@ -118,8 +119,6 @@ class DiffScreen(BaseScreen):
         self.index = max(0, min(len(self.feed) - 1, self.index + delta))
 
     def action_sandbox(self) -> None:
-        from tui.screens.sandbox import SandboxScreen
-
         e = self.event
         titles = [b.title for b in e.baseline if b.title]
-        self.app.push_screen(SandboxScreen(query=e.query or "", documents=titles))
+        self.tui.open("sandbox", query=e.query or "", documents=titles)

@@ -13,7 +13,7 @@ from textual.reactive import var
 from textual.widgets import Footer, Static
 from textual_plotext import PlotextPlot
 
-from sidecar.events.event import Status
+from sidecar.vocab import Status
 from tui.client import AdminError
 from tui.feed import model_scores
 from tui.screens.base import BaseScreen

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Sequence
 from typing import ClassVar
 
 from rich.text import Text
@@ -79,25 +80,13 @@ class HelpScreen(ModalScreen[None]):
         Binding("question_mark", "app.pop_screen", "close", key_display="?"),
     ]
 
-    def compose(self) -> ComposeResult:
-        from tui.screens.diff import DiffScreen
-        from tui.screens.distribution import DistributionScreen
-        from tui.screens.experiments import ExperimentsScreen
-        from tui.screens.live import LiveScreen
-        from tui.screens.sandbox import SandboxScreen
-        from tui.screens.tune import TuneScreen
+    def __init__(self, screens: Sequence[type[BaseScreen]]) -> None:
+        super().__init__()
+        self.screens = list(screens)  # every screen of the app, in the order the help lists them
 
-        screens: list[type[BaseScreen]] = [
-            LiveScreen,
-            DiffScreen,
-            DistributionScreen,
-            TuneScreen,
-            SandboxScreen,
-            ExperimentsScreen,
-        ]
-        self.screens = screens
+    def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-box"):
-            yield Static(help_text(screens, type(self.app).BINDINGS, self._width()), id="help-text")
+            yield Static(help_text(self.screens, type(self.app).BINDINGS, self._width()), id="help-text")
 
     def _width(self) -> int:
         """The columns inside the box (96 wide at most, 4 of border and padding)."""

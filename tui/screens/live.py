@@ -241,31 +241,21 @@ class LiveScreen(BaseScreen):
         return table.cursor_row if self.shown and 0 <= table.cursor_row < len(self.shown) else None
 
     def action_diff(self) -> None:
-        from tui.screens.diff import DiffScreen
-
         i = self.selected()
         if i is not None:
-            self.app.push_screen(DiffScreen(list(self.shown), i))
+            self.tui.open("diff", feed=list(self.shown), index=i)
 
     def action_distribution(self) -> None:
-        from tui.screens.distribution import DistributionScreen
-
-        self.app.push_screen(DistributionScreen())
+        self.tui.open("distribution")
 
     def action_tune(self) -> None:
-        from tui.screens.tune import TuneScreen
-
-        self.app.push_screen(TuneScreen())
+        self.tui.open("tune")
 
     def action_experiments(self) -> None:
-        from tui.screens.experiments import ExperimentsScreen
-
-        self.app.push_screen(ExperimentsScreen())
+        self.tui.open("experiments")
 
     def action_sandbox(self) -> None:
-        from tui.screens.sandbox import SandboxScreen
-
-        self.app.push_screen(SandboxScreen())
+        self.tui.open("sandbox")
 
     def action_filter(self) -> None:
         box = self.query_one("#live-filter", Input)

@@ -218,7 +218,9 @@ class TuneScreen(BaseScreen):
             self._show_preview("no routes")
             return
         try:
-            result = await self.tui.client.preview(self.route, self.changes(), self.limit)
+            result = await self.tui.client.preview(
+                self.running().get("name") or self.route, self.changes(), self.limit
+            )
         except AdminError as e:
             self._show_preview(Text(f"preview: {e}", style="red"))
             return
@@ -243,7 +245,16 @@ class TuneScreen(BaseScreen):
             return
         try:
             config = await self.tui.client.config()
-            config["routes"][self.route].update(changes)
+            name = self.running().get("name")
+            # by name: the routes may have been reordered (or this one removed) since the screen
+            # read them, and a threshold must not land on another route
+            routes = config.get("routes") or []
+            mine = next((r for r in routes if r.get("name") == name), None)
+            if mine is None:
+                gone = f"not saved: the sidecar has no route {name!r} any more (esc, then t reads them anew)"
+                self.set_status(gone, error=True)
+                return
+            mine.update(changes)
             result = await self.tui.client.put_config(config)
         except AdminError as e:
             self.set_status(f"not saved: {e}", error=True)

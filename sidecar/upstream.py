@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import ssl
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import cast
 from urllib.parse import urlsplit
 
 import httptools
 
-RawHeaders = Sequence[tuple[bytes, bytes]]
+from sidecar.vocab import RawHeaders
 
 _HIGH_WATER = 1 << 20  # pause reading the upstream past 1 MiB not yet sent on
 _LOW_WATER = 1 << 18

@@ -18,10 +18,19 @@ from pydantic import (
     model_validator,
 )
 
-from sidecar.engine.remote_apis import APIS
-from sidecar.experiments.assign import check_identity
+from sidecar.config.rewrite import RewriteConfig
 from sidecar.language import ANY, Reads, default_languages, key_of, keyed
-from sidecar.rewrite.settings import RewriteConfig
+from sidecar.remote_apis import APIS
+
+
+def check_identity(spec: str) -> str:
+    """One identity source as configured: ``ubi.client_id``, ``header:NAME`` or ``cookie:NAME``."""
+    if spec == "ubi.client_id":
+        return spec
+    kind, _, name = spec.partition(":")
+    if kind in ("header", "cookie") and name.strip():
+        return f"{kind}:{name.strip()}"
+    raise ValueError(f"{spec!r}: expected ubi.client_id, header:NAME or cookie:NAME")
 
 
 class ConfigError(ValueError):
@@ -198,7 +207,7 @@ class RemoteModel(_ModelBase):
     """A serving engine's rerank API at url (or spread over urls)."""
 
     backend: Literal["remote"]
-    api: str  # one of REMOTE_APIS (sidecar/engine/remote_apis.py)
+    api: str  # one of REMOTE_APIS (sidecar/remote_apis.py)
     model: str | None = None  # the name the server expects, if any
     url: str | None = None
     urls: list[str] | None = None

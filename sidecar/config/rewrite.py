@@ -7,7 +7,7 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sidecar.language import keyed
-from sidecar.rewrite.patterns import compile_pattern
+from sidecar.patterns import compile_pattern
 
 Case = Literal["auto", "sensitive", "insensitive"]
 

@@ -5,86 +5,28 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, replace
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any, Protocol
 
 from sidecar.config import RouteConfig
+from sidecar.documents import document_text
 from sidecar.engine.circuit import CircuitOpen
 from sidecar.engine.protocol import ModelTimeout, Overloaded, Scored
 from sidecar.events import record
-from sidecar.events.event import Reason, SearchEvent, Status, VariantRecord
+from sidecar.events.event import SearchEvent, VariantRecord
 from sidecar.experiments.assign import identity
-from sidecar.experiments.serve import Lab, Served, choose, page_credit
 from sidecar.experiments.tracker import Impression
 from sidecar.search import languages
-from sidecar.search.documents import document_text
+from sidecar.search.outcome import Outcome
 from sidecar.search.page import build_page, tail_range
 from sidecar.search.plan import SearchPlan
 from sidecar.search.policy import Decision, aggregate, decide
-from sidecar.snapshot import CompiledRoute
+from sidecar.search.serve import Lab, Served, choose, page_credit
+from sidecar.search.snapshot import CompiledRoute
+from sidecar.vocab import Reason, Status
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What happened to one (sub-)search."""
-
-    status: Status
-    reason: Reason = Reason.NONE
-    model: str = ""
-    took_ms: float = 0.0
-    cut: int = 0
-    flags: tuple[str, ...] = ()
-    variants: int = 0
-    upstream_status: int | None = None
-
-    @classmethod
-    def bypass(cls, reason: Reason, upstream_status: int | None = None) -> Outcome:
-        """A search passed through unchanged."""
-        return cls(Status.BYPASS, reason, upstream_status=upstream_status)
-
-    @classmethod
-    def fallback(cls, reason: Reason) -> Outcome:
-        """A search answered in the cluster's order."""
-        return cls(Status.FALLBACK, reason)
-
-    @property
-    def reason_text(self) -> str:
-        """The reason as the ``X-Rerank-Reason`` header gives it."""
-        return self.reason.header(self.upstream_status)
-
-
-def bypass_headers(reason: str) -> list[tuple[bytes, bytes]]:
-    """The headers of a bypassed answer."""
-    return [(b"x-rerank", b"bypass"), (b"x-rerank-reason", reason.encode())]
-
-
-def outcome_headers(outcome: Outcome) -> list[tuple[bytes, bytes]]:
-    """The ``X-Rerank*`` headers of an answer."""
-    headers = [(b"x-rerank", outcome.status.value.encode())]
-    if outcome.reason_text:
-        headers.append((b"x-rerank-reason", outcome.reason_text.encode()))
-    if outcome.model:
-        headers.append((b"x-rerank-model", outcome.model.encode()))
-    if outcome.status is not Status.BYPASS:
-        headers.append((b"x-rerank-took-ms", f"{outcome.took_ms:.1f}".encode()))
-        headers.append((b"x-rerank-variants", str(outcome.variants).encode()))
-    if outcome.status is Status.APPLIED:
-        headers.append((b"x-rerank-cut", str(outcome.cut).encode()))
-        if outcome.flags:
-            headers.append((b"x-rerank-flags", ",".join(outcome.flags).encode()))
-    return headers
-
-
-def experiment_headers(event: SearchEvent) -> list[tuple[bytes, bytes]]:
-    """``X-Rerank-Experiment: NAME`` for a search an experiment served (not its arm: the event
-    says which, the client is not told)."""
-    e = event.experiment
-    if e is None:
-        return []
-    return [(b"x-rerank-experiment", e.name.encode())]
 
 
 _FAULTS: tuple[tuple[type[BaseException], Reason], ...] = (
@@ -130,9 +72,14 @@ def _spread(scored: Scored, read: list[int], n: int) -> Scored:
     return Scored(scores, scored.queue_ms, scored.model_ms)
 
 
-# the cluster's hits for a widened body, None when it would not give them (ClusterRefused when
-# it answered the page past the window with an error of the client's: that answer goes back)
-PastWindow = Callable[[dict[str, Any]], Awaitable[list[dict[str, Any]] | None]]
+class Upstream(Protocol):
+    """The cluster as the core reaches it, given by the adapter that serves the search (one
+    ``_search``, or one line of an ``_msearch``); a fake one in the core's unit tests."""
+
+    async def hits(self, body: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """The cluster's hits for a widened body; None when it would not give them (ClusterRefused
+        when it answered with an error of the client's: that answer goes back)."""
+        ...
 
 
 class ClusterRefused(Exception):
@@ -145,19 +92,19 @@ class ClusterRefused(Exception):
 
 
 async def _tail(
-    plan: SearchPlan, window: int, hits: int, kept: int, past: PastWindow | None
+    plan: SearchPlan, window: int, hits: int, kept: int, upstream: Upstream | None
 ) -> list[dict[str, Any]]:
     """The cluster's hits after the window that the client's page reaches (none when it ends
     within the reranked hits). Without them the page comes back short, never wrong."""
     wanted = tail_range(plan, hits, kept, window)
-    if wanted is None and past is not None and hits < window and plan.from_ + plan.size > window:
+    if wanted is None and upstream is not None and hits < window and plan.from_ + plan.size > window:
         # the page lies past every hit there is: the cluster is asked for it all the same, as
         # it may refuse it (from + size past its max_result_window), and then says so itself
-        await past(plan.past_window(plan.from_, plan.size))
+        await upstream.hits(plan.past_window(plan.from_, plan.size))
         return []
-    if wanted is None or past is None:
+    if wanted is None or upstream is None:
         return []
-    found = await past(plan.past_window(*wanted))
+    found = await upstream.hits(plan.past_window(*wanted))
     if found is None:
         log.warning("the cluster did not give the hits after the window; the page is short")
     return found or []
@@ -168,11 +115,11 @@ async def finish(
     plan: SearchPlan,
     response: dict[str, Any],
     event: SearchEvent,
-    past: PastWindow | None = None,
+    upstream: Upstream | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Any], Outcome]:
     """Rerank the window and cut the client's page out of it (continued by the cluster's order
-    past the window, from ``past``, where the page reaches beyond it); the event records the
+    past the window, from ``upstream``, where the page reaches beyond it); the event records the
     plan, the cluster's window and what the model made of it. Under an experiment the page is
     the order its arm (or the interleaving of both) gives; ``headers`` (lower-case names) are
     where it looks for the user's identity."""
@@ -203,7 +150,7 @@ async def finish(
     outcome = replace(outcome, variants=len(plan.queries) - 1)
     event.timings.rerank_ms = outcome.took_ms
     if timed is None:
-        tail = await _tail(plan, route.window, len(hits), len(hits), past)
+        tail = await _tail(plan, route.window, len(hits), len(hits), upstream)
         page = build_page(response, plan, None, route.annotate, tail=tail)
         return explained(_ubi_answer(page, plan, event, compiled.lab), plan), outcome
     # the query and its variants were scored side by side: the longest wait and work of any
@@ -241,7 +188,9 @@ async def finish(
     shown: Decision | None = decision if served is None else _served_decision(served, decision, len(hits))
     # a cut says the rest is not relevant: the list ends with the kept hits
     kept = len(hits) if shown is None else len(shown.order)
-    tail = [] if shown is not None and shown.cut else await _tail(plan, route.window, len(hits), kept, past)
+    tail = (
+        [] if shown is not None and shown.cut else await _tail(plan, route.window, len(hits), kept, upstream)
+    )
     # under an experiment no hit says where the cluster ranked it (which arm placed it), and
     # the answer names no model: a client cannot tell the arms apart to steer its clicks
     annotate = route.annotate and compiled.lab is None
@@ -324,16 +273,3 @@ def explained(page: dict[str, Any], plan: SearchPlan) -> dict[str, Any]:
             "retrieval": plan.retrieval,
         }
     return page
-
-
-def summarize(outcomes: list[Outcome]) -> Outcome:
-    """An ``_msearch``'s headers: the first reranked sub-search (or fallback) speaks for it,
-    with the variants of all of its sub-searches added up."""
-    variants = sum(o.variants for o in outcomes)
-    for status in (Status.APPLIED, Status.FALLBACK):
-        hits = [o for o in outcomes if o.status is status]
-        if hits:
-            return Outcome(
-                status, hits[0].reason, hits[0].model, max(o.took_ms for o in hits), variants=variants
-            )
-    return Outcome(Status.BYPASS, outcomes[0].reason if outcomes else Reason.NONE)

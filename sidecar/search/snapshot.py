@@ -21,7 +21,7 @@ from sidecar.rewrite.text import scrub
 from sidecar.search.routes import match_route
 
 if TYPE_CHECKING:
-    from sidecar.experiments.serve import Lab
+    from sidecar.search.serve import Lab
 
 
 @dataclass(frozen=True)
