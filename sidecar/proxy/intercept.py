@@ -17,7 +17,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from sidecar.events import record
 from sidecar.events.event import SearchEvent
 from sidecar.proxy.asgi import BodyTooLarge, Receive, Scope, Send, read_body, send_response
 from sidecar.proxy.forward import (
@@ -45,10 +44,10 @@ from sidecar.proxy.request import (
     search_context,
 )
 from sidecar.runtime import Runtime
-from sidecar.search import languages
+from sidecar.search import languages, record
 from sidecar.search.outcome import Outcome, summarize
-from sidecar.search.page import build_page, window_hits
-from sidecar.search.pipeline import ClusterRefused, Upstream, finish
+from sidecar.search.page import window_hits
+from sidecar.search.pipeline import ClusterRefused, Upstream, finished
 from sidecar.search.plan import Bypass, SearchPlan, plan_search
 from sidecar.search.routes import split_indices
 from sidecar.search.snapshot import CompiledRoute, Snapshot
@@ -322,15 +321,11 @@ async def _search(
 
     who = header_map(scope) if route.lab is not None else None  # where an experiment finds the user
     try:
-        page, outcome = await finish(
-            route, plan, parsed, search.event, _SearchUpstream(rt, path, headers), who
-        )
+        cluster = _SearchUpstream(rt, path, headers)
+        page, outcome = await finished(route, plan, parsed, search.event, cluster, who)
     except ClusterRefused as refused:  # the page past the window: the cluster's own error goes back
         await _cluster_answer([search], send, refused.status, list(refused.headers), refused.raw)
         return
-    except Exception:  # a fault of ours: the client still gets its page, in the cluster's order
-        log.exception("reranking failed after the cluster answered; the cluster's order is served")
-        page, outcome = _unreranked(parsed, plan), Outcome.fallback(Reason.SIDECAR_ERROR)
     search.record(outcome)
     out_headers = response_headers(resp, _RESPONSE_DROP) + outcome_headers(outcome)
     out_headers.append((b"x-rerank-event", search.event.id.encode()))
@@ -403,15 +398,6 @@ async def _fetch(
     except UpstreamError as e:
         await send_upstream_error(send, e)
         return None
-
-
-def _unreranked(response: dict[str, Any], plan: SearchPlan) -> dict[str, Any]:
-    """The client's page of the widened answer in the cluster's order (when the rest failed)."""
-    try:
-        return build_page(response, plan, None, False)
-    except Exception:
-        log.exception("the cluster's page could not be cut either")
-        raise
 
 
 _OFF_LOOP = 1024 * 1024  # answers past this size are parsed and written on a worker thread
@@ -628,14 +614,11 @@ async def _finish_sub(
     else:
         assert sub.route is not None  # a plan is made for a route
         try:
-            responses[i], outcome = await finish(
+            responses[i], outcome = await finished(
                 sub.route, sub.plan, response, sub.search.event, cluster, headers
             )
         except ClusterRefused as refused:  # its page past the window: the cluster's error item
             responses[i] = refused.answer
             outcome = Outcome.bypass(Reason.UPSTREAM_ERROR)
-        except Exception:
-            log.exception("reranking a sub-search failed; the cluster's order is served")
-            responses[i], outcome = _unreranked(response, sub.plan), Outcome.fallback(Reason.SIDECAR_ERROR)
     sub.search.record(outcome)
     return outcome

@@ -1,4 +1,11 @@
-"""The rerank step of one (sub-)search and the step that builds its answer and its event."""
+"""The core of one (sub-)search once the cluster has answered: stages that each return a
+frozen result, composed by ``finish``.
+
+    routed -> window_of -> score -> decide -> serve (an experiment's arm) -> page
+
+The cluster is reached through the ``Upstream`` that the adapter gives (the page past the
+window); the event is filled once, from the stage results (``record.searched``).
+"""
 
 from __future__ import annotations
 
@@ -13,17 +20,18 @@ from sidecar.config import RouteConfig
 from sidecar.documents import document_text
 from sidecar.engine.circuit import CircuitOpen
 from sidecar.engine.protocol import ModelTimeout, Overloaded, Scored
-from sidecar.events import record
-from sidecar.events.event import SearchEvent, VariantRecord
+from sidecar.events.event import SearchEvent
 from sidecar.experiments.assign import identity
 from sidecar.experiments.tracker import Impression
-from sidecar.search import languages
+from sidecar.search import languages, record
 from sidecar.search.outcome import Outcome
 from sidecar.search.page import build_page, tail_range
 from sidecar.search.plan import SearchPlan
 from sidecar.search.policy import Decision, aggregate, decide
-from sidecar.search.serve import Lab, Served, choose, page_credit
+from sidecar.search.record import Ubi
+from sidecar.search.serve import Lab, Served, choose
 from sidecar.search.snapshot import CompiledRoute
+from sidecar.search.stages import Scoring, Window
 from sidecar.vocab import Reason, Status
 
 log = logging.getLogger(__name__)
@@ -110,6 +118,103 @@ async def _tail(
     return found or []
 
 
+def routed(compiled: CompiledRoute, plan: SearchPlan) -> tuple[CompiledRoute, RouteConfig]:
+    """The route that serves the plan (its language's model where the plan names one) and its
+    settings with the request's overrides."""
+    if plan.model is not None:
+        compiled = _with_model(compiled, plan.model)
+    return compiled, plan.effective(compiled.config)
+
+
+def window_of(route: RouteConfig, response: dict[str, Any]) -> Window:
+    """The cluster's window with the text of each hit, as the route reads it."""
+    hits = response["hits"]["hits"]
+    texts = [document_text(h.get("_source"), route.fields, route.template, route.max_chars) for h in hits]
+    return Window(hits, texts)
+
+
+async def score(compiled: CompiledRoute, route: RouteConfig, plan: SearchPlan, window: Window) -> Scoring:
+    """The model's scores of the window against the query and its variants, aggregated. A query
+    with no letters is told by its window's language: another model, or the cluster's order."""
+    language, rerank = plan.language, True
+    outcome = Outcome(Status.FALLBACK, Reason.LANGUAGE, route.model)
+    if plan.window_language:
+        language, model, rerank = languages.of_window(compiled.config, compiled.model.reads, window.texts)
+        if model is not None:
+            compiled = _with_model(compiled, model)
+            route = route.model_copy(update={"model": model})
+            outcome = replace(outcome, model=model)
+    timed: list[Scored] | None = None
+    if rerank:
+        timed, outcome = await rerank_hits(compiled, plan, window.texts)
+    outcome = replace(outcome, variants=len(plan.queries) - 1)
+    if timed is None:
+        return Scoring(compiled, route, outcome, language)
+    per_query = [t.scores for t in timed]
+    # the query and its variants were scored side by side: the longest wait and work of any
+    return Scoring(
+        compiled,
+        route,
+        outcome,
+        language,
+        per_query,
+        _aggregated(route, per_query),
+        max((t.queue_ms for t in timed if t.queue_ms is not None), default=None),
+        max((t.model_ms for t in timed if t.model_ms is not None), default=None),
+    )
+
+
+async def serve(
+    scoring: Scoring,
+    plan: SearchPlan,
+    window: Window,
+    decision: Decision,
+    headers: Mapping[str, str] | None,
+) -> Served | None:
+    """The order an experiment serves (an arm's, or both interleaved), the other arm scored on
+    the same window; None without an experiment, or when an arm could not be made."""
+    compiled, route, scores = scoring.compiled, scoring.route, scoring.scores
+    lab = compiled.lab
+    if lab is None or scores is None:
+        return None
+
+    async def rescore(arm: RouteConfig) -> list[float] | None:
+        model = compiled.models.get(arm.model)
+        if model is None:
+            return None
+        got, _ = await rerank_hits(replace(compiled, config=arm, model=model, lab=None), plan, window.texts)
+        return None if got is None else _aggregated(arm, [t.scores for t in got])
+
+    who = identity(lab.config.identity, plan.ubi, headers or {})
+    return await choose(
+        lab, route, plan.query, who, decision, scores, window.cluster, window.missing, rescore
+    )
+
+
+async def page_of(
+    scoring: Scoring,
+    plan: SearchPlan,
+    response: dict[str, Any],
+    window: Window,
+    shown: Decision | None,
+    upstream: Upstream | None,
+) -> tuple[dict[str, Any], Ubi | None]:
+    """The client's page: the order shown (None: the cluster's), continued past the window by
+    the cluster's order where the page reaches beyond it (a cut says the rest is not relevant:
+    the list ends with the kept hits), with the UBI query id it was served under."""
+    route, lab, n = scoring.route, scoring.compiled.lab, len(window.hits)
+    kept = n if shown is None else len(shown.order)
+    cut = shown is not None and shown.cut
+    tail = [] if cut else await _tail(plan, route.window, n, kept, upstream)
+    # under an experiment no hit says where the cluster ranked it (which arm placed it), and
+    # the answer names no model: a client cannot tell the arms apart to steer its clicks
+    annotate = route.annotate and lab is None
+    scores = None if shown is None else scoring.scores
+    page = build_page(response, plan, scores, annotate, shown, tail)
+    ubi = _ubi(page, plan, lab)
+    return explained(page, plan), ubi
+
+
 async def finish(
     compiled: CompiledRoute,
     plan: SearchPlan,
@@ -123,96 +228,71 @@ async def finish(
     plan, the cluster's window and what the model made of it. Under an experiment the page is
     the order its arm (or the interleaving of both) gives; ``headers`` (lower-case names) are
     where it looks for the user's identity."""
-    if plan.model is not None:  # the route's model for the query's language
-        compiled = _with_model(compiled, plan.model)
-    route = plan.effective(compiled.config)
-    hits = response["hits"]["hits"]
-    event.route, event.query, event.window, event.model = compiled.name, plan.query, route.window, route.model
-    event.language = plan.language
-    event.page = record.page(plan.from_, plan.size)
-    if plan.rewrite is not None:
-        event.variants = [VariantRecord(text=v.text, rules=list(v.rules)) for v in plan.rewrite.variants]
-        event.rules = list(plan.rewrite.rules)
-        event.retrieval = plan.retrieval
-        event.timings.rewrite_ms = round(plan.rewrite.took_ms, 3)
-    event.baseline = record.baseline(hits, route)
-    texts = [document_text(h.get("_source"), route.fields, route.template, route.max_chars) for h in hits]
-    timed: list[Scored] | None = None
-    if plan.window_language:  # a query with no letters: its window tells the language
-        event.language, model, rerank = languages.of_window(compiled.config, compiled.model.reads, texts)
-        if model is not None:
-            compiled = _with_model(compiled, model)
-            route = route.model_copy(update={"model": model})
-            event.model = model
-        outcome = Outcome(Status.FALLBACK, Reason.LANGUAGE, route.model)
-    if not plan.window_language or rerank:
-        timed, outcome = await rerank_hits(compiled, plan, texts)
-    outcome = replace(outcome, variants=len(plan.queries) - 1)
-    event.timings.rerank_ms = outcome.took_ms
-    if timed is None:
-        tail = await _tail(plan, route.window, len(hits), len(hits), upstream)
-        page = build_page(response, plan, None, route.annotate, tail=tail)
-        return explained(_ubi_answer(page, plan, event, compiled.lab), plan), outcome
-    # the query and its variants were scored side by side: the longest wait and work of any
-    event.timings.queue_ms = max((t.queue_ms for t in timed if t.queue_ms is not None), default=None)
-    event.timings.model_ms = max((t.model_ms for t in timed if t.model_ms is not None), default=None)
-    per_query = [t.scores for t in timed]
-    scores = _aggregated(route, per_query)
-    original = [h.get("_score") for h in hits]
-    cluster = [o if isinstance(o, (int, float)) else None for o in original]
-    missing = [i for i, t in enumerate(texts) if not t]
-    for i in missing:
-        event.baseline[i].no_text = True  # what a threshold preview needs to decide as the sidecar did
-    decision = decide(route, scores, cluster, missing)
+    compiled, route = routed(compiled, plan)
+    window = window_of(route, response)
+    scoring = await score(compiled, route, plan, window)
+    outcome = scoring.outcome
+    if scoring.scores is None:
+        page, ubi = await page_of(scoring, plan, response, window, None, upstream)
+        record.searched(event, compiled.name, plan, route, window, scoring, None, ubi, None)
+        return page, outcome
+    decision = decide(scoring.route, scoring.scores, window.cluster, window.missing)
     outcome = replace(outcome, cut=decision.cut, flags=decision.flags)
-    event.cut, event.flags = decision.cut, list(decision.flags)
-    fused = None if route.fusion == "replace" else decision.final
-    ids = [h.get("_id") for h in hits]
-    event.final = record.final(ids, decision.order, decision.shown, scores, per_query, fused)
-    for row, score in zip(event.baseline, scores, strict=True):
-        row.model_score = score  # the whole window's, cut hits too: what threshold previews need
-    served = None
-    if compiled.lab is not None:
-
-        async def rescore(arm: RouteConfig) -> list[float] | None:
-            model = compiled.models.get(arm.model)
-            if model is None:
-                return None
-            got, _ = await rerank_hits(replace(compiled, config=arm, model=model, lab=None), plan, texts)
-            return None if got is None else _aggregated(arm, [t.scores for t in got])
-
-        who = identity(compiled.lab.config.identity, plan.ubi, headers or {})
-        served = await choose(
-            compiled.lab, route, plan.query, who, decision, scores, cluster, missing, rescore
-        )
-    shown: Decision | None = decision if served is None else _served_decision(served, decision, len(hits))
-    # a cut says the rest is not relevant: the list ends with the kept hits
-    kept = len(hits) if shown is None else len(shown.order)
-    tail = (
-        [] if shown is not None and shown.cut else await _tail(plan, route.window, len(hits), kept, upstream)
-    )
-    # under an experiment no hit says where the cluster ranked it (which arm placed it), and
-    # the answer names no model: a client cannot tell the arms apart to steer its clicks
-    annotate = route.annotate and compiled.lab is None
-    page = build_page(response, plan, None if shown is None else scores, annotate, shown, tail)
-    page = _ubi_answer(page, plan, event, compiled.lab)
+    served = await serve(scoring, plan, window, decision, headers)
+    shown = decision if served is None else _served_decision(served, decision, len(window.hits))
+    page, ubi = await page_of(scoring, plan, response, window, shown, upstream)
     if served is not None:
         outcome = replace(outcome, model="")
-    if served is not None and compiled.lab is not None and event.query_id is not None:
-        event.experiment = served.record
-        page_ids = event.served or []
-        event.experiment.credit = page_credit(served.credit, plan.from_, plan.size, len(page_ids))
-        shadow = compiled.lab.config.mode == "shadow"
-        imp = Impression.of(
-            event,
-            [ids[i] for i in served.control] if shadow else None,
-            [ids[i] for i in served.treatment] if shadow else None,
-        )
-        if imp is not None:
-            if compiled.lab.redact:
-                imp.query = None
-            compiled.lab.tracker.add(imp)
-    return explained(page, plan), outcome
+    record.searched(event, compiled.name, plan, route, window, scoring, decision, ubi, served)
+    lab = scoring.compiled.lab
+    if served is not None and lab is not None and event.experiment is not None:
+        _impression(lab, event, served, window)
+    return page, outcome
+
+
+async def finished(
+    compiled: CompiledRoute,
+    plan: SearchPlan,
+    response: dict[str, Any],
+    event: SearchEvent,
+    upstream: Upstream | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> tuple[dict[str, Any], Outcome]:
+    """``finish``; on a fault of the sidecar's own the client still gets its page, in the
+    cluster's order (fallback ``sidecar-error``), and the event says what was asked.
+    ClusterRefused goes on to the adapter: the cluster's own error is the client's answer."""
+    try:
+        return await finish(compiled, plan, response, event, upstream, headers)
+    except ClusterRefused:
+        raise
+    except Exception:
+        log.exception("reranking failed after the cluster answered; the cluster's order is served")
+        record.planned(event, compiled.name, plan, plan.effective(compiled.config))
+        return cluster_page(response, plan), Outcome.fallback(Reason.SIDECAR_ERROR)
+
+
+def cluster_page(response: dict[str, Any], plan: SearchPlan) -> dict[str, Any]:
+    """The client's page of the widened answer in the cluster's order (when the rest failed)."""
+    try:
+        return build_page(response, plan, None, False)
+    except Exception:
+        log.exception("the cluster's page could not be cut either")
+        raise
+
+
+def _impression(lab: Lab, event: SearchEvent, served: Served, window: Window) -> None:
+    """The experiment's tracker counts the page served (under shadow, both arms' orders)."""
+    shadow = lab.config.mode == "shadow"
+    ids = window.ids
+    imp = Impression.of(
+        event,
+        [ids[i] for i in served.control] if shadow else None,
+        [ids[i] for i in served.treatment] if shadow else None,
+    )
+    if imp is not None:
+        if lab.redact:
+            imp.query = None
+        lab.tracker.add(imp)
 
 
 def _with_model(compiled: CompiledRoute, model: str) -> CompiledRoute:
@@ -236,29 +316,28 @@ def _served_decision(served: Served, decision: Decision, n: int) -> Decision | N
     return Decision(arm.order, decision.final, n - len(arm.order), decision.flags, arm.shown)
 
 
-def _ubi_answer(
-    page: dict[str, Any], plan: SearchPlan, event: SearchEvent, lab: Lab | None
-) -> dict[str, Any]:
+def _ubi(page: dict[str, Any], plan: SearchPlan, lab: Lab | None) -> Ubi | None:
     """A search that carried ``ext.ubi`` (or runs under an experiment) gets a query_id, its
     own or a new one (signed, under an experiment), in the answer's ``ext.ubi`` as the UBI
     plugin gives it; the event keeps it with the ids of the page served, which clicks are
     matched against (under an experiment, with the identity that searched)."""
     if plan.ubi is None and lab is None:
-        return page
+        return None
     given = plan.ubi.get("query_id") if plan.ubi else None
     if isinstance(given, (str, int)) and not isinstance(given, bool) and str(given).strip():
         query_id = str(given)[:200]
     else:
         query_id = lab.tracker.issue() if lab is not None else uuid.uuid4().hex
-    event.query_id = query_id
     client = plan.ubi.get("client_id") if plan.ubi else None
-    event.client_id = str(client) if isinstance(client, (str, int)) else None
-    event.served = [h.get("_id") for h in page["hits"]["hits"]]
     ext = page.get("ext")
     if not isinstance(ext, dict):
         ext = page["ext"] = {}
     ext["ubi"] = {"query_id": query_id}
-    return page
+    return Ubi(
+        query_id,
+        str(client) if isinstance(client, (str, int)) else None,
+        [h.get("_id") for h in page["hits"]["hits"]],
+    )
 
 
 def explained(page: dict[str, Any], plan: SearchPlan) -> dict[str, Any]:
