@@ -139,16 +139,18 @@ async def forward(
     body: bytes | None = None,
     head: bytes = b"",
     extra_headers: RawHeaders = (),
+    limit: int | None = None,
 ) -> None:
     """Forward the request unchanged and stream the response back.
 
     ``body`` is the whole request body when the caller already buffered it;
     ``head`` is its first part when the caller stopped reading early (the rest
-    still comes from ``receive``).
+    still comes from ``receive``); ``limit``: the body's bound (the snapshot's, for a search;
+    the running config's otherwise).
     """
     content: bytes | AsyncIterator[bytes] | None
     has_body, length = _content_length(scope)
-    limit = rt.config.max_request_body_bytes
+    limit = rt.config.max_request_body_bytes if limit is None else limit
     if (length or 0) > limit or (body is not None and len(body) > limit):
         await send_too_large(send, length if body is None else len(body), limit)
         return

@@ -1,21 +1,22 @@
-"""The search interceptor: one pipeline for ``_search`` and every ``_msearch`` sub-search.
+"""The search adapter: ``_search`` and ``_msearch`` over HTTP, the core (sidecar/search/
+pipeline.py) between reading and writing.
 
-    snapshot -> prepare (pure: a plan, or the reason to pass it through) -> rewrite ->
-    the widened cluster call -> finish (rerank, page, event)
+    read once (Incoming, the body under the snapshot's limits) -> the core's plan ->
+    the core's run, through an Upstream of this module (one widened request, or one
+    ``_msearch`` for every line) -> the Result written back
 
-Every search, and every sub-search, leaves one event; a search passed through leaves it at
-the one bypass exit, ``_bypass``.
+Every search, and every sub-search, leaves one event; a search passed through leaves by the
+one bypass exit, ``_bypass`` (``_pass_search`` for one of a route, less ``ext.rerank``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
 from sidecar.events.event import SearchEvent
 from sidecar.proxy.asgi import BodyTooLarge, Receive, Scope, Send, read_body, send_response
@@ -25,57 +26,45 @@ from sidecar.proxy.forward import (
     response_headers,
     send_too_large,
     send_upstream_error,
-    target,
 )
 from sidecar.proxy.headers import bypass_headers, experiment_headers, outcome_headers
 from sidecar.proxy.request import (
+    Incoming,
     InflatedTooLarge,
     Unreadable,
-    answers_in_json,
-    content_type,
-    decode_body,
     dumps,
-    header,
-    header_map,
-    json_body,
+    incoming,
     msearch_lines,
-    pretty,
-    rerank_headers,
-    search_context,
 )
 from sidecar.runtime import Runtime
-from sidecar.search import languages, record
+from sidecar.search import record
+from sidecar.search.cluster import WIDEN_REFUSED, Answer, ClusterRefused
 from sidecar.search.outcome import Outcome, summarize
 from sidecar.search.page import window_hits
-from sidecar.search.pipeline import ClusterRefused, Upstream, finished
-from sidecar.search.plan import Bypass, SearchPlan, plan_search
+from sidecar.search.pipeline import Result, rewritten, run, safe_plan
+from sidecar.search.plan import Bypass, SearchPlan
 from sidecar.search.routes import split_indices
 from sidecar.search.snapshot import CompiledRoute, Snapshot
-from sidecar.search.variants import rewrite_plan
 from sidecar.upstream import UpstreamError, UpstreamResponse
 from sidecar.vocab import Reason
 
-log = logging.getLogger(__name__)
-
-_WIDENED_DROP = frozenset({b"content-length", b"content-encoding", b"accept-encoding", b"content-type"})
 _RESPONSE_DROP = frozenset({b"content-length", b"content-encoding"})
-_RETRY_DROP = frozenset({b"content-length"})
-# what a cluster answers a request it will not take (too large a result window, a field it cannot
-# return, too large a body): the widened request is asked again as the client sent it
-WIDEN_REFUSED = frozenset({400, 413})
 
 
 @dataclass
 class _Search:
-    """One (sub-)search on its way: its event and when it started."""
+    """One (sub-)search on its way: its event, the snapshot that serves it, when it started."""
 
     rt: Runtime
     snap: Snapshot  # the config it is served by, from its start to its event
     event: SearchEvent
     started: float
 
-    def record(self, outcome: Outcome) -> None:
+    def record(self, outcome: Outcome, bypass: Bypass | None = None) -> None:
+        """Its event, ended by the outcome (and what a bypass says of the query), kept."""
         e = self.event
+        if bypass is not None and bypass.query is not None:
+            e.query, e.language = bypass.query, bypass.language
         e.status, e.reason, e.upstream_status = outcome.status, outcome.reason, outcome.upstream_status
         e.timings.total_ms = round((time.perf_counter() - self.started) * 1000, 2)
         e.cap(self.snap.config.events.max_text_chars)
@@ -85,47 +74,8 @@ class _Search:
         self.rt.metrics.observe(e)
 
 
-def prepare(
-    route: CompiledRoute | None,
-    scope: Scope,
-    raw: bytes,
-    params: list[tuple[str, str]],
-    limit: int | None = None,
-    max_depth: int = 100,
-    max_query_chars: int = 10_000,
-) -> SearchPlan | Bypass:
-    """The plan of a search, or why it goes to the cluster unchanged (no I/O); InflatedTooLarge
-    for a compressed body that inflates past ``limit``. What the sidecar cannot read goes to the
-    cluster as it came, which answers for itself."""
-    if route is None:
-        return Bypass(Reason.NO_ROUTE)
-    if not answers_in_json(scope, params):
-        return Bypass(Reason.FORMAT)
-    try:
-        body = json_body(scope, raw, limit, max_depth)
-    except Unreadable as e:
-        return Bypass(e.reason)
-    return safe_plan(route, body, params, rerank_headers(scope), max_query_chars)
-
-
-def safe_plan(
-    route: CompiledRoute,
-    body: Any,
-    params: list[tuple[str, str]],
-    headers: dict[str, str],
-    max_query_chars: int = 10_000,
-) -> SearchPlan | Bypass:
-    """``plan_search``, passing through a body of a shape the planner cannot take (a client's
-    mistake is the cluster's to answer, never a sidecar error) and a query text too long to
-    rerank."""
-    try:
-        plan = plan_search(route.config, body, params, headers)
-    except (RecursionError, ValueError, TypeError, KeyError, AttributeError, IndexError) as e:
-        log.debug("a search body the planner cannot read goes through as it came: %r", e)
-        return Bypass(Reason.UNPARSED_BODY)
-    if isinstance(plan, SearchPlan) and len(plan.query) > max_query_chars:
-        return Bypass(Reason.QUERY_TOO_LONG)
-    return plan
+def _started(rt: Runtime, snap: Snapshot, index: str | None, req: Incoming) -> _Search:
+    return _Search(rt, snap, record.new_event(index, req.rerank), time.perf_counter())
 
 
 async def _bypass(
@@ -137,12 +87,13 @@ async def _bypass(
     *,
     body: bytes | None = None,
     head: bytes = b"",
+    bypass: Bypass | None = None,
 ) -> None:
     """The one way out for a search passed through: its event, then the request as it came."""
-    search.record(Outcome.bypass(reason))
-    await forward(
-        search.rt, scope, receive, send, body=body, head=head, extra_headers=bypass_headers(reason.value)
-    )
+    search.record(Outcome.bypass(reason), bypass)
+    limit = search.snap.config.max_request_body_bytes
+    extra = bypass_headers(reason.value)
+    await forward(search.rt, scope, receive, send, body=body, head=head, extra_headers=extra, limit=limit)
 
 
 def without_rerank_ext(body: Any) -> dict[str, Any] | None:
@@ -157,51 +108,35 @@ def without_rerank_ext(body: Any) -> dict[str, Any] | None:
 
 
 async def _pass_search(
-    rt: Runtime,
-    search: _Search,
-    reason: Reason,
-    scope: Scope,
-    receive: Receive,
-    send: Send,
-    raw: bytes,
-    max_depth: int,
+    search: _Search, bypass: Bypass, req: Incoming, scope: Scope, receive: Receive, send: Send, raw: bytes
 ) -> None:
     """A search of a route passed through: as it came, less ``ext.rerank`` (the sidecar's own,
     which the cluster refuses as an unknown ext) where the body carries it."""
     cleaned = None
-    if raw and (header(scope, b"content-encoding") or b'"rerank"' in raw):  # else nothing to look for
+    if raw and (req.encoding or b'"rerank"' in raw):  # else there is nothing to look for
+        config = search.snap.config
         try:
-            limit = search.snap.config.max_search_body_bytes
-            cleaned = without_rerank_ext(json_body(scope, raw, limit, max_depth))
+            body = req.json_body(raw, config.max_search_body_bytes, config.limits.max_json_depth)
+            cleaned = without_rerank_ext(body)
         except (Unreadable, InflatedTooLarge):
             cleaned = None  # what the sidecar cannot read goes as it came
     if cleaned is None:
-        await _bypass(search, reason, scope, receive, send, body=raw)
-    else:
-        await _passed_cleaned(rt, search, reason, scope, send, dumps(cleaned))
-
-
-async def _passed_cleaned(
-    rt: Runtime, search: _Search, reason: Reason, scope: Scope, send: Send, body: bytes
-) -> None:
-    """A search passed through with its body rewritten (``without_rerank_ext``): the cluster's
-    answer goes back as it came."""
-    search.record(Outcome.bypass(reason))
-    headers = request_headers(scope, _WIDENED_DROP)
-    headers.append((b"content-type", content_type(scope, b"application/json")))
-    fetched = await _fetch(rt, send, target(scope), headers, body)
-    if fetched is None:
+        await _bypass(search, bypass.reason, scope, receive, send, body=raw, bypass=bypass)
         return
-    resp, content = fetched
-    out = response_headers(resp, _RESPONSE_DROP) + bypass_headers(reason.value)
-    await send_response(send, resp.status, out, content)
+    search.record(Outcome.bypass(bypass.reason), bypass)
+    headers = req.widened_headers(b"application/json")
+    fetched = await _fetch(search.rt, send, req.target(), headers, dumps(cleaned))
+    if fetched is not None:
+        resp, content = fetched
+        out = response_headers(resp, _RESPONSE_DROP) + bypass_headers(bypass.reason.value)
+        await send_response(send, resp.status, out, content)
 
 
-async def _body(search: _Search, snap: Snapshot, scope: Scope, receive: Receive, send: Send) -> bytes | None:
+async def _body(search: _Search, scope: Scope, receive: Receive, send: Send) -> bytes | None:
     """The whole body of a search, read under the snapshot's limit; past it the search goes to
     the cluster as it came, streamed on from what was read (None: answered)."""
     try:
-        return await read_body(receive, snap.config.max_search_body_bytes)
+        return await read_body(receive, search.snap.config.max_search_body_bytes)
     except BodyTooLarge as e:
         await _bypass(search, Reason.BODY_TOO_LARGE, scope, receive, send, head=e.head)
         return None
@@ -214,34 +149,18 @@ async def _inflated_too_large(search: _Search, send: Send, e: InflatedTooLarge) 
     await send_too_large(send, None, e.limit, str(e))
 
 
-async def _cluster_answer(
-    searches: list[_Search], send: Send, status: int, headers: list[tuple[bytes, bytes]], content: bytes
-) -> None:
-    """The cluster's own answer goes back as it came (not a search answer the sidecar can rerank),
-    every search of the request recorded as passed through with its status."""
-    outcome = Outcome.bypass(Reason.UPSTREAM_STATUS, status)
-    for search in searches:
-        search.record(outcome)
-    await send_response(send, status, [*headers, *bypass_headers(outcome.reason_text)], content)
-
-
-async def _rewritten(
-    route: CompiledRoute, plan: SearchPlan, context: str | None, event: SearchEvent
-) -> SearchPlan | Bypass:
-    """The plan with its query's language and its variants (the language's own rules too);
-    on a fault in rewriting, the plan as it was. A bypass (reason ``language``) when the
-    route's model does not read the query, no variant is in a language it reads, and the
-    route names no model for that language."""
-    reads = route.model.reads
-    plan = languages.detected(route.config, reads, plan)
+def _plan(route: CompiledRoute, req: Incoming, raw: bytes, snap: Snapshot) -> SearchPlan | Bypass:
+    """The plan of a routed search, or why it goes to the cluster unchanged (no I/O);
+    InflatedTooLarge for a compressed body that inflates past the limit. What the sidecar
+    cannot read goes to the cluster as it came, which answers for itself."""
+    if not req.json:
+        return Bypass(Reason.FORMAT)
+    limits = snap.config.limits
     try:
-        plan = await rewrite_plan(route.rewriter, route.llm, plan, context)
-    except Exception:
-        log.exception("query rewriting failed; searching with the original query only")
-    decided = languages.decided(route.config, reads, plan)
-    if isinstance(decided, Bypass):  # the event says which query, in which language
-        event.query, event.language = plan.query, plan.language
-    return decided
+        body = req.json_body(raw, snap.config.max_search_body_bytes, limits.max_json_depth)
+    except Unreadable as e:
+        return Bypass(e.reason)
+    return safe_plan(route, body, req.params, req.rerank, limits.max_query_chars)
 
 
 async def handle_search(rt: Runtime, scope: Scope, receive: Receive, send: Send, index: str | None) -> None:
@@ -254,128 +173,99 @@ async def handle_search(rt: Runtime, scope: Scope, receive: Receive, send: Send,
 async def _search(
     rt: Runtime, snap: Snapshot, scope: Scope, receive: Receive, send: Send, index: str | None
 ) -> None:
-    search = _Search(rt, snap, record.new_event(index, rerank_headers(scope)), time.perf_counter())
+    req = incoming(scope, request_headers(scope))
+    search = _started(rt, snap, index, req)
     route = snap.match(split_indices(index))
-    raw = b""
-    if route is not None:
-        search.event.route = route.name
-        read = await _body(search, snap, scope, receive, send)
-        if read is None:
-            return
-        raw = read
-    params = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
-    limit = snap.config.max_search_body_bytes
+    if route is None:
+        await _bypass(search, Reason.NO_ROUTE, scope, receive, send)
+        return
+    search.event.route = route.name
+    raw = await _body(search, scope, receive, send)
+    if raw is None:
+        return
     try:
-        limits = snap.config.limits
-        plan = prepare(route, scope, raw, params, limit, limits.max_json_depth, limits.max_query_chars)
+        plan = _plan(route, req, raw, snap)
     except InflatedTooLarge as e:
         await _inflated_too_large(search, send, e)
         return
+    if isinstance(plan, SearchPlan):
+        plan = await rewritten(route, plan, req.context)
     if isinstance(plan, Bypass):
-        if route is None:
-            await _bypass(search, plan.reason, scope, receive, send)
-        else:
-            await _pass_search(rt, search, plan.reason, scope, receive, send, raw, limits.max_json_depth)
-        return
-    assert route is not None  # a plan is made for a route
-    plan = await _rewritten(route, plan, search_context(scope), search.event)
-    if isinstance(plan, Bypass):
-        await _pass_search(rt, search, plan.reason, scope, receive, send, raw, limits.max_json_depth)
+        await _pass_search(search, plan, req, scope, receive, send, raw)
         return
     widened = dumps(plan.body)
-    if len(widened) > limit:  # what the sidecar would send is bounded as what it takes is
+    if len(widened) > snap.config.max_search_body_bytes:  # bounded as what it takes is
         await _bypass(search, Reason.BODY_TOO_LARGE, scope, receive, send, body=raw)
         return
+    cluster = _Cluster(rt, send, req, raw, req.target(urlencode(plan.params).encode()), widened)
+    who = req.everyone if route.lab is not None else None  # where an experiment finds the user
+    result = await run(route, plan, search.event, cluster, who)
+    search.record(result.outcome)
+    await _answer(send, search.event, req, result)
 
-    headers = request_headers(scope, _WIDENED_DROP)
-    headers.append((b"content-type", content_type(scope, b"application/json")))
-    path = target(scope, urlencode(plan.params).encode())
-    upstream_started = time.perf_counter()
-    fetched = await _fetch(rt, send, path, headers, widened)
-    search.event.timings.upstream_ms = round((time.perf_counter() - upstream_started) * 1000, 2)
-    if fetched is None:  # the client got a 502/504 in OpenSearch's shape
-        search.record(Outcome.bypass(Reason.UPSTREAM_UNAVAILABLE))
-        return
-    resp, content = fetched
-    if resp.status in WIDEN_REFUSED:  # the cluster refused what the sidecar added: ask as the client did
-        fetched = await _fetch(rt, send, target(scope), request_headers(scope, _RETRY_DROP), raw)
-        if fetched is None:
-            search.record(Outcome.bypass(Reason.UPSTREAM_UNAVAILABLE))
-            return
-        resp, content = fetched
-        ok = 200 <= resp.status < 300
-        outcome = (
-            Outcome.fallback(Reason.WIDEN_REFUSED)
-            if ok
-            else Outcome.bypass(Reason.UPSTREAM_STATUS, resp.status)
-        )
-        search.record(outcome)
-        await send_response(
-            send, resp.status, response_headers(resp, _RESPONSE_DROP) + outcome_headers(outcome), content
-        )
-        return
-    parsed = _json_response(resp, content)
-    if parsed is None or window_hits(parsed) is None:  # the cluster's own answer goes back
-        await _cluster_answer([search], send, resp.status, response_headers(resp, _RESPONSE_DROP), content)
-        return
 
-    who = header_map(scope) if route.lab is not None else None  # where an experiment finds the user
-    try:
-        cluster = _SearchUpstream(rt, path, headers)
-        page, outcome = await finished(route, plan, parsed, search.event, cluster, who)
-    except ClusterRefused as refused:  # the page past the window: the cluster's own error goes back
-        await _cluster_answer([search], send, refused.status, list(refused.headers), refused.raw)
+async def _answer(send: Send, event: SearchEvent, req: Incoming, result: Result) -> None:
+    """The Result of one search, written back: the reranked page under the cluster's headers,
+    or the cluster's answer as it came, with the ``X-Rerank*`` headers of its outcome."""
+    answer = result.answer
+    if answer is None:  # the client got a 502/504 in OpenSearch's shape
         return
-    search.record(outcome)
-    out_headers = response_headers(resp, _RESPONSE_DROP) + outcome_headers(outcome)
-    out_headers.append((b"x-rerank-event", search.event.id.encode()))
-    out_headers.extend(experiment_headers(search.event))
-    await send_response(send, resp.status, out_headers, dumps(page, pretty(params)))
+    status, headers, content = answer.wire
+    out = [*headers, *outcome_headers(result.outcome)]
+    if result.page is None:
+        await send_response(send, status, out, content)
+        return
+    out.append((b"x-rerank-event", event.id.encode()))
+    out.extend(experiment_headers(event))
+    await send_response(send, status, out, dumps(result.page, req.pretty))
 
 
 @dataclass(frozen=True)
-class _SearchUpstream:
-    """The cluster as the core of one ``_search`` reaches it: the same path and headers as the
-    widened request; a 4xx is the client's (its page past the cluster's result window)."""
+class _Cluster:
+    """The cluster as the core of one ``_search`` reaches it: the widened request (``path`` and
+    ``widened``, made from the plan and checked against the limit by the adapter), the request
+    as the client sent it, and the page past the window under the widened request's path and
+    headers (a 4xx there is the client's: its page past the cluster's result window)."""
 
     rt: Runtime
+    send: Send
+    req: Incoming
+    raw: bytes
     path: bytes
-    headers: list[tuple[bytes, bytes]]
+    widened: bytes
+
+    async def search(self, plan: SearchPlan) -> Answer | None:
+        """The widened search of the plan; None when the cluster gave no answer (the client was told)."""
+        started = time.perf_counter()
+        headers = self.req.widened_headers(b"application/json")
+        fetched = await _fetch(self.rt, self.send, self.path, headers, self.widened)
+        took = round((time.perf_counter() - started) * 1000, 2)
+        return None if fetched is None else _whole(*fetched, took_ms=took)
+
+    async def as_sent(self) -> Answer | None:
+        """The search as the client sent it."""
+        fetched = await _fetch(self.rt, self.send, self.req.target(), self.req.forwarded, self.raw)
+        return None if fetched is None else _whole(*fetched, parse=False)
 
     async def hits(self, body: dict[str, Any]) -> list[dict[str, Any]] | None:
         """The hits of ``body``, None when the cluster gives none."""
+        headers = self.req.widened_headers(b"application/json")
         try:
-            more, raw = await _call(self.rt, self.path, self.headers, dumps(body))
+            more, raw = await _call(self.rt, self.path, headers, dumps(body))
         except UpstreamError:
             return None
         if 400 <= more.status < 500:
-            raise ClusterRefused(more.status, None, response_headers(more, _RESPONSE_DROP), raw)
+            raise ClusterRefused(_whole(more, raw, parse=False))
         return window_hits(_json_response(more, raw))
 
 
-@dataclass(frozen=True)
-class _SubUpstream:
-    """The cluster as the core of one ``_msearch`` line reaches it: a one-line ``_msearch``
-    under that line's header; an error item of a 4xx is the client's."""
-
-    rt: Runtime
-    path: bytes
-    headers: list[tuple[bytes, bytes]]
-    header: Any
-
-    async def hits(self, body: dict[str, Any]) -> list[dict[str, Any]] | None:
-        """The hits of ``body``, None when the cluster gives none."""
-        try:
-            lines = dumps(self.header) + b"\n" + dumps(body) + b"\n"
-            more, raw = await _call(self.rt, self.path, self.headers, lines)
-        except UpstreamError:
-            return None
-        answers = _answers(_json_response(more, raw), 1)
-        if answers is not None and isinstance(answers[0], dict) and "error" in answers[0]:
-            status = answers[0].get("status", 400)
-            if isinstance(status, int) and 400 <= status < 500:
-                raise ClusterRefused(status, answers[0])
-        return window_hits(answers[0]) if answers is not None else None
+def _whole(
+    resp: UpstreamResponse, content: bytes, took_ms: float | None = None, parse: bool = True
+) -> Answer:
+    """A whole answer of the cluster, with what it takes to send it back as it came."""
+    wire = (resp.status, response_headers(resp, _RESPONSE_DROP), content)
+    doc = _json_response(resp, content) if parse else None
+    return Answer(resp.status, doc, wire=wire, took_ms=took_ms)
 
 
 async def _call(
@@ -427,6 +317,14 @@ def _answers(doc: Any, n: int) -> list[Any] | None:
     return responses if isinstance(responses, list) and len(responses) == n else None
 
 
+def _item(answer: Any) -> Answer:
+    """One item of an ``_msearch`` answer (it is its own wire form)."""
+    status = answer.get("status", 200) if isinstance(answer, dict) else 0
+    if not isinstance(status, int) or isinstance(status, bool):
+        status = 0
+    return Answer(status, answer if isinstance(answer, dict) else None, item=True, wire=answer)
+
+
 @dataclass(frozen=True)
 class _Sub:
     """One sub-search of an ``_msearch``: its lines, its route, its plan (or bypass), its event."""
@@ -444,10 +342,8 @@ def _plan_sub(
     header: Any,
     body: Any,
     default_index: str | None,
-    params: list[tuple[str, str]],
-    headers: dict[str, str],
+    req: Incoming,
     capped: bool = False,
-    max_query_chars: int = 10_000,
 ) -> _Sub:
     """One sub-search's plan; ``capped``: the request has had its share of reranked ones."""
     index = header.get("index", default_index) if isinstance(header, dict) else default_index
@@ -455,7 +351,7 @@ def _plan_sub(
         isinstance(index, list) and not all(isinstance(i, str) for i in index)
     ):
         index, header = default_index, None  # {"index": 5}: the cluster's to refuse
-    search = _Search(rt, snap, record.new_event(",".join(split_indices(index)), headers), time.perf_counter())
+    search = _started(rt, snap, ",".join(split_indices(index)), req)
     if not isinstance(header, dict):
         return _Sub(header, body, None, Bypass(Reason.UNPARSED_HEADER), search)
     route = snap.match(split_indices(index))
@@ -464,7 +360,8 @@ def _plan_sub(
     search.event.route = route.name
     if capped:
         return _Sub(header, body, route, Bypass(Reason.MSEARCH_CAP), search)
-    return _Sub(header, body, route, safe_plan(route, body, params, headers, max_query_chars), search)
+    plan = safe_plan(route, body, req.params, req.rerank, snap.config.limits.max_query_chars)
+    return _Sub(header, body, route, plan, search)
 
 
 async def handle_msearch(rt: Runtime, scope: Scope, receive: Receive, send: Send, index: str | None) -> None:
@@ -477,18 +374,17 @@ async def handle_msearch(rt: Runtime, scope: Scope, receive: Receive, send: Send
 async def _msearch(
     rt: Runtime, snap: Snapshot, scope: Scope, receive: Receive, send: Send, index: str | None
 ) -> None:
-    headers = rerank_headers(scope)
-    whole = _Search(rt, snap, record.new_event(",".join(split_indices(index)), headers), time.perf_counter())
-    raw = await _body(whole, snap, scope, receive, send)
+    req = incoming(scope, request_headers(scope))
+    whole = _started(rt, snap, ",".join(split_indices(index)), req)
+    raw = await _body(whole, scope, receive, send)
     if raw is None:
         return
-    params = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
-    if not answers_in_json(scope, params):
+    if not req.json:
         await _bypass(whole, Reason.FORMAT, scope, receive, send, body=raw)
         return
     limits = snap.config.limits
     try:
-        plain = decode_body(scope, raw, snap.config.max_search_body_bytes) if raw else b""
+        plain = req.decoded(raw, snap.config.max_search_body_bytes) if raw else b""
     except InflatedTooLarge as e:
         await _inflated_too_large(whole, send, e)
         return
@@ -499,58 +395,58 @@ async def _msearch(
     subs = []
     planned = 0
     for i, (h, b) in enumerate(pairs):
-        capped = planned >= limits.max_reranked_subsearches
-        sub = _plan_sub(rt, snap, h, b, index, params, headers, capped, limits.max_query_chars)
+        sub = _plan_sub(rt, snap, h, b, index, req, planned >= limits.max_reranked_subsearches)
         planned += isinstance(sub.plan, SearchPlan)
         subs.append(sub)
         if i % 64 == 63:
             await asyncio.sleep(0)  # a thousand sub-searches do not hold the loop for the rest
+
+    async def rewrite(sub: _Sub) -> _Sub:
+        if isinstance(sub.plan, SearchPlan) and sub.route is not None:
+            return replace(sub, plan=await rewritten(sub.route, sub.plan, req.context))
+        return sub
+
+    subs = list(await asyncio.gather(*(rewrite(s) for s in subs)))
+    # a sub-search passed through goes as it came, less ext.rerank (which the cluster refuses)
     cleaned = [without_rerank_ext(s.body) if isinstance(s.plan, Bypass) else None for s in subs]
     subs = [s if c is None else replace(s, body=c) for s, c in zip(subs, cleaned, strict=True)]
     if not any(isinstance(s.plan, SearchPlan) for s in subs) and not any(cleaned):
+        reasons = []
         for s in subs:
             assert isinstance(s.plan, Bypass)
-            s.search.record(Outcome.bypass(s.plan.reason))
-        reasons = ",".join(s.plan.reason.value for s in subs if isinstance(s.plan, Bypass))
-        await forward(rt, scope, receive, send, body=raw, extra_headers=bypass_headers(reasons))
+            s.search.record(Outcome.bypass(s.plan.reason), s.plan)
+            reasons.append(s.plan.reason.value)
+        limit = snap.config.max_request_body_bytes
+        extra = bypass_headers(",".join(reasons))
+        await forward(rt, scope, receive, send, body=raw, extra_headers=extra, limit=limit)
         return
-    context = search_context(scope)
-
-    async def rewritten(sub: _Sub) -> _Sub:
-        if isinstance(sub.plan, SearchPlan) and sub.route is not None:
-            plan = await _rewritten(sub.route, sub.plan, context, sub.search.event)
-            if isinstance(plan, Bypass):  # the sub-search goes as it came, less ext.rerank
-                return replace(sub, plan=plan, body=without_rerank_ext(sub.body) or sub.body)
-            return replace(sub, plan=plan)
-        return sub
-
-    subs = list(await asyncio.gather(*(rewritten(s) for s in subs)))
     lines: list[bytes] = []
     for s in subs:
         lines.append(dumps(s.header))
         lines.append(dumps(s.plan.body if isinstance(s.plan, SearchPlan) else s.body))
-    upstream = request_headers(scope, _WIDENED_DROP)
-    upstream.append((b"content-type", content_type(scope, b"application/x-ndjson")))
-    path = target(scope)
+    upstream = req.widened_headers(b"application/x-ndjson")
+    path = req.target()
     fetched = await _fetch(rt, send, path, upstream, b"\n".join(lines) + b"\n")
     if fetched is None:
         for s in subs:
-            s.search.record(Outcome.bypass(Reason.UPSTREAM_UNAVAILABLE))
+            s.search.record(Outcome.bypass(Reason.UPSTREAM_UNAVAILABLE), _language(s.plan))
         return
     resp, content = fetched
     doc = await _json_response_off_loop(resp, content)
     responses = _answers(doc, len(subs))
-    if responses is None:
-        searches = [s.search for s in subs]
-        await _cluster_answer(searches, send, resp.status, response_headers(resp, _RESPONSE_DROP), content)
+    if responses is None:  # the cluster's own answer goes back
+        outcome = Outcome.bypass(Reason.UPSTREAM_STATUS, resp.status)
+        for s in subs:
+            s.search.record(outcome, _language(s.plan))
+        out = response_headers(resp, _RESPONSE_DROP) + outcome_headers(outcome)
+        await send_response(send, resp.status, out, content)
         return
-    refused = await _ask_again(rt, path, upstream, subs, responses)
-
-    every = header_map(scope) if any(s.route is not None and s.route.lab is not None for s in subs) else None
+    again = await _ask_again(rt, path, upstream, subs, responses)
+    everyone = req.everyone if any(s.route is not None and s.route.lab is not None for s in subs) else None
     outcomes = await asyncio.gather(
         *(
-            _finish_sub(s, responses, i, i in refused, _SubUpstream(rt, path, upstream, s.header), every)
-            for i, s in enumerate(subs)
+            _finish_sub(s, responses, i, _SubCluster(rt, path, upstream, s.header, r, again.get(i)), everyone)
+            for i, (s, r) in enumerate(zip(subs, responses, strict=True))
         )
     )
     per_sub = ",".join(
@@ -559,66 +455,88 @@ async def _msearch(
     out_headers = response_headers(resp, _RESPONSE_DROP) + outcome_headers(summarize(list(outcomes)))
     out_headers.append((b"x-rerank-msearch", per_sub.encode()))
     body = (
-        await asyncio.to_thread(dumps, doc, pretty(params))
+        await asyncio.to_thread(dumps, doc, req.pretty)
         if len(content) > _OFF_LOOP
-        else dumps(doc, pretty(params))
+        else dumps(doc, req.pretty)
     )
     await send_response(send, resp.status, out_headers, body)
 
 
+def _language(plan: SearchPlan | Bypass) -> Bypass | None:
+    return plan if isinstance(plan, Bypass) else None
+
+
 async def _ask_again(
     rt: Runtime, path: bytes, headers: list[tuple[bytes, bytes]], subs: list[_Sub], responses: list[Any]
-) -> set[int]:
+) -> dict[int, Any]:
     """Sub-searches whose widened request the cluster refused (400, 413) are asked again, in one
-    ``_msearch``, as the client sent them; their answers replace the refusals. Returns their
-    positions (none when the second call fails: the refusals stay)."""
+    ``_msearch``, as the client sent them: their answers by position (none when the second
+    call fails: the refusals stay, and go back)."""
     refused = [
         i
         for i, (s, r) in enumerate(zip(subs, responses, strict=True))
         if isinstance(s.plan, SearchPlan) and isinstance(r, dict) and r.get("status") in WIDEN_REFUSED
     ]
     if not refused:
-        return set()
+        return {}
     body = b"".join(dumps(subs[i].header) + b"\n" + dumps(subs[i].body) + b"\n" for i in refused)
     try:
         resp, content = await _call(rt, path, headers, body)
     except UpstreamError:
-        return set()
-    again = _answers(_json_response(resp, content), len(refused))
-    if again is None:
-        return set()
-    for i, answer in zip(refused, again, strict=True):
-        responses[i] = answer
-    return set(refused)
+        return {}
+    answers = _answers(_json_response(resp, content), len(refused))
+    return {} if answers is None else dict(zip(refused, answers, strict=True))
+
+
+@dataclass(frozen=True)
+class _SubCluster:
+    """The cluster as the core of one ``_msearch`` line reaches it: its item of the one
+    ``_msearch``, its item of the second one (asked as the client sent it, when the first was
+    refused), and the page past the window as a one-line ``_msearch`` under its header."""
+
+    rt: Runtime
+    path: bytes
+    headers: list[tuple[bytes, bytes]]
+    header: Any
+    first: Any
+    again: Any = None
+
+    async def search(self, plan: SearchPlan) -> Answer | None:
+        """Its item of the ``_msearch`` (asked already, with the others)."""
+        return _item(self.first)
+
+    async def as_sent(self) -> Answer | None:
+        """Its item of the second ``_msearch``; the refusal itself when that failed."""
+        return _item(self.first if self.again is None else self.again)
+
+    async def hits(self, body: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """The hits of ``body``, None when the cluster gives none."""
+        try:
+            lines = dumps(self.header) + b"\n" + dumps(body) + b"\n"
+            more, raw = await _call(self.rt, self.path, self.headers, lines)
+        except UpstreamError:
+            return None
+        answers = _answers(_json_response(more, raw), 1)
+        if answers is not None and isinstance(answers[0], dict) and "error" in answers[0]:
+            status = answers[0].get("status", 400)
+            if isinstance(status, int) and 400 <= status < 500:
+                raise ClusterRefused(_item(answers[0]))
+        return window_hits(answers[0]) if answers is not None else None
 
 
 async def _finish_sub(
-    sub: _Sub,
-    responses: list[Any],
-    i: int,
-    asked_again: bool = False,
-    cluster: Upstream | None = None,
-    headers: dict[str, str] | None = None,
+    sub: _Sub, responses: list[Any], i: int, cluster: _SubCluster, headers: dict[str, str] | None
 ) -> Outcome:
-    """Rerank one sub-search's answer in place; its event recorded."""
-    response = responses[i]
-    answered = isinstance(response, dict) and response.get("status", 200) == 200
+    """One sub-search's answer, reranked in place by the core; its event recorded."""
     if isinstance(sub.plan, Bypass):
         outcome = Outcome.bypass(sub.plan.reason)
-    elif asked_again:
-        outcome = (
-            Outcome.fallback(Reason.WIDEN_REFUSED) if answered else Outcome.bypass(Reason.UPSTREAM_ERROR)
-        )
-    elif not answered or window_hits(response) is None:
-        outcome = Outcome.bypass(Reason.UPSTREAM_ERROR)
-    else:
-        assert sub.route is not None  # a plan is made for a route
-        try:
-            responses[i], outcome = await finished(
-                sub.route, sub.plan, response, sub.search.event, cluster, headers
-            )
-        except ClusterRefused as refused:  # its page past the window: the cluster's error item
-            responses[i] = refused.answer
-            outcome = Outcome.bypass(Reason.UPSTREAM_ERROR)
-    sub.search.record(outcome)
-    return outcome
+        sub.search.record(outcome, sub.plan)
+        return outcome
+    assert sub.route is not None  # a plan is made for a route
+    result = await run(sub.route, sub.plan, sub.search.event, cluster, headers)
+    if result.page is not None:
+        responses[i] = result.page
+    elif result.answer is not None:
+        responses[i] = result.answer.wire
+    sub.search.record(result.outcome)
+    return result.outcome

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
+from urllib.parse import parse_qsl
 
 from sidecar.jsontext import json_bytes
 from sidecar.proxy.asgi import Scope
@@ -69,13 +72,6 @@ def answers_in_json(scope: Scope, params: Sequence[tuple[str, str]]) -> bool:
     return False
 
 
-def content_type(scope: Scope, default: bytes) -> bytes:
-    """The client's Content-Type, kept on the widened request (a vendored JSON type and its
-    ``compatible-with`` must match its Accept); ``default`` when it sent none."""
-    value = header(scope, b"content-type").strip()
-    return value.encode("latin-1") if value else default
-
-
 class InflatedTooLarge(ValueError):
     """A compressed body that inflates past the limit (counted while inflating)."""
 
@@ -104,15 +100,6 @@ def inflate(body: bytes, encoding: str, limit: int | None = None) -> bytes | Non
         return None
 
 
-def decode_body(scope: Scope, body: bytes, limit: int | None = None) -> bytes | None:
-    """The request body as plain bytes, or None when its encoding is not one we read; a
-    compressed one inflated up to ``limit`` bytes (see ``inflate``)."""
-    encoding = header(scope, b"content-encoding").strip().lower()
-    if encoding in ("", "identity"):
-        return body
-    return inflate(body, encoding, limit)
-
-
 def depth_over(doc: Any, most: int) -> bool:
     """Whether JSON nests deeper than ``most`` (counted without recursion)."""
     stack = [(doc, 1)]
@@ -137,22 +124,6 @@ def loads(raw: bytes | str, max_depth: int = 100) -> Any:
     if depth_over(doc, max_depth):
         raise ValueError(f"nested deeper than {max_depth}")
     return doc
-
-
-def json_body(scope: Scope, body: bytes, limit: int | None = None, max_depth: int = 100) -> Any:
-    """The parsed JSON body (None for an empty one); Unreadable when it cannot be read,
-    InflatedTooLarge when it inflates past ``limit``."""
-    if not body:
-        return None
-    if "json" not in header(scope, b"content-type").lower():
-        raise Unreadable(Reason.CONTENT_TYPE)
-    plain = decode_body(scope, body, limit)
-    if plain is None:
-        raise Unreadable(Reason.CONTENT_ENCODING)
-    try:
-        return loads(plain, max_depth)
-    except ValueError:
-        raise Unreadable(Reason.UNPARSED_BODY) from None
 
 
 def msearch_lines(raw: bytes, max_depth: int = 100) -> list[tuple[Any, Any]] | None:
@@ -188,3 +159,82 @@ def dumps(doc: Any, pretty: bool = False) -> bytes:
 def pretty(params: Sequence[tuple[str, str]]) -> bool:
     """Whether the client asked for ``?pretty``."""
     return any(k == "pretty" and v.lower() in ("", "true") for k, v in params)
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A search request as the proxy reads it off the wire, once: what planning, the cluster
+    calls and the answer need of the ASGI scope (the scope itself stays with pass-through)."""
+
+    params: list[tuple[str, str]]
+    rerank: dict[str, str]  # its X-Rerank* headers: the only ones an event keeps
+    context: str | None  # X-Search-Context
+    json: bool  # it takes a JSON answer, the only one the sidecar rewrites
+    pretty: bool
+    content_type: str  # as sent ("" when none)
+    encoding: str  # Content-Encoding, lower-case ("" when none)
+    raw_path: bytes  # the path as sent
+    query_string: bytes
+    forwarded: list[tuple[bytes, bytes]]  # its headers for the cluster (hop-by-hop ones removed)
+    scope_headers: list[tuple[bytes, bytes]] = field(repr=False, default_factory=list)
+
+    @cached_property
+    def everyone(self) -> dict[str, str]:
+        """Every header by lower-case name (where an experiment looks for the user; never kept)."""
+        return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in self.scope_headers}
+
+    def target(self, query_string: bytes | None = None) -> bytes:
+        """The path for the cluster, with the query string as sent (or ``query_string``)."""
+        qs = self.query_string if query_string is None else query_string
+        return self.raw_path + b"?" + qs if qs else self.raw_path
+
+    def widened_headers(self, default_type: bytes) -> list[tuple[bytes, bytes]]:
+        """The headers of a request the sidecar rewrote: its framing and encoding are the
+        sidecar's, its Content-Type the client's (``default_type`` when it sent none)."""
+        out = [(k, v) for k, v in self.forwarded if k not in _WIDENED_DROP]
+        out.append((b"content-type", self.content_type.encode("latin-1") or default_type))
+        return out
+
+    def decoded(self, body: bytes, limit: int | None = None) -> bytes | None:
+        """The body as plain bytes by the encoding it was sent with (None for one the sidecar does
+        not read); a compressed one inflated up to ``limit`` bytes (see ``inflate``)."""
+        if self.encoding in ("", "identity"):
+            return body
+        return inflate(body, self.encoding, limit)
+
+    def json_body(self, body: bytes, limit: int | None = None, max_depth: int = 100) -> Any:
+        """The parsed JSON body (None for an empty one); Unreadable when it cannot be read,
+        InflatedTooLarge when it inflates past ``limit``."""
+        if not body:
+            return None
+        if "json" not in self.content_type.lower():
+            raise Unreadable(Reason.CONTENT_TYPE)
+        plain = self.decoded(body, limit)
+        if plain is None:
+            raise Unreadable(Reason.CONTENT_ENCODING)
+        try:
+            return loads(plain, max_depth)
+        except ValueError:
+            raise Unreadable(Reason.UNPARSED_BODY) from None
+
+
+# what a request the sidecar rewrote does not keep of the client's headers
+_WIDENED_DROP = frozenset({b"content-length", b"content-encoding", b"accept-encoding", b"content-type"})
+
+
+def incoming(scope: Scope, forwarded: list[tuple[bytes, bytes]]) -> Incoming:
+    """The search request of ``scope``; ``forwarded``: its headers as the cluster gets them."""
+    params = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+    return Incoming(
+        params=params,
+        rerank=rerank_headers(scope),
+        context=search_context(scope),
+        json=answers_in_json(scope, params),
+        pretty=pretty(params),
+        content_type=header(scope, b"content-type").strip(),
+        encoding=header(scope, b"content-encoding").strip().lower(),
+        raw_path=scope.get("raw_path") or scope["path"].encode(),
+        query_string=scope["query_string"],
+        forwarded=forwarded,
+        scope_headers=scope["headers"],
+    )

@@ -27,9 +27,12 @@ _WIDENED_PARAMS = frozenset(
 
 @dataclass(frozen=True)
 class Bypass:
-    """Forward unchanged, for this reason."""
+    """Forward unchanged, for this reason (a language bypass says which query, in which
+    language: the event keeps them)."""
 
     reason: Reason
+    query: str | None = None
+    language: str | None = None
 
 
 @dataclass(frozen=True)
