@@ -49,7 +49,7 @@ def starlette_proxy(rt: Runtime) -> Starlette:
         body = await request.body()
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         headers = [(k, v) for k, v in request.headers.raw if k not in HOP_BY_HOP]
-        resp = await rt.upstream.request(request.method, target.encode(), headers, body or None)
+        resp = await rt.services.upstream.request(request.method, target.encode(), headers, body or None)
         try:
             content = await resp.read()
         finally:

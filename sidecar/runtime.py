@@ -40,23 +40,32 @@ log = logging.getLogger(__name__)
 DRAIN_S = 30.0
 
 
-@dataclass
-class Runtime:
-    """The serving snapshot (config, compiled routes, models), the upstream pool and the events.
+@dataclass(frozen=True)
+class Services:
+    """The long-lived parts of a running sidecar, made once by ``open_runtime`` with every
+    field set: they outlive every config change (a config change swaps the snapshot alone)."""
 
-    A request takes ``lease()`` once and uses that snapshot to its end; ``apply`` builds the
-    next one, swaps it in, and closes what the old one alone used once its requests are done.
-    """
-
-    snapshot: Snapshot
     upstream: UpstreamPool
     events: EventStore
     metrics: Metrics
-    base_dir: Path | None = None  # where relative rules files are found: the config file's folder
-    tracker: Tracker = field(default_factory=Tracker)  # online experiments' figures and impressions
+    tracker: Tracker  # online experiments' figures and impressions
     store: ConfigStore | None = None  # the fleet's shared config, when config_store is set
     shared_cache: SharedCache | None = None  # the fleet's score cache tier, when cache is set
     history: FleetHistory | None = None  # the events index every sidecar writes, when events.index is set
+
+
+@dataclass
+class Runtime:
+    """The services and the serving snapshot (config, compiled routes, models).
+
+    A request takes ``lease()`` once and uses that snapshot to its end, never the live config;
+    ``apply`` builds the next one, swaps it in, and closes what the old one alone used once its
+    requests are done.
+    """
+
+    services: Services
+    snapshot: Snapshot
+    base_dir: Path | None = None  # where relative rules files are found: the config file's folder
     _llms: dict[str, LlmRewriter] = field(default_factory=dict)  # by their settings, shared by routes
     _swap: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -88,10 +97,11 @@ class Runtime:
         """A config change made here (admin PUT, the config file): with a config store, checked
         against the fleet's version, applied, then stored (StoreConflict, StoreUnavailable);
         without one, applied."""
-        if self.store is None:
+        store = self.services.store
+        if store is None:
             await self.apply(new)
         else:
-            await self.store.change(self.config, new, self.apply)
+            await store.change(self.config, new, self.apply)
 
     def feedback(self, found: Sequence[Click], headers: Mapping[str, str] | None = None) -> int:
         """Clicks from UBI events: counted by the experiments whose searches they name (only
@@ -99,11 +109,12 @@ class Runtime:
         write's, for header and cookie identities), kept on disk for judgments unless an
         experiment refused them. Returns how many an experiment counted."""
         counted = 0
+        tracker = self.services.tracker
         for click in found:
-            result = self.tracker.click(click.query_id, click.object_id, clicker(click, headers or {}))
+            result = tracker.click(click.query_id, click.object_id, clicker(click, headers or {}))
             counted += result == "counted"
             if result in ("counted", "unmatched"):
-                self.events.add_click(click, self.tracker.last_identity if result == "counted" else None)
+                self.services.events.add_click(click, tracker.last_identity if result == "counted" else None)
         return counted
 
     def breaker(self, model: str) -> CircuitBreaker:
@@ -120,44 +131,6 @@ class Runtime:
     ) -> list[float]:
         """A model's calibrated scores within ``timeout_s`` (see ``Model.score``)."""
         return (await self.snapshot.models[model].score(query, documents, timeout_s, instruction)).scores
-
-    def _compile(
-        self, config: Config, scorers: Mapping[str, Scorer], rewriters: Sequence[Rewriter | None]
-    ) -> tuple[Snapshot, list[LlmRewriter]]:
-        """A snapshot of ``config`` over these scorers (breakers kept for scorers kept), and the
-        LLM clients no route uses any more. LLM clients whose settings did not change are reused."""
-        models: dict[str, Model] = {}
-        for name, scorer in scorers.items():
-            kept = self.snapshot.models.get(name)
-            spec = config.models[name]
-            breaker = (
-                kept.breaker
-                if kept is not None and kept.scorer is scorer
-                else CircuitBreaker(name, spec.circuit_failures, spec.circuit_cooldown_s)
-            )
-            models[name] = Model(name, scorer, breaker, model_calibration(spec), spec.reads)
-        llms: dict[str, LlmRewriter] = {}
-        routes = []
-        self.tracker.configure(
-            [(r.experiment.name or r.name, r.name, r.experiment) for r in config.routes if r.experiment]
-        )
-        for route, rewriter in zip(config.routes, rewriters, strict=True):
-            client = None
-            if rewriter is not None and rewriter.cfg.llm is not None:
-                key = rewriter.cfg.llm.model_dump_json()
-                client = llms[key] = llms.get(key) or self._llms.get(key) or LlmRewriter(rewriter.cfg.llm)
-            exp = route.experiment
-            lab = (
-                Lab(exp.name or route.name, exp, self.tracker, config.events.redact)
-                if exp is not None
-                else None
-            )
-            routes.append(
-                CompiledRoute(route.name, route, models[route.model], rewriter, client, lab, models)
-            )
-        retired = [c for k, c in self._llms.items() if k not in llms]
-        self._llms = llms
-        return Snapshot(config, routes, models), retired
 
     async def apply(self, new: Config) -> None:
         """Swap to a new config for the next search: models it adds or changes are loaded
@@ -178,7 +151,7 @@ class Runtime:
                     if name in current and self.config.models.get(name) == spec:
                         continue
                     log.info("loading model %s (%s: %s)", name, spec.backend, spec.model)
-                    fresh[name] = make_scorer(name, spec, shared=self.shared_cache)
+                    fresh[name] = make_scorer(name, spec, shared=self.services.shared_cache)
                     await fresh[name].start()
             except Exception as e:
                 for b in fresh.values():
@@ -187,7 +160,9 @@ class Runtime:
             retired = [b for n, b in current.items() if n in fresh or n not in used]
             kept = {n: b for n, b in current.items() if n in used and n not in fresh}
             old = self.snapshot
-            self.snapshot, old_llms = self._compile(new, kept | fresh, rewriters)
+            self.snapshot, self._llms, old_llms = compiled(
+                new, kept | fresh, rewriters, self.services.tracker, old, self._llms
+            )
             if not await old.released(DRAIN_S):
                 log.warning(
                     "searches still use the previous config after %.0f s: closing its models", DRAIN_S
@@ -202,6 +177,45 @@ class Runtime:
         for c in self._llms.values():
             await c.aclose()
         self._llms = {}
+
+
+def compiled(
+    config: Config,
+    scorers: Mapping[str, Scorer],
+    rewriters: Sequence[Rewriter | None],
+    tracker: Tracker,
+    previous: Snapshot | None = None,
+    previous_llms: Mapping[str, LlmRewriter] | None = None,
+) -> tuple[Snapshot, dict[str, LlmRewriter], list[LlmRewriter]]:
+    """A snapshot of ``config`` over these scorers (breakers kept for the scorers ``previous``
+    served), its LLM clients by their settings (those whose settings did not change reused),
+    and the clients no route uses any more."""
+    models: dict[str, Model] = {}
+    for name, scorer in scorers.items():
+        kept = previous.models.get(name) if previous is not None else None
+        spec = config.models[name]
+        breaker = (
+            kept.breaker
+            if kept is not None and kept.scorer is scorer
+            else CircuitBreaker(name, spec.circuit_failures, spec.circuit_cooldown_s)
+        )
+        models[name] = Model(name, scorer, breaker, model_calibration(spec), spec.reads)
+    llms: dict[str, LlmRewriter] = {}
+    routes = []
+    tracker.configure(
+        [(r.experiment.name or r.name, r.name, r.experiment) for r in config.routes if r.experiment]
+    )
+    for route, rewriter in zip(config.routes, rewriters, strict=True):
+        client = None
+        if rewriter is not None and rewriter.cfg.llm is not None:
+            key = rewriter.cfg.llm.model_dump_json()
+            old = (previous_llms or {}).get(key)
+            client = llms[key] = llms.get(key) or old or LlmRewriter(rewriter.cfg.llm)
+        exp = route.experiment
+        lab = Lab(exp.name or route.name, exp, tracker, config.events.redact) if exp is not None else None
+        routes.append(CompiledRoute(route.name, route, models[route.model], rewriter, client, lab, models))
+    retired = [c for k, c in (previous_llms or {}).items() if k not in llms]
+    return Snapshot(config, routes, models), llms, retired
 
 
 def query_id_key(config: Config) -> bytes | None:
@@ -304,32 +318,29 @@ async def open_runtime(
         events.open()
         stack.callback(events.close)
         tracker = Tracker(config.ubi.max_pending, query_id_key(config), config.ubi.click_window_s)
-        runtime = Runtime(
-            Snapshot(config, (), {}),
-            pool,
-            events,
-            Metrics(lambda: runtime.scorers if runtime else {}, tracker.summaries),
-            base_dir=base_dir,
-            tracker=tracker,
-            shared_cache=shared,
-        )
+        history = None
         if ev.index:
-            runtime.history = FleetHistory(
+            history = FleetHistory(
                 ev.url or up.url, ev.index, ssl_context(config) or up.verify, ev.basic_auth_env
             )
-            stack.push_async_callback(runtime.history.aclose)
-        runtime.snapshot, _ = runtime._compile(config, scorers, rewriters)
+            stack.push_async_callback(history.aclose)
+        store = None
         if config.config_store is not None:
-            runtime.store = ConfigStore(
+            store = ConfigStore(
                 config.config_store,
                 up.url,
                 (ssl_context(config) or up.verify) if config.config_store.url is None else True,
             )
-            stack.push_async_callback(runtime.store.aclose)
+            stack.push_async_callback(store.aclose)
+        metrics = Metrics(lambda: runtime.scorers if runtime else {}, tracker.summaries)
+        services = Services(pool, events, metrics, tracker, store, shared, history)
+        snapshot, llms, _ = compiled(config, scorers, rewriters, tracker)
+        runtime = Runtime(services, snapshot, base_dir, llms)
+        if store is not None:
             try:  # the fleet's version before the first search; the follower retries if it fails
-                await runtime.store.sync(config, runtime.apply)
+                await store.sync(config, runtime.apply)
             except StoreUnavailable as e:
-                runtime.store.failed(str(e))
+                store.failed(str(e))
         if tracker.experiments:  # figures survive a restart when searches and clicks are stored
             since = time.time() - ev.max_age_days * 86400
             searches, stored = events.experiment_history(since)

@@ -182,8 +182,8 @@ class SidecarServer:
                         watch_config(rt, self.config_path, self.reload, self.watch_interval_s)
                     )
                 )
-            if rt.store is not None:
-                watchers.append(asyncio.ensure_future(rt.store.follow(lambda: rt.config, rt.apply)))
+            if rt.services.store is not None:
+                watchers.append(asyncio.ensure_future(rt.services.store.follow(lambda: rt.config, rt.apply)))
             try:
                 await asyncio.gather(*serving)
             finally:

@@ -144,13 +144,13 @@ class AdminApp:
             return None
         if scope != "fleet":
             raise AdminError(400, "illegal_argument_exception", f"scope: local or fleet, got {scope!r}")
-        if self.rt.history is None:
+        if self.rt.services.history is None:
             raise AdminError(
                 400,
                 "illegal_argument_exception",
                 "scope=fleet reads the events index every sidecar writes: set events.index",
             )
-        return self.rt.history
+        return self.rt.services.history
 
     async def _fleet_events(self, history: FleetHistory, **kwargs: Any) -> list[SearchEvent]:
         try:
@@ -165,8 +165,8 @@ class AdminApp:
         if history is not None:
             events = await self._fleet_events(history, since=time.time() - 60)
             return summarize(events, {}) | {"scope": "fleet"}
-        out = summarize(list(self.rt.events.ring), self.rt.scorers)
-        store = self.rt.store
+        out = summarize(list(self.rt.services.events.ring), self.rt.scorers)
+        store = self.rt.services.store
         if store is not None:
             out["config_version"] = store.seen.number if store.seen else None
             out["config_error"] = store.error
@@ -174,7 +174,7 @@ class AdminApp:
 
     async def metrics(self, request: Request) -> Response:
         """The Prometheus text format."""
-        return Response(self.rt.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+        return Response(self.rt.services.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     async def config(self, request: Request) -> dict[str, Any]:
         """GET: the running config; PUT: replace it."""
@@ -186,7 +186,7 @@ class AdminApp:
     async def event(self, request: Request) -> dict[str, Any]:
         """One event by id."""
         event_id = request.path_params["id"]
-        event = self.rt.events.get(event_id)
+        event = self.rt.services.events.get(event_id)
         if event is None:
             raise AdminError(404, "resource_not_found_exception", f"no event {event_id!r}")
         return event.to_json()
@@ -203,7 +203,7 @@ class AdminApp:
             ) from None
         if not 1 <= limit <= 10_000:
             raise AdminError(400, "illegal_argument_exception", "limit must be between 1 and 10000")
-        found = self.rt.events.query(
+        found = self.rt.services.events.query(
             limit=limit, before=before, index=params.get("index"), status=params.get("status")
         )
         return {"events": [e.to_json() for e in found]}
@@ -213,11 +213,10 @@ class AdminApp:
         from the events index and the apps' clicks from the UBI events index, replayed."""
         history = self._history(request.query_params.get("scope"))
         if history is None:
-            return self.rt.tracker
-        ubi = self.rt.config.ubi
-        key = self.rt.tracker.key if self.rt.tracker.verifies else None
-        fleet = Tracker(ubi.max_pending, key, ubi.click_window_s)
-        fleet.configure([(name, e.route, e.config) for name, e in self.rt.tracker.experiments.items()])
+            return self.rt.services.tracker
+        ubi, mine = self.rt.config.ubi, self.rt.services.tracker
+        fleet = Tracker(ubi.max_pending, mine.key if mine.verifies else None, ubi.click_window_s)
+        fleet.configure([(name, e.route, e.config) for name, e in mine.experiments.items()])
         events = await self._fleet_events(history, experiment=True)
         try:
             found = await history.clicks(
@@ -264,7 +263,7 @@ class AdminApp:
 
     async def stream(self, request: Request) -> Response:
         """Server-sent events: each new search event as it is recorded, a comment every 15 s."""
-        feed = self.rt.events.subscribe()
+        feed = self.rt.services.events.subscribe()
 
         async def events() -> AsyncIterator[ServerSentEvent]:
             closing = asyncio.ensure_future(self.closing.wait())
@@ -281,7 +280,7 @@ class AdminApp:
                     yield ServerSentEvent(data=data, event="search", id=event.id)
             finally:
                 closing.cancel()
-                self.rt.events.unsubscribe(feed)
+                self.rt.services.events.unsubscribe(feed)
 
         return EventSourceResponse(
             events(),
@@ -303,12 +302,12 @@ class AdminApp:
     async def health(self, request: Request) -> dict[str, object]:
         """Liveness and what is loaded."""
         cfg = self.rt.config
-        store = self.rt.store
-        shared = self.rt.shared_cache
+        store = self.rt.services.store
+        shared = self.rt.services.shared_cache
         circuits = {name: self.rt.breaker(name).info() for name in self.rt.scorers}
         opened = [name for name, c in circuits.items() if c["state"] != "closed"]
         troubles = [
-            self.rt.events.state(),
+            self.rt.services.events.state(),
             store.error if store else None,
             shared.error if shared else None,
             f"circuit {', '.join(opened)}: answering in the cluster's order" if opened else None,
@@ -325,15 +324,15 @@ class AdminApp:
             "cuda": torch.cuda.is_available(),
             "events": {
                 "sqlite": self.rt.config.events.sqlite,
-                "in_memory": len(self.rt.events.ring),
-                "written": self.rt.events.written,
-                "queued": self.rt.events.queued,
-                "dropped": self.rt.events.dropped,
-                "reopened": self.rt.events.reopened,
-                "writer": "stopped" if self.rt.events.writer_stopped else "running",
-                "error": self.rt.events.write_error,
+                "in_memory": len(self.rt.services.events.ring),
+                "written": self.rt.services.events.written,
+                "queued": self.rt.services.events.queued,
+                "dropped": self.rt.services.events.dropped,
+                "reopened": self.rt.services.events.reopened,
+                "writer": "stopped" if self.rt.services.events.writer_stopped else "running",
+                "error": self.rt.services.events.write_error,
                 "index": self.rt.config.events.index,
-                "sink_error": self.rt.events.sink_error,
+                "sink_error": self.rt.services.events.sink_error,
             },
             "config_store": store.health() if store is not None else None,
             "shared_cache": shared.info() if shared is not None else None,
@@ -418,7 +417,7 @@ class AdminApp:
         name = names[index]
         history = self._history(req.get("scope"))
         recorded = (
-            self.rt.events.query(limit=limit)
+            self.rt.services.events.query(limit=limit)
             if history is None
             else await self._fleet_events(history, limit=limit)
         )

@@ -121,9 +121,9 @@ class ProxyApp:
                 answer.append(chunk)
             await send(message)
 
+        ubi = self.rt.config.ubi  # the settings the write came under, whatever a reload does meanwhile
         await forward(self.rt, scope, tee, watched)
         if 200 <= status < 300 and tee.whole:
-            ubi = self.rt.config.ubi
             stored = None
             if kind == "bulk":  # only the items the cluster stored: a refused one is no event
                 raw = b"".join(answer)

@@ -163,7 +163,7 @@ async def forward(
     else:
         content = None
     try:
-        resp = await rt.upstream.request(
+        resp = await rt.services.upstream.request(
             scope["method"], target(scope), request_headers(scope), content, content_length=length
         )
     except UpstreamError as e:

@@ -70,8 +70,8 @@ class _Search:
         e.cap(self.snap.config.events.max_text_chars)
         if self.snap.config.events.redact:
             e.redact()
-        self.rt.events.add(e)
-        self.rt.metrics.observe(e)
+        self.rt.services.events.add(e)
+        self.rt.services.metrics.observe(e)
 
 
 def _started(rt: Runtime, snap: Snapshot, index: str | None, req: Incoming) -> _Search:
@@ -272,7 +272,7 @@ async def _call(
     rt: Runtime, path: bytes, headers: list[tuple[bytes, bytes]], body: bytes
 ) -> tuple[UpstreamResponse, bytes]:
     """POST to the cluster and read the whole answer (UpstreamError when there is none)."""
-    resp = await rt.upstream.request("POST", path, headers, body)
+    resp = await rt.services.upstream.request("POST", path, headers, body)
     try:
         return resp, await resp.read()
     finally:
