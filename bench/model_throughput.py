@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sidecar.engine.batcher import Batcher  # noqa: E402
+from sidecar.engine.protocol import ScoreRequest  # noqa: E402
 from sidecar.engine.qwen3 import Qwen3Reranker  # noqa: E402
 from sidecar.percentile import percentile  # noqa: E402
 from testkit.qwen3_card import CardReranker  # noqa: E402
@@ -187,7 +188,7 @@ async def run_ours(
 
     async def one(query: str, docs: list[str]) -> None:
         t = time.perf_counter()
-        await batcher.score(query, docs, None, 3600)
+        await batcher.score(ScoreRequest.of([query], docs, None, 3600))
         latencies.append(time.perf_counter() - t)
 
     t0 = time.perf_counter()

@@ -15,7 +15,7 @@ from typing import Any
 from sidecar.config import ConfigError, ModelConfig, load_config, model_entry
 from sidecar.docfiles import DocumentsError, jsonl_values, load_documents
 from sidecar.engine.calibration import Calibration, apply
-from sidecar.engine.protocol import Scorer
+from sidecar.engine.protocol import Scorer, ScoreRequest
 from sidecar.engine.registry import make_scorer, model_calibration
 from sidecar.engine.remote import RemoteError
 
@@ -81,7 +81,8 @@ async def rank_all(
         scores: list[float] = []
         for i in range(0, len(docs), CHUNK):
             part = docs[i : i + CHUNK]
-            scores += apply(calibration, await scorer.score(query, part, instruction, 3600.0))
+            scored = await scorer.score(ScoreRequest.of([query], part, instruction, 3600.0))
+            scores += apply(calibration, scored[0].scores)
             advance(len(part))
         out.append(scores)
     return out

@@ -16,7 +16,7 @@ from pathlib import Path
 from sidecar.config import Config, ConfigError
 from sidecar.engine import calibration
 from sidecar.engine.circuit import CircuitBreaker
-from sidecar.engine.protocol import Backend, Scorer
+from sidecar.engine.protocol import Backend, Scored, Scorer, ScoreRequest
 from sidecar.engine.registry import make_scorer, model_calibration
 from sidecar.events.metrics import Metrics
 from sidecar.events.sink import OpenSearchSink, Sinks, ubi_query_document
@@ -31,7 +31,7 @@ from sidecar.rewrite.llm import LlmRewriter
 from sidecar.rewrite.load import compile_rewriters
 from sidecar.rewrite.rules import Rewriter
 from sidecar.search.serve import Lab
-from sidecar.search.snapshot import CompiledRoute, Model, Snapshot
+from sidecar.search.snapshot import CompiledRoute, ServedModel, Snapshot
 from sidecar.upstream import UpstreamPool
 
 log = logging.getLogger(__name__)
@@ -121,16 +121,9 @@ class Runtime:
         """The model's circuit breaker."""
         return self.snapshot.models[model].breaker
 
-    async def score(
-        self,
-        model: str,
-        query: str,
-        documents: Sequence[str],
-        timeout_s: float,
-        instruction: str | None = None,
-    ) -> list[float]:
-        """A model's calibrated scores within ``timeout_s`` (see ``Model.score``)."""
-        return (await self.snapshot.models[model].score(query, documents, timeout_s, instruction)).scores
+    async def score(self, model: str, request: ScoreRequest) -> list[Scored]:
+        """A model's calibrated scores of the request (see ``ServedModel.score``)."""
+        return await self.snapshot.models[model].score(request)
 
     async def apply(self, new: Config) -> None:
         """Swap to a new config for the next search: models it adds or changes are loaded
@@ -190,7 +183,7 @@ def compiled(
     """A snapshot of ``config`` over these scorers (breakers kept for the scorers ``previous``
     served), its LLM clients by their settings (those whose settings did not change reused),
     and the clients no route uses any more."""
-    models: dict[str, Model] = {}
+    models: dict[str, ServedModel] = {}
     for name, scorer in scorers.items():
         kept = previous.models.get(name) if previous is not None else None
         spec = config.models[name]
@@ -199,7 +192,7 @@ def compiled(
             if kept is not None and kept.scorer is scorer
             else CircuitBreaker(name, spec.circuit_failures, spec.circuit_cooldown_s)
         )
-        models[name] = Model(name, scorer, breaker, model_calibration(spec), spec.reads)
+        models[name] = ServedModel(name, scorer, breaker, model_calibration(spec), spec.reads)
     llms: dict[str, LlmRewriter] = {}
     routes = []
     tracker.configure(

@@ -19,6 +19,7 @@ from typing import Any
 
 from sidecar.config import ConfigError, RouteConfig, load_config
 from sidecar.docfiles import DocumentsError, load_documents
+from sidecar.engine.protocol import ScoreRequest
 from sidecar.engine.score_cache import CachedScorer
 from sidecar.percentile import percentile
 
@@ -70,7 +71,7 @@ async def _measure(args: argparse.Namespace) -> list[str]:
     async def search() -> float:
         query = f"search {next(counter)} about {random.choice(WORDS)} {random.choice(WORDS)}"
         started = time.perf_counter()
-        await scorer.score(query, docs, route.instruction, max(budget, 60.0))
+        await scorer.score(ScoreRequest.of([query], docs, route.instruction, max(budget, 60.0)))
         return time.perf_counter() - started
 
     try:

@@ -29,7 +29,7 @@ from sidecar import __version__
 from sidecar.admin.preview import figures, proposed_route
 from sidecar.config import Config, ConfigError, parse_config
 from sidecar.engine.circuit import CircuitOpen
-from sidecar.engine.protocol import ModelTimeout, Overloaded
+from sidecar.engine.protocol import ModelTimeout, Overloaded, ScoreRequest
 from sidecar.events.event import SearchEvent
 from sidecar.events.metrics import summarize
 from sidecar.events.ubi import clicks
@@ -459,7 +459,8 @@ class AdminApp:
             )
         started = time.perf_counter()
         try:
-            scores = await self.rt.score(model, query, docs, 60.0, instruction)
+            work = ScoreRequest.of([query], docs, instruction, 60.0)
+            scores = (await self.rt.score(model, work))[0].scores
         except (ModelTimeout, Overloaded, CircuitOpen) as e:
             raise AdminError(503, "unavailable_exception", str(e)) from None
         ranking = sorted(range(len(docs)), key=lambda i: (-scores[i], i))

@@ -7,22 +7,21 @@ group's pairs by length and runs them in batches of at most ``batch_tokens`` (pa
 so pairs of concurrent searches share forward passes. The two threads overlap: the next
 group is tokenized while the current one is in the model (the tokenizer releases the GIL),
 and at most one group waits ready (the queue is taken again only once it is in the model, so
-searches that arrive meanwhile still share batches). Results go back with ``loop.call_soon_threadsafe``. A
-request that would wait past its budget fails at once (``Overloaded``) so the proxy falls
-back instead of queueing; a cancelled request leaves the queue; an exception reaches exactly
-the requests whose pairs were in the failing batch.
+searches that arrive meanwhile still share batches). Results go back with
+``loop.call_soon_threadsafe``. The queue and its admission rules are sidecar/engine/queue.py
+(pure, tested without threads): a request that would wait past its budget fails at once
+(``Overloaded``) so the proxy falls back instead of queueing; a cancelled request leaves the
+queue. An exception reaches exactly the requests whose pairs were in the failing batch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import queue
+import queue as ready_queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from sidecar.engine.pairs import forward_splitting_on_oom, token_batches
@@ -34,8 +33,9 @@ from sidecar.engine.protocol import (
     Overloaded,
     PairBackend,
     Scored,
-    ScoresFromTimed,
+    ScoreRequest,
 )
+from sidecar.engine.queue import Work, WorkQueue, estimate
 from sidecar.engine.stats import BatchStats
 
 log = logging.getLogger(__name__)
@@ -44,47 +44,10 @@ log = logging.getLogger(__name__)
 __all__ = ["BatchStats", "Batcher", "ModelTimeout", "Overloaded"]
 
 
-@dataclass(eq=False)  # hashed by identity: the set of taken requests
-class _Request:
-    """The documents against one or more queries (a search's query and its variants)."""
-
-    queries: tuple[str, ...]
-    documents: Sequence[str]
-    instruction: str | None
-    future: asyncio.Future[list[list[float]]]
-    loop: asyncio.AbstractEventLoop
-    est_tokens: int
-    enqueued: float = field(default_factory=time.monotonic)
-    scores: list[list[float]] = field(default_factory=list)  # per query, per document
-    remaining: int = 0
-    done: bool = False
-    first_batch: float | None = None  # when its first forward pass started (monotonic)
-    finished: float | None = None
-
-    def deliver(self, result: list[list[float]] | BaseException) -> None:
-        if self.done:
-            return
-        self.done = True
-        self.finished = time.monotonic()
-        try:
-            self.loop.call_soon_threadsafe(_settle, self.future, result)
-        except RuntimeError:
-            log.debug("event loop closed before a result could be delivered")
+_Item = tuple[Work, tuple[int, int], Encoded]  # a request, (query, document), one encoded pair
 
 
-def _settle(fut: asyncio.Future[list[list[float]]], result: list[list[float]] | BaseException) -> None:
-    if fut.done():
-        return
-    if isinstance(result, BaseException):
-        fut.set_exception(result)
-    else:
-        fut.set_result(result)
-
-
-_Item = tuple[_Request, tuple[int, int], Encoded]  # a request, (query, document), one encoded pair
-
-
-class Batcher(ScoresFromTimed):
+class Batcher:
     """Owns one model's inference thread (the model is built on it) and, for a pair backend,
     the thread that tokenizes ahead of it."""
 
@@ -102,24 +65,21 @@ class Batcher(ScoresFromTimed):
         self.prepare_ahead = prepare_ahead  # False: one thread tokenizes and runs (benchmarks compare)
         self._load = load
         self.batch_tokens = batch_tokens
-        self.max_wait = max_wait_ms / 1000
-        self.max_queue = max_queue
         self.stats = BatchStats()
         self.backend: Backend | None = None
-        self._pending: deque[_Request] = deque()
-        self._queued_tokens = 0
-        self._taken: set[_Request] = set()  # taken from the queue, not yet answered
-        self._ready_groups: queue.Queue[list[_Item] | None] = queue.Queue(maxsize=1 if prepare_ahead else 0)
+        self.queue = WorkQueue(name, batch_tokens, max_wait_ms / 1000, max_queue)  # under _cond
+        self._ready_groups: ready_queue.Queue[list[_Item] | None] = ready_queue.Queue(
+            maxsize=1 if prepare_ahead else 0
+        )
         self._cond = threading.Condition()
         self._stopping = False
-        self._tokens_per_s = 0.0  # measured; 0 until the first batch
         self._ready: asyncio.Future[Backend] | None = None
         self._thread = threading.Thread(target=self._main, name=f"inference-{name}", daemon=True)
 
     @property
     def queue_depth(self) -> int:
         """Requests waiting for the model: queued, or tokenized and not yet in a forward pass."""
-        return len(self._pending) + sum(r.first_batch is None for r in list(self._taken))
+        return self.queue.depth
 
     async def start(self) -> Backend:
         """Start the thread, build and warm up the model there; return it."""
@@ -151,24 +111,13 @@ class Batcher(ScoresFromTimed):
             self._thread.join(timeout)
 
     # event loop side
-    async def score_timed(
-        self, query: str, documents: Sequence[str], instruction: str | None, timeout_s: float
-    ) -> Scored:
-        """The scores with ``queue_ms`` (waiting for the thread) and ``model_ms`` (forward passes)."""
-        return (await self.score_queries([query], documents, instruction, timeout_s))[0]
-
-    async def score_queries(
-        self, queries: Sequence[str], documents: Sequence[str], instruction: str | None, timeout_s: float
-    ) -> list[Scored]:
-        """The documents against every query as one request: one wait in the queue, their
-        pairs sorted and batched together."""
-        if not documents:
-            return [Scored([]) for _ in queries]
-        return await self._submit(tuple(queries), documents, instruction, timeout_s)
-
-    def _estimate(self, queries: Sequence[str], documents: Sequence[str]) -> int:
-        limit = getattr(self.backend, "max_length", 512)
-        return sum(min(len(q) // 3 + 64 + len(d) // 3, limit) for q in queries for d in documents)
+    async def score(self, request: ScoreRequest) -> list[Scored]:
+        """The documents against every query as one piece of work: one wait in the queue, their
+        pairs sorted and batched together; with ``queue_ms`` (waiting for the thread) and
+        ``model_ms`` (forward passes)."""
+        if not request.documents:
+            return [Scored([]) for _ in request.queries]
+        return await self._submit(request.queries, request.documents, request.instruction, request.timeout_s)
 
     async def _submit(
         self,
@@ -178,19 +127,14 @@ class Batcher(ScoresFromTimed):
         timeout_s: float,
     ) -> list[Scored]:
         loop = asyncio.get_running_loop()
-        est = self._estimate(queries, documents)
+        est = estimate(queries, documents, getattr(self.backend, "max_length", 512))
+        request = Work(queries, documents, instruction, loop.create_future(), loop, est)
         with self._cond:
-            work = self._queued_tokens + sum(r.est_tokens for r in self._taken) + est
-            wait = work / self._tokens_per_s if self._tokens_per_s else 0.0
-            waiting = self.queue_depth
-            if waiting >= self.max_queue or wait > timeout_s:
+            try:
+                self.queue.admit(request, timeout_s)
+            except Overloaded:
                 self.stats.overloaded += 1
-                raise Overloaded(
-                    f"model {self.name!r}: {waiting} requests queued, about {wait * 1000:.0f} ms of work"
-                )
-            request = _Request(queries, documents, instruction, loop.create_future(), loop, est)
-            self._pending.append(request)
-            self._queued_tokens += est
+                raise
             self._cond.notify()
         try:
             result = await asyncio.wait_for(request.future, timeout_s)
@@ -205,10 +149,7 @@ class Batcher(ScoresFromTimed):
             if not request.future.done():
                 request.future.cancel()
             with self._cond:
-                if request in self._pending:  # cancelled before the thread took it
-                    self._pending.remove(request)
-                    self._queued_tokens -= request.est_tokens
-                self._taken.discard(request)
+                self.queue.leave(request)
 
     # inference thread
     def _main(self) -> None:
@@ -248,25 +189,17 @@ class Batcher(ScoresFromTimed):
         if self._ready is not None and not self._ready.done():
             self._ready.set_exception(exc)
 
-    def _take(self) -> list[_Request] | None:
+    def _take(self) -> list[Work] | None:
         with self._cond:
-            while not self._pending:
+            while not self.queue.pending:
                 if self._stopping:
                     return None
                 self._cond.wait()
-            until = self._pending[0].enqueued + self.max_wait
-            while self._queued_tokens < self.batch_tokens and not self._stopping:
-                left = until - time.monotonic()
-                if left <= 0:
-                    break
+            while not self._stopping and (left := self.queue.until_take(time.monotonic())) > 0:
                 self._cond.wait(left)
-            taken = [r for r in self._pending if not r.future.cancelled()]
-            self._pending.clear()
-            self._queued_tokens = 0
-            self._taken.update(taken)
-        return taken
+            return self.queue.take()
 
-    def _run_whole(self, backend: Backend, requests: list[_Request]) -> None:
+    def _run_whole(self, backend: Backend, requests: list[Work]) -> None:
         """A backend that scores whole requests (the bi-encoder), one after the other."""
         for r in requests:
             r.first_batch = time.monotonic()
@@ -299,7 +232,7 @@ class Batcher(ScoresFromTimed):
         finally:
             self._ready_groups.put(None)
 
-    def _group(self, backend: PairBackend, requests: list[_Request]) -> None:
+    def _group(self, backend: PairBackend, requests: list[Work]) -> None:
         # In arrival order, requests are grouped until a group holds a batch worth of
         # tokens; each group's pairs are sorted by length together. Small searches share
         # batches, and a large one does not wait for every other search to finish first.
@@ -364,5 +297,4 @@ class Batcher(ScoresFromTimed):
         st.real_tokens += real
         st.padded_tokens += padded
         st.last_batch_sizes.append(len(live))
-        rate = padded / seconds if seconds > 0 else 0.0
-        self._tokens_per_s = rate if not self._tokens_per_s else 0.8 * self._tokens_per_s + 0.2 * rate
+        self.queue.measured(padded, seconds)

@@ -79,29 +79,46 @@ class PairBackend(Backend, Protocol):
         ...
 
 
-class ScoresFromTimed:
-    """``score`` and ``score_queries`` for a scorer that implements ``score_timed``."""
+@dataclass(frozen=True)
+class ScoreRequest:
+    """One piece of work for a model, the engine's one entry (``Scorer.score``): the documents
+    against each query (a search's query and its variants: one queue wait, their pairs batched
+    together), with the instruction, within ``timeout_s``."""
 
-    async def score_timed(
+    queries: tuple[str, ...]
+    documents: tuple[str, ...]
+    instruction: str | None = None
+    timeout_s: float = 60.0
+
+    @classmethod
+    def of(
+        cls,
+        queries: Sequence[str],
+        documents: Sequence[str],
+        instruction: str | None = None,
+        timeout_s: float = 60.0,
+    ) -> ScoreRequest:
+        """A request of these queries and documents (any sequences)."""
+        return cls(tuple(queries), tuple(documents), instruction, timeout_s)
+
+
+class EachQuery:
+    """``score`` for a scorer that scores one query at a time (``score_one``): the queries at
+    once, the first failure cancelling the others (their queued work leaves the queue)."""
+
+    async def score_one(
         self, query: str, documents: Sequence[str], instruction: str | None, timeout_s: float
     ) -> Scored:
         raise NotImplementedError
 
-    async def score(
-        self, query: str, documents: Sequence[str], instruction: str | None, timeout_s: float
-    ) -> list[float]:
-        """One score per document within ``timeout_s``, higher is better."""
-        return (await self.score_timed(query, documents, instruction, timeout_s)).scores
-
-    async def score_queries(
-        self, queries: Sequence[str], documents: Sequence[str], instruction: str | None, timeout_s: float
-    ) -> list[Scored]:
-        """The documents against each query, the queries at once; the first failure cancels
-        the others (their queued work leaves the queue)."""
-        if len(queries) == 1:
-            return [await self.score_timed(queries[0], documents, instruction, timeout_s)]
+    async def score(self, request: ScoreRequest) -> list[Scored]:
+        """Each query's scores of the request's documents."""
+        r = request
+        if len(r.queries) == 1:
+            return [await self.score_one(r.queries[0], r.documents, r.instruction, r.timeout_s)]
         tasks = [
-            asyncio.ensure_future(self.score_timed(q, documents, instruction, timeout_s)) for q in queries
+            asyncio.ensure_future(self.score_one(q, r.documents, r.instruction, r.timeout_s))
+            for q in r.queries
         ]
         try:
             return list(await asyncio.gather(*tasks))
@@ -113,8 +130,8 @@ class ScoresFromTimed:
 
 class Scorer(Protocol):
     """A model as the service uses it, on the event loop: a local backend behind its batcher,
-    or a remote serving engine. ``score`` raises ModelTimeout past ``timeout_s`` and
-    Overloaded when the work cannot start in time."""
+    or a remote serving engine. ``score`` is its one entry: it raises ModelTimeout past the
+    request's ``timeout_s`` and Overloaded when the work cannot start in time."""
 
     name: str
 
@@ -141,23 +158,9 @@ class Scorer(Protocol):
         """Finish queued work and release the model or the connections."""
         ...
 
-    async def score(
-        self, query: str, documents: Sequence[str], instruction: str | None, timeout_s: float
-    ) -> list[float]:
-        """One score per document, higher is better."""
-        ...
-
-    async def score_timed(
-        self, query: str, documents: Sequence[str], instruction: str | None, timeout_s: float
-    ) -> Scored:
-        """The scores with their queue and model time."""
-        ...
-
-    async def score_queries(
-        self, queries: Sequence[str], documents: Sequence[str], instruction: str | None, timeout_s: float
-    ) -> list[Scored]:
-        """The documents against each query (a search's query and its variants), as one piece of
-        work where the scorer can: one queue wait, the model time of all of them."""
+    async def score(self, request: ScoreRequest) -> list[Scored]:
+        """Per query of the request, one score per document (higher is better) with the time it
+        waited and the time the model took."""
         ...
 
     def info(self) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from sidecar.config import RemoteModel
-from sidecar.engine.protocol import Backend, ModelTimeout, Overloaded, Scored, ScoresFromTimed
+from sidecar.engine.protocol import Backend, EachQuery, ModelTimeout, Overloaded, Scored
 from sidecar.engine.stats import BatchStats
 from sidecar.remote_apis import APIS
 
@@ -66,7 +66,7 @@ class Endpoint:
         return now >= self.down_until
 
 
-class RemoteScorer(ScoresFromTimed):
+class RemoteScorer(EachQuery):
     """A remote model behind the same interface as a local one (see ``Scorer``)."""
 
     def __init__(
@@ -144,10 +144,10 @@ class RemoteScorer(ScoresFromTimed):
             ],
         }
 
-    async def score_timed(
+    async def score_one(
         self, query: str, documents: Sequence[str], instruction: str | None, timeout_s: float
     ) -> Scored:
-        """The scores with ``queue_ms`` (the longest wait for a request slot) and ``model_ms``
+        """One query's scores with ``queue_ms`` (the longest wait for a request slot) and ``model_ms``
         (the servers' time after it)."""
         if not documents:
             return Scored([])

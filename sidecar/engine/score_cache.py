@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 from sidecar.config import ModelConfig
 from sidecar.engine.cache import LRUCache
-from sidecar.engine.protocol import Backend, Scored, Scorer, ScoresFromTimed
+from sidecar.engine.protocol import Backend, Scored, Scorer, ScoreRequest
 from sidecar.engine.stats import BatchStats
 
 
@@ -67,7 +68,7 @@ def score_key(model: str, instruction: str | None, query: str, document: str) ->
     return h.digest()
 
 
-class CachedScorer(ScoresFromTimed):
+class CachedScorer:
     """A scorer whose scores are kept in an LRU of ``size`` entries: cached documents are
     answered at once, only the others go to the inner scorer (a local batcher or a remote
     engine). Hits and misses are counted in the inner scorer's stats."""
@@ -102,18 +103,11 @@ class CachedScorer(ScoresFromTimed):
     def info(self) -> dict[str, Any]:
         return self.inner.info() | {"cache_entries": len(self.cache)}
 
-    async def score_timed(
-        self, query: str, documents: Sequence[str], instruction: str | None, timeout_s: float
-    ) -> Scored:
-        """Scores of the documents: cached ones at once, the others from the inner scorer (then
-        cached), with its timings (none when the cache had them all)."""
-        return (await self.score_queries([query], documents, instruction, timeout_s))[0]
-
-    async def score_queries(
-        self, queries: Sequence[str], documents: Sequence[str], instruction: str | None, timeout_s: float
-    ) -> list[Scored]:
+    async def score(self, request: ScoreRequest) -> list[Scored]:
         """Each query's scores: the cache's where it has them; the documents any query misses go
-        to the inner scorer once, for every query (one request), and are cached."""
+        to the inner scorer once, for every query (one request), and are cached; its timings
+        (none when the cache had them all)."""
+        queries, documents, instruction = request.queries, request.documents, request.instruction
         keys = [[score_key(self.name, instruction, q, d) for d in documents] for q in queries]
         cached: list[list[float | None]] = [[self.cache.get(k) for k in row] for row in keys]
         if self.shared is not None:  # what this sidecar lacks, from the fleet's tier in one round trip
@@ -130,9 +124,7 @@ class CachedScorer(ScoresFromTimed):
         self.stats.cache_misses += misses
         fresh: list[Scored] = [Scored([]) for _ in queries]
         if missing:
-            fresh = await self.inner.score_queries(
-                queries, [documents[i] for i in missing], instruction, timeout_s
-            )
+            fresh = await self.inner.score(replace(request, documents=tuple(documents[i] for i in missing)))
             new: list[tuple[bytes, float]] = []
             for j, timed in enumerate(fresh):
                 if len(timed.scores) != len(missing):

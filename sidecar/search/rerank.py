@@ -19,7 +19,7 @@ from typing import Any
 from sidecar.config import RouteConfig
 from sidecar.documents import document_text
 from sidecar.engine.circuit import CircuitOpen
-from sidecar.engine.protocol import ModelTimeout, Overloaded, Scored
+from sidecar.engine.protocol import ModelTimeout, Overloaded, Scored, ScoreRequest
 from sidecar.events.event import SearchEvent
 from sidecar.experiments.assign import identity
 from sidecar.experiments.tracker import Impression
@@ -57,9 +57,8 @@ async def rerank_hits(
     try:
         if read:
             budget = route.timeout_ms / 1000  # one request to the model for the query and its variants
-            scored = await compiled.model.score_queries(
-                plan.queries, [texts[i] for i in read], budget, plan.instruction
-            )
+            request = ScoreRequest.of(plan.queries, [texts[i] for i in read], plan.instruction, budget)
+            scored = await compiled.model.score(request)
             per_query = [_spread(s, read, len(texts)) for s in scored]
         else:
             per_query = [Scored([0.0] * len(texts)) for _ in plan.queries]

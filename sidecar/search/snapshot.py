@@ -7,13 +7,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from sidecar.config import Config, RouteConfig
 from sidecar.engine.calibration import Calibration, apply
 from sidecar.engine.circuit import CircuitBreaker
-from sidecar.engine.protocol import ModelTimeout, Overloaded, Scored, Scorer
+from sidecar.engine.protocol import ModelTimeout, Overloaded, Scored, Scorer, ScoreRequest
 from sidecar.language import Reads
 from sidecar.rewrite.llm import LlmRewriter
 from sidecar.rewrite.rules import Rewriter
@@ -25,8 +25,10 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class Model:
-    """A model as one snapshot serves it: its scorer, circuit breaker and calibration."""
+class ServedModel:
+    """A model entry as one snapshot serves it: its scorer (the engine's batcher or remote
+    client), circuit breaker and calibration. (The entry is ``models.NAME`` of the config; its
+    weights are the entry's ``model``: a hub id or a path.)"""
 
     name: str
     scorer: Scorer
@@ -34,27 +36,16 @@ class Model:
     calibration: Calibration | None
     reads: Reads = field(default_factory=lambda: Reads(None))  # the languages it reads
 
-    async def score(
-        self, query: str, documents: Sequence[str], timeout_s: float, instruction: str | None = None
-    ) -> Scored:
-        """Calibrated scores within ``timeout_s``, with their queue and model time (see
-        ``score_queries``)."""
-        return (await self.score_queries([query], documents, timeout_s, instruction))[0]
-
-    async def score_queries(
-        self,
-        queries: Sequence[str],
-        documents: Sequence[str],
-        timeout_s: float,
-        instruction: str | None = None,
-    ) -> list[Scored]:
+    async def score(self, request: ScoreRequest) -> list[Scored]:
         """Calibrated scores of the documents against each query, as one piece of work, within
-        ``timeout_s``: ModelTimeout past it, Overloaded when the queue cannot make it,
-        CircuitOpen while the breaker skips the model."""
-        queries, documents = [scrub(q) for q in queries], [scrub(d) for d in documents]  # lone surrogates
+        the request's ``timeout_s``: ModelTimeout past it, Overloaded when the queue cannot
+        make it, CircuitOpen while the breaker skips the model."""
+        # lone surrogates: valid JSON escapes, but no tokenizer or server takes them
+        queries = tuple(scrub(q) for q in request.queries)
+        documents = tuple(scrub(d) for d in request.documents)
         probe = self.breaker.before()
         try:
-            timed = await self.scorer.score_queries(queries, documents, instruction, timeout_s)
+            timed = await self.scorer.score(replace(request, queries=queries, documents=documents))
         except ModelTimeout:
             # a serving engine that keeps missing its budget makes every search wait it out:
             # counted as a failure, as Envoy's outlier detection counts timeouts (a local model's
@@ -85,17 +76,19 @@ class CompiledRoute:
 
     name: str
     config: RouteConfig
-    model: Model
+    model: ServedModel
     rewriter: Rewriter | None = None
     llm: LlmRewriter | None = None
     lab: Lab | None = None  # the route's online experiment
-    models: Mapping[str, Model] = field(default_factory=dict)  # every model: an arm may use another
+    models: Mapping[str, ServedModel] = field(default_factory=dict)  # every model: an arm may use another
 
 
 class Snapshot:
     """The config and its compiled routes; ``held`` counts the requests still using it."""
 
-    def __init__(self, config: Config, routes: Sequence[CompiledRoute], models: dict[str, Model]) -> None:
+    def __init__(
+        self, config: Config, routes: Sequence[CompiledRoute], models: dict[str, ServedModel]
+    ) -> None:
         self.config = config
         self.routes = tuple(routes)
         self.models = models

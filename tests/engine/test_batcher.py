@@ -12,6 +12,7 @@ import pytest
 from sidecar.engine.batcher import Batcher, ModelTimeout, Overloaded
 from sidecar.engine.protocol import Encoded, PairBackend
 from sidecar.engine.score_cache import CachedScorer
+from tests.engine.scoring import each, scores_of, timed
 
 
 class RecordingBackend:
@@ -79,7 +80,7 @@ async def test_concurrent_searches_share_batches_within_the_token_budget() -> No
     b = await _batcher(backend, batch_tokens=400, max_wait_ms=50)
     try:
         docs = [[f"doc {i}-{j} " + "x" * (j % 2) for j in range(6)] for i in range(8)]
-        results = await asyncio.gather(*(b.score(f"query {i}", docs[i], None, 5.0) for i in range(8)))
+        results = await asyncio.gather(*(scores_of(b, f"query {i}", docs[i], None, 5.0) for i in range(8)))
         for i in range(8):
             assert results[i] == [expected(f"query {i}|{d}") for d in docs[i]]
         assert len(backend.batches) < 8, "pairs of different searches must share forward passes"
@@ -90,7 +91,7 @@ async def test_concurrent_searches_share_batches_within_the_token_budget() -> No
         assert b.stats.padding_waste < 0.2
         backend.batches.clear()
         docs = [f"d{j} " + "x" * (j * 13 % 37) for j in range(40)]
-        await b.score("one search", docs, None, 5.0)
+        await scores_of(b, "one search", docs, None, 5.0)
         flat = [n for sizes in backend.batches for n in sizes]
         assert flat == sorted(flat), "a search's pairs run shortest first"
         assert len(backend.batches) > 1
@@ -103,7 +104,7 @@ async def test_a_lone_request_waits_at_most_max_wait() -> None:
     b = await _batcher(backend, max_wait_ms=150)
     try:
         started = time.monotonic()
-        await b.score("q", ["a", "b"], None, 5.0)
+        await scores_of(b, "q", ["a", "b"], None, 5.0)
         waited = time.monotonic() - started
         assert 0.1 <= waited < 2.0
     finally:
@@ -115,7 +116,7 @@ async def test_a_full_budget_does_not_wait() -> None:
     b = await _batcher(backend, batch_tokens=256, max_wait_ms=3000)
     try:
         started = time.monotonic()
-        await b.score("q", ["y" * 300] * 3, None, 10.0)
+        await scores_of(b, "q", ["y" * 300] * 3, None, 10.0)
         assert time.monotonic() - started < 2.0
     finally:
         b.stop()
@@ -126,17 +127,17 @@ async def test_overload_fails_fast() -> None:
     b = await _batcher(backend, max_queue=1, max_wait_ms=0)
     try:
         backend.gate.clear()
-        first = asyncio.ensure_future(b.score("q", ["busy"], None, 5.0))
+        first = asyncio.ensure_future(scores_of(b, "q", ["busy"], None, 5.0))
         await asyncio.sleep(0.1)  # the thread is inside forward, blocked
-        second = asyncio.ensure_future(b.score("q", ["queued"], None, 5.0))
+        second = asyncio.ensure_future(scores_of(b, "q", ["queued"], None, 5.0))
         await asyncio.sleep(0.05)
         with pytest.raises(Overloaded):
-            await b.score("q", ["one too many"], None, 5.0)
+            await scores_of(b, "q", ["one too many"], None, 5.0)
         backend.gate.set()
         await asyncio.gather(first, second)
-        b._tokens_per_s = 10.0  # as if measured: the next request would wait far past its budget
+        b.queue.tokens_per_s = 10.0  # as if measured: the next request would wait far past its budget
         with pytest.raises(Overloaded):
-            await b.score("q", ["z" * 400] * 10, None, 0.5)
+            await scores_of(b, "q", ["z" * 400] * 10, None, 0.5)
         assert b.stats.overloaded == 2
     finally:
         backend.gate.set()
@@ -148,14 +149,14 @@ async def test_a_cancelled_request_leaves_the_queue() -> None:
     b = await _batcher(backend, max_wait_ms=0)
     try:
         backend.gate.clear()
-        first = asyncio.ensure_future(b.score("q", ["busy"], None, 5.0))
+        first = asyncio.ensure_future(scores_of(b, "q", ["busy"], None, 5.0))
         await asyncio.sleep(0.1)
         with pytest.raises(ModelTimeout):
-            await b.score("q", ["abandoned"], None, 0.1)
+            await scores_of(b, "q", ["abandoned"], None, 0.1)
         assert b.queue_depth == 0
         backend.gate.set()
         await first
-        await b.score("q", ["after"], None, 5.0)
+        await scores_of(b, "q", ["after"], None, 5.0)
         seen = [n for sizes in backend.batches for n in sizes]
         assert len("q|abandoned") not in seen
     finally:
@@ -169,8 +170,8 @@ async def test_an_exception_reaches_exactly_the_affected_requests() -> None:
     try:
         backend.fail_on = "boom"
         ok, bad = await asyncio.gather(
-            b.score("q", ["fine", "also fine"], None, 5.0),
-            b.score("q", ["fine too", "boom"], None, 5.0),
+            scores_of(b, "q", ["fine", "also fine"], None, 5.0),
+            scores_of(b, "q", ["fine too", "boom"], None, 5.0),
             return_exceptions=True,
         )
         assert ok == [expected("q|fine"), expected("q|also fine")]
@@ -185,7 +186,7 @@ async def test_out_of_memory_halves_the_batch() -> None:
     try:
         backend.oom_above = 2
         docs = [f"d{i}" for i in range(8)]
-        assert await b.score("q", docs, None, 5.0) == [expected(f"q|{d}") for d in docs]
+        assert await scores_of(b, "q", docs, None, 5.0) == [expected(f"q|{d}") for d in docs]
         assert all(len(x) <= 2 for x in backend.batches) and sum(map(len, backend.batches)) == 8
     finally:
         b.stop()
@@ -196,11 +197,11 @@ async def test_the_score_cache_serves_repeats() -> None:
     b = await _batcher(backend, max_wait_ms=0)
     cached = CachedScorer(b, 50_000)
     try:
-        first = await cached.score("q", ["a", "b", "c"], None, 5.0)
+        first = await scores_of(cached, "q", ["a", "b", "c"], None, 5.0)
         runs = len(backend.batches)
-        assert await cached.score("q", ["c", "a"], None, 5.0) == [first[2], first[0]]
+        assert await scores_of(cached, "q", ["c", "a"], None, 5.0) == [first[2], first[0]]
         assert len(backend.batches) == runs
-        await cached.score("q", ["a"], "another instruction", 5.0)
+        await scores_of(cached, "q", ["a"], "another instruction", 5.0)
         assert len(backend.batches) == runs + 1, "the instruction is part of the key"
         assert cached.stats.cache_hits == 2
     finally:
@@ -221,11 +222,11 @@ async def test_timings_come_back_with_the_scores() -> None:
     b = await _batcher(backend, max_wait_ms=50)
     cached = CachedScorer(b, 100)  # the score cache in front of it, as make_scorer puts it
     try:
-        first = await cached.score_timed("q", ["a", "b"], None, 5.0)
+        first = await timed(cached, "q", ["a", "b"], None, 5.0)
         assert first.scores == [expected("q|a"), expected("q|b")]
         assert first.queue_ms is not None and first.model_ms is not None
         assert 40 <= first.queue_ms < 2000 and 0 <= first.model_ms < 2000  # it waited max_wait_ms for company
-        again = await cached.score_timed("q", ["a", "b"], None, 5.0)
+        again = await timed(cached, "q", ["a", "b"], None, 5.0)
         assert (
             again.scores == first.scores and again.queue_ms is None and again.model_ms is None
         )  # all cached
@@ -251,8 +252,8 @@ async def test_a_whole_request_backend_is_counted_too() -> None:
     b = Batcher("m", Whole)  # type: ignore[arg-type]
     await b.start()
     try:
-        await b.score("q", ["a", "b", "c"], None, 5.0)
-        await b.score("q", ["d"], None, 5.0)
+        await scores_of(b, "q", ["a", "b", "c"], None, 5.0)
+        await scores_of(b, "q", ["d"], None, 5.0)
         assert (b.stats.batches, b.stats.pairs, list(b.stats.last_batch_sizes)) == (2, 4, [3, 1])
     finally:
         b.stop()
@@ -263,23 +264,21 @@ async def test_a_query_and_its_variants_are_one_request() -> None:
     backend = RecordingBackend()
     b = await _batcher(backend, max_wait_ms=0)
     try:
-        out = await b.score_queries(["q1", "q2", "q3"], ["a", "bb"], None, 5.0)
+        out = await each(b, ["q1", "q2", "q3"], ["a", "bb"], None, 5.0)
         assert [o.scores for o in out] == [
             [expected(f"{q}|a"), expected(f"{q}|bb")] for q in ("q1", "q2", "q3")
         ]
         assert sum(map(len, backend.batches)) == 6  # the six pairs sorted by length together
         assert len({(o.queue_ms, o.model_ms) for o in out}) == 1  # one wait, one piece of work
         cached = CachedScorer(b, 100)
-        again = await cached.score_queries(["q1", "q2"], ["a", "c"], None, 5.0)
+        again = await each(cached, ["q1", "q2"], ["a", "c"], None, 5.0)
         assert [o.scores for o in again] == [[expected(f"{q}|a"), expected(f"{q}|c")] for q in ("q1", "q2")]
         assert sum(map(len, backend.batches)) == 6 + 4  # the cache was empty: both documents, both queries
-        await cached.score_queries(["q1", "q2", "q3"], ["a", "d"], None, 5.0)
+        await each(cached, ["q1", "q2", "q3"], ["a", "d"], None, 5.0)
         assert (
             sum(map(len, backend.batches)) == 10 + 3 + 3
         )  # "a" only for q3 missing, "d" for all: 2 docs x 3
-        assert (await cached.score_queries(["q1", "q2"], ["a", "c"], None, 5.0))[
-            0
-        ].queue_ms is None  # all cached
+        assert (await each(cached, ["q1", "q2"], ["a", "c"], None, 5.0))[0].queue_ms is None  # all cached
     finally:
         b.stop()
 
@@ -311,9 +310,9 @@ async def test_the_next_search_is_tokenized_while_the_model_runs() -> None:
         backend.wait_s = 0.5  # it cannot happen: waited out
     b = await _batcher(backend, batch_tokens=64, max_wait_ms=0)
     try:
-        first = asyncio.ensure_future(b.score("first", ["a"], None, 30.0))
+        first = asyncio.ensure_future(scores_of(b, "first", ["a"], None, 30.0))
         await asyncio.sleep(0.05)  # the first search is taken and in its forward pass
-        second = await b.score("second", ["b"], None, 30.0)
+        second = await scores_of(b, "second", ["b"], None, 30.0)
         assert await first == [expected("first|a")] and second == [expected("second|b")]
         assert backend.overlapped == [MODE["prepare_ahead"]]
     finally:
@@ -326,13 +325,13 @@ async def test_searches_that_arrive_while_the_model_runs_share_a_batch() -> None
     b = await _batcher(backend, max_wait_ms=0)
     try:
         backend.gate.clear()
-        first = asyncio.ensure_future(b.score("q", ["a"], None, 10.0))
+        first = asyncio.ensure_future(scores_of(b, "q", ["a"], None, 10.0))
         await asyncio.sleep(0.1)  # in its forward pass
-        second = asyncio.ensure_future(b.score("q", ["bb"], None, 10.0))
+        second = asyncio.ensure_future(scores_of(b, "q", ["bb"], None, 10.0))
         await asyncio.sleep(0.1)  # tokenized ahead, waiting ready
         later = []
         for d in ("c" * 38, "d" * 39):  # one after the other, each given time to be taken alone
-            later.append(asyncio.ensure_future(b.score("q", [d], None, 10.0)))
+            later.append(asyncio.ensure_future(scores_of(b, "q", [d], None, 10.0)))
             await asyncio.sleep(0.1)
         backend.gate.set()
         await asyncio.gather(first, second, *later)

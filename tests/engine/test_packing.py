@@ -14,6 +14,7 @@ from sidecar.engine.cross_encoder import CrossEncoderBackend
 from sidecar.engine.pairs import token_batches
 from sidecar.engine.qwen3 import Qwen3Reranker
 from tests.conftest import CORPUS
+from tests.engine.scoring import scores_of
 
 QUERIES = ["lora rank", "what happens when the gpu runs out of memory during training", "java"]
 DOCS = [f"{d['title']} {d['text']}" for d in CORPUS] + ["short", "x " * 120]
@@ -83,7 +84,7 @@ async def test_the_batcher_runs_packed_batches_with_no_padding(tiny_qwen3_dir: P
     b = Batcher("q", lambda: backend, batch_tokens=600, max_wait_ms=0)
     await b.start()
     try:
-        got = await b.score(QUERIES[0], DOCS, None, 30.0)
+        got = await scores_of(b, QUERIES[0], DOCS, None, 30.0)
     finally:
         b.stop()
     assert got == pytest.approx(reference, abs=1e-6)

@@ -23,6 +23,7 @@ from sidecar.engine.batcher import ModelTimeout, Overloaded
 from sidecar.engine.registry import make_scorer, model_calibration
 from sidecar.engine.remote import PATHS, RemoteError, RemoteScorer
 from tests.conftest import RunningSidecar, ThreadedApp, sidecar_config
+from tests.engine.scoring import scores_of
 
 APIS = ("vllm-rerank", "vllm-score", "tei", "infinity", "cohere")
 KEY = "co-test-key-5f1e2d"
@@ -137,7 +138,7 @@ async def test_each_api_scores_land_on_the_right_documents(
     await scorer.start()
     try:
         query = "gpu memory usage"
-        scores = await scorer.score(query, DOCS, None, 10.0)
+        scores = await scores_of(scorer, query, DOCS, None, 10.0)
         assert scores == [oracle(query, d) for d in DOCS]
         first = server.requests[0]
         assert first["path"] == PATHS[api]
@@ -159,7 +160,7 @@ async def test_each_api_scores_land_on_the_right_documents(
             assert first["headers"]["Authorization"] == f"Bearer {KEY}"
         # the same pairs again come from the score cache: no new request
         before = len(server.requests)
-        assert await scorer.score(query, DOCS[:10], None, 10.0) == scores[:10]
+        assert await scores_of(scorer, query, DOCS[:10], None, 10.0) == scores[:10]
         assert len(server.requests) == before and scorer.stats.cache_hits == 10
     finally:
         await scorer.aclose()
@@ -171,7 +172,7 @@ async def test_an_unsplit_list_is_refused_by_tei_and_the_error_is_clear(servers:
     scorer = await RemoteScorer("m", spec("tei", [server.url], max_docs_per_request=100)).start()
     try:
         with pytest.raises(RemoteError, match=r"HTTP 413: .*maximum allowed batch size 32"):
-            await scorer.score("q", DOCS[:40], None, 5.0)
+            await scores_of(scorer, "q", DOCS[:40], None, 5.0)
         assert len(server.requests) == 1  # a 4xx is never retried
     finally:
         await scorer.aclose()
@@ -185,7 +186,7 @@ async def test_a_slow_server_times_out_within_the_budget(servers: list[RerankSer
     try:
         started = time.monotonic()
         with pytest.raises(ModelTimeout):
-            await scorer.score("q", DOCS[:5], None, 0.3)
+            await scores_of(scorer, "q", DOCS[:5], None, 0.3)
         assert time.monotonic() - started < 1.0
     finally:
         await scorer.aclose()
@@ -199,10 +200,10 @@ async def test_requests_in_flight_are_bounded_and_a_long_queue_is_refused(
     servers.append(server)
     scorer = await RemoteScorer("m", spec("vllm-score", [server.url], max_concurrency=2, max_queue=3)).start()
     try:
-        tasks = [scorer.score(f"q {i}", DOCS[:2], None, 5.0) for i in range(5)]
+        tasks = [scores_of(scorer, f"q {i}", DOCS[:2], None, 5.0) for i in range(5)]
         results = await asyncio.gather(*tasks, return_exceptions=True)
         assert all(isinstance(r, list) for r in results) and server.peak == 2
-        tasks = [scorer.score(f"more {i}", DOCS[:2], None, 5.0) for i in range(8)]
+        tasks = [scores_of(scorer, f"more {i}", DOCS[:2], None, 5.0) for i in range(8)]
         results = await asyncio.gather(*tasks, return_exceptions=True)
         refused = [r for r in results if isinstance(r, Overloaded)]
         assert len(refused) == 3 and scorer.stats.overloaded == 3  # 2 in flight, 3 waiting, 3 refused
@@ -217,10 +218,10 @@ async def test_a_5xx_fails_the_request_and_cools_the_url_down(servers: list[Rera
     scorer = await RemoteScorer("m", spec("vllm-rerank", [a.url, b.url], cooldown_s=30)).start()
     try:
         with pytest.raises(RemoteError, match="HTTP 503"):
-            await scorer.score("q one", DOCS[:5], None, 5.0)
+            await scores_of(scorer, "q one", DOCS[:5], None, 5.0)
         assert len(a.requests) == 1 and not b.requests  # no retry on a 5xx
         for i in range(3):  # a is skipped while it cools down
-            await scorer.score(f"q {i}", DOCS[:5], None, 5.0)
+            await scores_of(scorer, f"q {i}", DOCS[:5], None, 5.0)
         assert len(a.requests) == 1 and len(b.requests) == 3
         info = scorer.info()
         assert [u["up"] for u in info["urls"]] == [False, True] and info["urls"][0][
@@ -236,18 +237,18 @@ async def test_a_url_going_down_and_coming_back(servers: list[RerankServer]) -> 
     scorer = await RemoteScorer("m", spec("tei", [a.url, b.url], cooldown_s=0.5)).start()
     try:
         for i in range(4):  # round-robin over both
-            await scorer.score(f"spread {i}", DOCS[:3], None, 5.0)
+            await scores_of(scorer, f"spread {i}", DOCS[:3], None, 5.0)
         assert len(a.requests) == 2 and len(b.requests) == 2
         a.stop()
         for i in range(4):  # a refuses connections: retried on b, then skipped
-            assert await scorer.score(f"down {i}", DOCS[:3], None, 5.0) == [
+            assert await scores_of(scorer, f"down {i}", DOCS[:3], None, 5.0) == [
                 oracle(f"down {i}", d) for d in DOCS[:3]
             ]
         assert len(b.requests) == 6 and scorer.info()["urls"][0]["failures"] == 1
         a.restart()
         await asyncio.sleep(0.6)  # past the cooldown
         for i in range(4):
-            await scorer.score(f"back {i}", DOCS[:3], None, 5.0)
+            await scores_of(scorer, f"back {i}", DOCS[:3], None, 5.0)
         assert len(a.requests) == 4  # 2 before, 2 after it came back
     finally:
         await scorer.aclose()
@@ -261,7 +262,7 @@ async def test_every_url_down_is_a_model_error_not_a_hang(servers: list[RerankSe
     try:
         started = time.monotonic()
         with pytest.raises(RemoteError, match="cannot connect"):
-            await scorer.score("q", DOCS[:3], None, 5.0)
+            await scores_of(scorer, "q", DOCS[:3], None, 5.0)
         assert time.monotonic() - started < 2.0
     finally:
         await scorer.aclose()
@@ -276,10 +277,10 @@ async def test_the_cohere_key_is_sent_and_never_logged(
     caplog.set_level(logging.DEBUG)
     scorer = await RemoteScorer("co", spec("cohere", [server.url])).start()
     try:
-        await scorer.score("shipping rates", DOCS[:4], None, 5.0)
+        await scores_of(scorer, "shipping rates", DOCS[:4], None, 5.0)
         server.status = 500
         with pytest.raises(RemoteError) as err:
-            await scorer.score("other", DOCS[:4], None, 5.0)
+            await scores_of(scorer, "other", DOCS[:4], None, 5.0)
         assert server.requests[0]["headers"]["Authorization"] == f"Bearer {KEY}"
         assert KEY not in caplog.text and KEY not in str(err.value) and KEY not in str(scorer.info())
     finally:

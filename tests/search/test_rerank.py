@@ -3,19 +3,18 @@ a fake Upstream for the page past the window (the core reaches the cluster throu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
 from sidecar.config import RouteConfig
 from sidecar.engine.circuit import CircuitBreaker
-from sidecar.engine.protocol import Scored
+from sidecar.engine.protocol import Scored, ScoreRequest
 from sidecar.search import record
 from sidecar.search.cluster import Answer, ClusterRefused
 from sidecar.search.plan import SearchPlan, plan_search
 from sidecar.search.rerank import finished
-from sidecar.search.snapshot import CompiledRoute, Model
+from sidecar.search.snapshot import CompiledRoute, ServedModel
 from sidecar.vocab import Reason, Status
 
 
@@ -29,9 +28,8 @@ class WordScorer:
     def __init__(self, word: str, fail: bool = False, garbage: bool = False) -> None:
         self.word, self.fail, self.garbage, self.asked = word, fail, garbage, 0
 
-    async def score_queries(
-        self, queries: Sequence[str], documents: Sequence[str], instruction: str | None, timeout_s: float
-    ) -> list[Scored]:
+    async def score(self, request: ScoreRequest) -> list[Scored]:
+        queries, documents = request.queries, request.documents
         self.asked += 1
         if self.fail:
             raise RuntimeError("the model is down")
@@ -74,7 +72,7 @@ def route(scorer: WordScorer, **settings: Any) -> CompiledRoute:
     config = RouteConfig(
         name="kb", indices=["kb"], model="word", fields=["text"], fusion="replace", **settings
     )
-    model = Model("word", scorer, CircuitBreaker("word", 0, 1.0), None)  # type: ignore[arg-type]
+    model = ServedModel("word", scorer, CircuitBreaker("word", 0, 1.0), None)  # type: ignore[arg-type]
     return CompiledRoute("kb", config, model, models={"word": model})
 
 
