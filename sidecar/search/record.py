@@ -106,7 +106,7 @@ def searched(
     threshold preview needs to decide as the sidecar did), the UBI ids, the experiment's arm."""
     planned(event, route_name, plan, route)
     event.model, event.language = scoring.route.model, scoring.language
-    event.baseline = baseline(window.hits, route)
+    event.baseline = window.baseline  # read before the page rewrote the hits' _score
     event.timings.rerank_ms = scoring.outcome.took_ms
     scores = scoring.scores
     if scores is not None and decision is not None and scoring.per_query is not None:

@@ -111,7 +111,9 @@ def window_of(route: RouteConfig, response: dict[str, Any]) -> Window:
     """The cluster's window with the text of each hit, as the route reads it."""
     hits = response["hits"]["hits"]
     texts = [document_text(h.get("_source"), route.fields, route.template, route.max_chars) for h in hits]
-    return Window(hits, texts)
+    scores = [h.get("_score") for h in hits]
+    cluster = [s if isinstance(s, (int, float)) else None for s in scores]
+    return Window(hits, texts, [h.get("_id") for h in hits], cluster, record.baseline(hits, route))
 
 
 async def score(compiled: CompiledRoute, route: RouteConfig, plan: SearchPlan, window: Window) -> Scoring:

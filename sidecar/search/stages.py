@@ -7,27 +7,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from sidecar.config import RouteConfig
+from sidecar.events.event import BaselineHit
 from sidecar.search.outcome import Outcome
 from sidecar.search.snapshot import CompiledRoute
 
 
 @dataclass(frozen=True)
 class Window:
-    """The cluster's window as the model reads it: its hits, and each one's text ("": none, the
-    hit is not sent to the model)."""
+    """The cluster's window as it came (the page built from it rewrites the hits' ``_score``):
+    its hits, each one's text ("": none, the hit is not sent to the model), their ids and the
+    cluster's scores, and the event's record of it."""
 
     hits: list[dict[str, Any]]
     texts: list[str]
-
-    @property
-    def ids(self) -> list[Any]:
-        """The hits' ``_id``s, in the cluster's order."""
-        return [h.get("_id") for h in self.hits]
-
-    @property
-    def cluster(self) -> list[float | None]:
-        """The cluster's ``_score`` of each hit (None where it gave none)."""
-        return [o if isinstance(o, (int, float)) else None for o in (h.get("_score") for h in self.hits)]
+    ids: list[Any]
+    cluster: list[float | None]  # the cluster's _score of each hit (None where it gave none)
+    baseline: list[BaselineHit]
 
     @property
     def missing(self) -> list[int]:

@@ -103,6 +103,7 @@ async def test_the_page_is_the_models_order_and_the_event_says_why() -> None:
     assert outcome.status is Status.APPLIED and outcome.model == "word"
     assert event.query == "gpu memory" and event.route == "kb" and event.window == 4
     assert [b.id for b in event.baseline] == ["0", "1", "2", "3"]
+    assert [b.score for b in event.baseline] == [10.0, 9.0, 8.0, 7.0]  # the cluster's, not the page's
     assert [b.model_score for b in event.baseline] == [0.1, 1.0, 0.1, 1.0]
     assert [f.id for f in event.final][:2] == ["1", "3"]
     assert event.timings.queue_ms == 0.5 and event.timings.model_ms == 1.5
