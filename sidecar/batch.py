@@ -134,7 +134,7 @@ def cmd_rerank(args: argparse.Namespace) -> int:
     from sidecar.logs import setup_logging
 
     setup_logging("warning")
-    from sidecar.eval.command import progress
+    from sidecar.eval.prepare import progress
 
     try:
         queries = read_queries(args)

@@ -20,8 +20,8 @@ from sidecar.engine.protocol import Backend
 from sidecar.engine.registry import model_calibration
 from sidecar.eval.beir import dataset_folder
 from sidecar.eval.collect import Window, collect
-from sidecar.eval.command import prepared, progress
 from sidecar.eval.metrics import evaluate, mean
+from sidecar.eval.prepare import prepared, progress
 from sidecar.eval.runner import EvalError
 from sidecar.eval.tune import TuneResult, grid, tune
 from sidecar.search.routes import match_route

@@ -1,8 +1,9 @@
 """The search event: one record per intercepted search, the admin API's data contract.
 
-The proxy builds it, the store keeps it (``to_json``), the admin API serves it, the preview and
-the TUI read it back (``SearchEvent.model_validate``). ``version`` says which shape a record
-has: 1 (before route names, with ``route`` a position), 2 (``route`` a name, ``upstream_status``).
+The core builds it (sidecar/search/record.py), the store keeps it (``to_json``), the admin
+API serves it, the preview and the TUI read it back (``SearchEvent.model_validate``).
+``version`` says which shape a record has: 1 (before route names, with ``route`` a
+position), 2 (``route`` a name, ``upstream_status``).
 """
 
 from __future__ import annotations

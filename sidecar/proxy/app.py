@@ -22,7 +22,7 @@ from sidecar.proxy.asgi import (
 )
 from sidecar.proxy.errors import error_body
 from sidecar.proxy.forward import forward, send_too_large
-from sidecar.proxy.intercept import handle_msearch, handle_search
+from sidecar.proxy.intercept import handle
 from sidecar.proxy.owned import GuardedReceive, OwnedIndexRefused, owned_indices
 from sidecar.proxy.request import WBITS, InflatedTooLarge, header, header_map, inflate
 from sidecar.runtime import Runtime
@@ -92,8 +92,8 @@ class ProxyApp:
                 if index is not None and index.startswith("_") and index != "_all":
                     await forward(self.rt, scope, receive, send)
                     return
-                handler = handle_search if m.group("op") == "_search" else handle_msearch
-                await _unless_client_leaves(receive, lambda r: handler(self.rt, scope, r, send, index))
+                multi = m.group("op") == "_msearch"
+                await _unless_client_leaves(receive, lambda r: handle(self.rt, scope, r, send, index, multi))
                 return
         kind = write_kind(method, scope["path"], self.rt.config.ubi.events_index)
         if kind is not None:

@@ -78,24 +78,6 @@ def _started(rt: Runtime, snap: Snapshot, index: str | None, req: Incoming) -> _
     return _Search(rt, snap, record.new_event(index, req.rerank), time.perf_counter())
 
 
-async def _bypass(
-    search: _Search,
-    reason: Reason,
-    scope: Scope,
-    receive: Receive,
-    send: Send,
-    *,
-    body: bytes | None = None,
-    head: bytes = b"",
-    bypass: Bypass | None = None,
-) -> None:
-    """The one way out for a search passed through: its event, then the request as it came."""
-    search.record(Outcome.bypass(reason), bypass)
-    limit = search.snap.config.max_request_body_bytes
-    extra = bypass_headers(reason.value)
-    await forward(search.rt, scope, receive, send, body=body, head=head, extra_headers=extra, limit=limit)
-
-
 def without_rerank_ext(body: Any) -> dict[str, Any] | None:
     """A search body the sidecar lets through after reading it, without ``ext.rerank`` (which
     only the sidecar reads); None when it has none."""
@@ -107,39 +89,51 @@ def without_rerank_ext(body: Any) -> dict[str, Any] | None:
     return {**{k: v for k, v in body.items() if k != "ext"}, **({"ext": rest} if rest else {})}
 
 
-async def _pass_search(
-    search: _Search, bypass: Bypass, req: Incoming, scope: Scope, receive: Receive, send: Send, raw: bytes
-) -> None:
-    """A search of a route passed through: as it came, less ``ext.rerank`` (the sidecar's own,
-    which the cluster refuses as an unknown ext) where the body carries it."""
-    cleaned = None
-    if raw and (req.encoding or b'"rerank"' in raw):  # else there is nothing to look for
-        config = search.snap.config
-        try:
-            body = req.json_body(raw, config.max_search_body_bytes, config.limits.max_json_depth)
-            cleaned = without_rerank_ext(body)
-        except (Unreadable, InflatedTooLarge):
-            cleaned = None  # what the sidecar cannot read goes as it came
+@dataclass(frozen=True)
+class _Pass:
+    """A request the cluster answers as it came, and why: what of its body was read (``body``
+    whole, or ``head`` before a limit stopped the reading: the rest streams on), whether it is
+    a route's search (sent less ``ext.rerank``), what its bypass says of the query."""
+
+    reason: Reason
+    body: bytes | None = None
+    head: bytes = b""
+    routed: bool = False
+    bypass: Bypass | None = None
+    header: str | None = None  # X-Rerank-Reason when it is not the reason's (an _msearch's lines)
+    recorded: bool = False  # its events are kept already (an _msearch's lines)
+
+
+async def _pass(search: _Search, p: _Pass, req: Incoming, scope: Scope, receive: Receive, send: Send) -> None:
+    """The one way out for a search passed through: its event, then the request as it came
+    (a route's search less ``ext.rerank``, the sidecar's own, which the cluster refuses as an
+    unknown ext, where the body carries it)."""
+    if not p.recorded:
+        search.record(Outcome.bypass(p.reason), p.bypass)
+    extra = bypass_headers(p.header or p.reason.value)
+    cleaned = _cleaned(search.snap, req, p.body) if p.routed and p.body else None
     if cleaned is None:
-        await _bypass(search, bypass.reason, scope, receive, send, body=raw, bypass=bypass)
+        limit = search.snap.config.max_request_body_bytes
+        await forward(
+            search.rt, scope, receive, send, body=p.body, head=p.head, extra_headers=extra, limit=limit
+        )
         return
-    search.record(Outcome.bypass(bypass.reason), bypass)
-    headers = req.widened_headers(b"application/json")
-    fetched = await _fetch(search.rt, send, req.target(), headers, dumps(cleaned))
+    fetched = await _fetch(search.rt, send, req.target(), req.widened_headers(b"application/json"), cleaned)
     if fetched is not None:
         resp, content = fetched
-        out = response_headers(resp, _RESPONSE_DROP) + bypass_headers(bypass.reason.value)
-        await send_response(send, resp.status, out, content)
+        await send_response(send, resp.status, response_headers(resp, _RESPONSE_DROP) + extra, content)
 
 
-async def _body(search: _Search, scope: Scope, receive: Receive, send: Send) -> bytes | None:
-    """The whole body of a search, read under the snapshot's limit; past it the search goes to
-    the cluster as it came, streamed on from what was read (None: answered)."""
-    try:
-        return await read_body(receive, search.snap.config.max_search_body_bytes)
-    except BodyTooLarge as e:
-        await _bypass(search, Reason.BODY_TOO_LARGE, scope, receive, send, head=e.head)
+def _cleaned(snap: Snapshot, req: Incoming, raw: bytes) -> bytes | None:
+    """The body less ``ext.rerank``; None when it has none, or cannot be read (it goes as it came)."""
+    if not (req.encoding or b'"rerank"' in raw):  # nothing to look for
         return None
+    try:
+        body = req.json_body(raw, snap.config.max_search_body_bytes, snap.config.limits.max_json_depth)
+    except (Unreadable, InflatedTooLarge):
+        return None
+    cleaned = without_rerank_ext(body)
+    return None if cleaned is None else dumps(cleaned)
 
 
 async def _inflated_too_large(search: _Search, send: Send, e: InflatedTooLarge) -> None:
@@ -163,11 +157,17 @@ def _plan(route: CompiledRoute, req: Incoming, raw: bytes, snap: Snapshot) -> Se
     return safe_plan(route, body, req.params, req.rerank, limits.max_query_chars)
 
 
-async def handle_search(rt: Runtime, scope: Scope, receive: Receive, send: Send, index: str | None) -> None:
-    """``/_search`` and ``/{index}/_search``; every one leaves an event. The whole search is
-    served by the config snapshot it started with."""
+async def handle(
+    rt: Runtime, scope: Scope, receive: Receive, send: Send, index: str | None, multi: bool = False
+) -> None:
+    """``/_search`` and ``/{index}/_search`` (``multi``: ``_msearch``, each sub-search through
+    the same steps); every search leaves an event, and the whole request is served by the config
+    snapshot it started with."""
     with rt.lease() as snap:
-        await _search(rt, snap, scope, receive, send, index)
+        if multi:
+            await _msearch(rt, snap, scope, receive, send, index)
+        else:
+            await _search(rt, snap, scope, receive, send, index)
 
 
 async def _search(
@@ -175,33 +175,41 @@ async def _search(
 ) -> None:
     req = incoming(scope, request_headers(scope))
     search = _started(rt, snap, index, req)
-    route = snap.match(split_indices(index))
+    passed = await _searched(search, snap.match(split_indices(index)), req, receive, send)
+    if passed is not None:
+        await _pass(search, passed, req, scope, receive, send)
+
+
+async def _searched(
+    search: _Search, route: CompiledRoute | None, req: Incoming, receive: Receive, send: Send
+) -> _Pass | None:
+    """One search through the core, answered; or why the cluster answers it as it came."""
     if route is None:
-        await _bypass(search, Reason.NO_ROUTE, scope, receive, send)
-        return
+        return _Pass(Reason.NO_ROUTE)
+    snap = search.snap
     search.event.route = route.name
-    raw = await _body(search, scope, receive, send)
-    if raw is None:
-        return
+    try:
+        raw = await read_body(receive, snap.config.max_search_body_bytes)
+    except BodyTooLarge as e:
+        return _Pass(Reason.BODY_TOO_LARGE, head=e.head)
     try:
         plan = _plan(route, req, raw, snap)
     except InflatedTooLarge as e:
         await _inflated_too_large(search, send, e)
-        return
+        return None
     if isinstance(plan, SearchPlan):
         plan = await rewritten(route, plan, req.context)
     if isinstance(plan, Bypass):
-        await _pass_search(search, plan, req, scope, receive, send, raw)
-        return
+        return _Pass(plan.reason, raw, routed=True, bypass=plan)
     widened = dumps(plan.body)
     if len(widened) > snap.config.max_search_body_bytes:  # bounded as what it takes is
-        await _bypass(search, Reason.BODY_TOO_LARGE, scope, receive, send, body=raw)
-        return
-    cluster = _Cluster(rt, send, req, raw, req.target(urlencode(plan.params).encode()), widened)
+        return _Pass(Reason.BODY_TOO_LARGE, raw)
+    cluster = _Cluster(search.rt, send, req, raw, req.target(urlencode(plan.params).encode()), widened)
     who = req.everyone if route.lab is not None else None  # where an experiment finds the user
     result = await run(route, plan, search.event, cluster, who)
     search.record(result.outcome)
     await _answer(send, search.event, req, result)
+    return None
 
 
 async def _answer(send: Send, event: SearchEvent, req: Incoming, result: Result) -> None:
@@ -364,34 +372,37 @@ def _plan_sub(
     return _Sub(header, body, route, plan, search)
 
 
-async def handle_msearch(rt: Runtime, scope: Scope, receive: Receive, send: Send, index: str | None) -> None:
-    """``/_msearch`` and ``/{index}/_msearch``: each sub-search through the same steps as a
-    search, all of them served by the config snapshot the request started with."""
-    with rt.lease() as snap:
-        await _msearch(rt, snap, scope, receive, send, index)
-
-
 async def _msearch(
     rt: Runtime, snap: Snapshot, scope: Scope, receive: Receive, send: Send, index: str | None
 ) -> None:
     req = incoming(scope, request_headers(scope))
     whole = _started(rt, snap, ",".join(split_indices(index)), req)
-    raw = await _body(whole, scope, receive, send)
-    if raw is None:
-        return
+    passed = await _msearched(whole, index, req, receive, send)
+    if passed is not None:
+        await _pass(whole, passed, req, scope, receive, send)
+
+
+async def _msearched(
+    whole: _Search, index: str | None, req: Incoming, receive: Receive, send: Send
+) -> _Pass | None:
+    """An ``_msearch``, each line through the core, answered; or why the cluster answers it as
+    it came."""
+    rt, snap = whole.rt, whole.snap
+    try:
+        raw = await read_body(receive, snap.config.max_search_body_bytes)
+    except BodyTooLarge as e:
+        return _Pass(Reason.BODY_TOO_LARGE, head=e.head)
     if not req.json:
-        await _bypass(whole, Reason.FORMAT, scope, receive, send, body=raw)
-        return
+        return _Pass(Reason.FORMAT, raw)
     limits = snap.config.limits
     try:
         plain = req.decoded(raw, snap.config.max_search_body_bytes) if raw else b""
     except InflatedTooLarge as e:
         await _inflated_too_large(whole, send, e)
-        return
+        return None
     pairs = msearch_lines(plain, limits.max_json_depth) if plain is not None else None
     if not pairs:
-        await _bypass(whole, Reason.UNPARSED_BODY, scope, receive, send, body=raw)
-        return
+        return _Pass(Reason.UNPARSED_BODY, raw)
     subs = []
     planned = 0
     for i, (h, b) in enumerate(pairs):
@@ -416,10 +427,7 @@ async def _msearch(
             assert isinstance(s.plan, Bypass)
             s.search.record(Outcome.bypass(s.plan.reason), s.plan)
             reasons.append(s.plan.reason.value)
-        limit = snap.config.max_request_body_bytes
-        extra = bypass_headers(",".join(reasons))
-        await forward(rt, scope, receive, send, body=raw, extra_headers=extra, limit=limit)
-        return
+        return _Pass(Reason.NONE, raw, header=",".join(reasons), recorded=True)
     lines: list[bytes] = []
     for s in subs:
         lines.append(dumps(s.header))
@@ -430,7 +438,7 @@ async def _msearch(
     if fetched is None:
         for s in subs:
             s.search.record(Outcome.bypass(Reason.UPSTREAM_UNAVAILABLE), _language(s.plan))
-        return
+        return None
     resp, content = fetched
     doc = await _json_response_off_loop(resp, content)
     responses = _answers(doc, len(subs))
@@ -440,7 +448,7 @@ async def _msearch(
             s.search.record(outcome, _language(s.plan))
         out = response_headers(resp, _RESPONSE_DROP) + outcome_headers(outcome)
         await send_response(send, resp.status, out, content)
-        return
+        return None
     again = await _ask_again(rt, path, upstream, subs, responses)
     everyone = req.everyone if any(s.route is not None and s.route.lab is not None for s in subs) else None
     outcomes = await asyncio.gather(
@@ -460,6 +468,7 @@ async def _msearch(
         else dumps(doc, req.pretty)
     )
     await send_response(send, resp.status, out_headers, body)
+    return None
 
 
 def _language(plan: SearchPlan | Bypass) -> Bypass | None:

@@ -21,7 +21,7 @@ from sidecar.search import languages
 from sidecar.search.cluster import WIDEN_REFUSED, Answer, ClusterRefused, Upstream
 from sidecar.search.outcome import Outcome
 from sidecar.search.plan import Bypass, SearchPlan, plan_search
-from sidecar.search.rerank import finished
+from sidecar.search.rerank import finish
 from sidecar.search.snapshot import CompiledRoute
 from sidecar.search.variants import rewrite_plan
 from sidecar.vocab import Reason
@@ -98,7 +98,7 @@ async def run(
     if answer.window is None:
         return Result(answer.passed(), answer=answer)
     try:
-        page, outcome = await finished(compiled, plan, answer.doc, event, upstream, headers)
+        page, outcome = await finish(compiled, plan, answer.doc, event, upstream, headers)
     except ClusterRefused as refused:  # the page past the window: the cluster's own error goes back
         return Result(refused.answer.passed(), answer=refused.answer)
     return Result(outcome, page=page, answer=answer)

@@ -210,42 +210,30 @@ async def finish(
     past the window, from ``upstream``, where the page reaches beyond it); the event records the
     plan, the cluster's window and what the model made of it. Under an experiment the page is
     the order its arm (or the interleaving of both) gives; ``headers`` (lower-case names) are
-    where it looks for the user's identity."""
-    compiled, route = routed(compiled, plan)
-    window = window_of(route, response)
-    scoring = await score(compiled, route, plan, window)
-    outcome = scoring.outcome
-    if scoring.scores is None:
-        page, ubi = await page_of(scoring, plan, response, window, None, upstream)
-        record.searched(event, compiled.name, plan, route, window, scoring, None, ubi, None)
-        return page, outcome
-    decision = decide(scoring.route, scoring.scores, window.cluster, window.missing)
-    outcome = replace(outcome, cut=decision.cut, flags=decision.flags)
-    served = await serve(scoring, plan, window, decision, headers)
-    shown = decision if served is None else _served_decision(served, decision, len(window.hits))
-    page, ubi = await page_of(scoring, plan, response, window, shown, upstream)
-    if served is not None:
-        outcome = replace(outcome, model="")
-    record.searched(event, compiled.name, plan, route, window, scoring, decision, ubi, served)
-    lab = scoring.compiled.lab
-    if served is not None and lab is not None and event.experiment is not None:
-        _impression(lab, event, served, window)
-    return page, outcome
-
-
-async def finished(
-    compiled: CompiledRoute,
-    plan: SearchPlan,
-    response: dict[str, Any],
-    event: SearchEvent,
-    upstream: Upstream | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> tuple[dict[str, Any], Outcome]:
-    """``finish``; on a fault of the sidecar's own the client still gets its page, in the
-    cluster's order (fallback ``sidecar-error``), and the event says what was asked.
-    ClusterRefused goes on to the adapter: the cluster's own error is the client's answer."""
+    where it looks for the user's identity. On a fault of the sidecar's own the client still
+    gets its page, in the cluster's order (fallback ``sidecar-error``), and the event says what
+    was asked; ClusterRefused goes on to the adapter: the cluster's own error is the answer."""
     try:
-        return await finish(compiled, plan, response, event, upstream, headers)
+        compiled, route = routed(compiled, plan)
+        window = window_of(route, response)
+        scoring = await score(compiled, route, plan, window)
+        outcome = scoring.outcome
+        if scoring.scores is None:
+            page, ubi = await page_of(scoring, plan, response, window, None, upstream)
+            record.searched(event, compiled.name, plan, route, window, scoring, None, ubi, None)
+            return page, outcome
+        decision = decide(scoring.route, scoring.scores, window.cluster, window.missing)
+        outcome = replace(outcome, cut=decision.cut, flags=decision.flags)
+        served = await serve(scoring, plan, window, decision, headers)
+        shown = decision if served is None else _served_decision(served, decision, len(window.hits))
+        page, ubi = await page_of(scoring, plan, response, window, shown, upstream)
+        if served is not None:
+            outcome = replace(outcome, model="")
+        record.searched(event, compiled.name, plan, route, window, scoring, decision, ubi, served)
+        lab = scoring.compiled.lab
+        if served is not None and lab is not None and event.experiment is not None:
+            _impression(lab, event, served, window)
+        return page, outcome
     except ClusterRefused:
         raise
     except Exception:

@@ -13,7 +13,7 @@ from sidecar.engine.protocol import Scored, ScoreRequest
 from sidecar.search import record
 from sidecar.search.cluster import Answer, ClusterRefused
 from sidecar.search.plan import SearchPlan, plan_search
-from sidecar.search.rerank import finished
+from sidecar.search.rerank import finish
 from sidecar.search.snapshot import CompiledRoute, ServedModel
 from sidecar.vocab import Reason, Status
 
@@ -98,7 +98,7 @@ async def test_the_page_is_the_models_order_and_the_event_says_why() -> None:
     compiled = route(WordScorer("gpu"), window=4)
     p = plan(compiled, {"query": {"match": {"text": "gpu memory"}}, "size": 2})
     event = record.new_event("kb", {})
-    page, outcome = await finished(compiled, p, hits(["cpu", "gpu one", "disk", "gpu two"]), event)
+    page, outcome = await finish(compiled, p, hits(["cpu", "gpu one", "disk", "gpu two"]), event)
     assert [h["_id"] for h in page["hits"]["hits"]] == ["1", "3"]
     assert outcome.status is Status.APPLIED and outcome.model == "word"
     assert event.query == "gpu memory" and event.route == "kb" and event.window == 4
@@ -113,7 +113,7 @@ async def test_the_page_past_the_window_comes_through_the_upstream_it_is_given()
     compiled = route(WordScorer("gpu"), window=2)
     p = plan(compiled, {"query": {"match": {"text": "gpu"}}, "size": 4})
     cluster = FakeUpstream([{"_id": "x", "_score": 1.0, "_source": {"text": "later"}}])
-    page, _ = await finished(compiled, p, hits(["cpu", "gpu"]), record.new_event("kb", {}), cluster)
+    page, _ = await finish(compiled, p, hits(["cpu", "gpu"]), record.new_event("kb", {}), cluster)
     assert [h["_id"] for h in page["hits"]["hits"]] == ["1", "0", "x"]
     assert cluster.bodies and cluster.bodies[0]["from"] == 2  # asked for what follows the window
 
@@ -122,9 +122,7 @@ async def test_a_refusal_past_the_window_goes_to_the_adapter() -> None:
     compiled = route(WordScorer("gpu"), window=2)
     p = plan(compiled, {"query": {"match": {"text": "gpu"}}, "size": 4})
     with pytest.raises(ClusterRefused):
-        await finished(
-            compiled, p, hits(["cpu", "gpu"]), record.new_event("kb", {}), FakeUpstream(refuse=True)
-        )
+        await finish(compiled, p, hits(["cpu", "gpu"]), record.new_event("kb", {}), FakeUpstream(refuse=True))
 
 
 async def test_a_model_that_fails_leaves_the_clusters_order_flagged() -> None:
@@ -132,7 +130,7 @@ async def test_a_model_that_fails_leaves_the_clusters_order_flagged() -> None:
     compiled = route(scorer)
     p = plan(compiled, {"query": {"match": {"text": "gpu"}}, "size": 3})
     event = record.new_event("kb", {})
-    page, outcome = await finished(compiled, p, hits(["cpu", "gpu", "disk"]), event)
+    page, outcome = await finish(compiled, p, hits(["cpu", "gpu", "disk"]), event)
     assert [h["_id"] for h in page["hits"]["hits"]] == ["0", "1", "2"]
     assert (outcome.status, outcome.reason) == (Status.FALLBACK, Reason.MODEL_ERROR)
     assert scorer.asked == 1 and event.final == [] and len(event.baseline) == 3
@@ -142,7 +140,7 @@ async def test_a_fault_of_the_core_serves_the_clusters_page_and_names_the_query(
     compiled = route(WordScorer("gpu", garbage=True))
     p = plan(compiled, {"query": {"match": {"text": "gpu"}}, "size": 2})
     event = record.new_event("kb", {})
-    page, outcome = await finished(compiled, p, hits(["cpu", "gpu"]), event)
+    page, outcome = await finish(compiled, p, hits(["cpu", "gpu"]), event)
     assert (outcome.status, outcome.reason) == (Status.FALLBACK, Reason.SIDECAR_ERROR)
     assert [h["_id"] for h in page["hits"]["hits"]] == ["0", "1"]
     assert event.query == "gpu" and event.route == "kb"
