@@ -100,8 +100,9 @@ class WorkQueue:
         self.queued_tokens += work.est_tokens
 
     def until_take(self, now: float) -> float:
-        """Seconds to wait before taking what is queued (0: take it now); the queue is not empty."""
-        if self.queued_tokens >= self.batch_tokens:
+        """Seconds to wait before taking what is queued (0: take it now, also when what waited has
+        left meanwhile: a timed-out or cancelled request leaves while the thread waits)."""
+        if not self.pending or self.queued_tokens >= self.batch_tokens:
             return 0.0
         return max(0.0, self.pending[0].enqueued + self.max_wait_s - now)
 

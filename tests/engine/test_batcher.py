@@ -339,3 +339,15 @@ async def test_searches_that_arrive_while_the_model_runs_share_a_batch() -> None
     finally:
         backend.gate.set()
         b.stop()
+
+
+async def test_a_search_that_leaves_while_the_thread_waits_for_more_does_not_stop_the_model() -> None:
+    backend = RecordingBackend()
+    b = await _batcher(backend, max_wait_ms=300)  # the thread waits up to 300 ms for company
+    try:
+        with pytest.raises(ModelTimeout):
+            await scores_of(b, "q", ["gone before the batch"], None, 0.05)
+        await asyncio.sleep(0.4)  # the thread's wait ends on an empty queue
+        assert await scores_of(b, "q", ["served"], None, 5.0) == [expected("q|served")]
+    finally:
+        await b.aclose()

@@ -79,3 +79,12 @@ def test_the_estimate_is_bounded_by_the_models_length() -> None:
     assert estimate(["abc"], ["x" * 30]) == 1 + 64 + 10
     assert estimate(["q"], ["x" * 10_000], max_length=512) == 512
     assert estimate(["a", "b"], ["c", "d", "e"]) == 6 * 64
+
+
+def test_a_queue_emptied_while_the_thread_waits_is_taken_at_once(loop: asyncio.AbstractEventLoop) -> None:
+    q = WorkQueue("m", batch_tokens=100, max_wait_s=0.5, max_queue=10)
+    alone = work(loop, 10, at=10.0)
+    q.admit(alone, 1.0)
+    assert q.until_take(10.1) > 0  # the thread waits for more to come
+    q.leave(alone)  # meanwhile the search timed out
+    assert q.until_take(10.2) == 0.0 and q.take() == []
