@@ -28,6 +28,7 @@ from sidecar.engine.pairs import forward_splitting_on_oom, token_batches
 from sidecar.engine.protocol import (
     Backend,
     Encoded,
+    GroupBackend,
     ManyQueryBackend,
     ModelTimeout,
     Overloaded,
@@ -100,6 +101,15 @@ class Batcher:
             "queue_depth": self.queue_depth,
             "batches": self.stats.batches,
             "padding_waste": round(self.stats.padding_waste, 4),
+            **(
+                {
+                    "forwards": self.stats.forwards,
+                    "forward_queries": self.stats.forward_queries,
+                    "queries_per_forward": round(self.stats.forward_queries / self.stats.forwards, 2),
+                }
+                if self.stats.forwards
+                else {}
+            ),
         }
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -200,8 +210,30 @@ class Batcher:
             return self.queue.take()
 
     def _run_whole(self, backend: Backend, requests: list[Work]) -> None:
-        """A backend that scores whole requests (the bi-encoder), one after the other."""
-        for r in requests:
+        """A backend that scores whole requests: every request taken in one pass where it can
+        (a group backend, the bi-encoder: concurrent searches share the forward), else one
+        after the other."""
+        live = [r for r in requests if not r.future.cancelled()]
+        if isinstance(backend, GroupBackend) and live:
+            now = time.monotonic()
+            for r in live:
+                r.first_batch = now
+            try:
+                results = backend.score_group([(r.queries, r.documents, r.instruction) for r in live])
+            except Exception as e:  # the pass failed: every request in it gets the error
+                log.warning("model %s failed on %d searches together: %s", self.name, len(live), e)
+                for r in live:
+                    r.deliver(e)
+                return
+            # counted before the answers go out: whoever awaits one sees the figures that include it
+            self.stats.forwards += 1
+            self.stats.forward_queries += sum(len(r.queries) for r in live)
+            for r in live:
+                self._count_whole(r)
+            for r, result in zip(live, results, strict=True):
+                r.deliver(result)
+            return
+        for r in live:
             r.first_batch = time.monotonic()
             try:
                 if isinstance(backend, ManyQueryBackend):
@@ -211,12 +243,14 @@ class Batcher:
             except Exception as e:
                 r.deliver(e)
                 continue
-            # counted before the answer goes out: whoever awaits it sees the figures that include it
-            for _ in r.queries:  # one call of the model per query; its padding is its own
-                self.stats.batches += 1
-                self.stats.pairs += len(r.documents)
-                self.stats.last_batch_sizes.append(len(r.documents))
+            self._count_whole(r)
             r.deliver(result)
+
+    def _count_whole(self, r: Work) -> None:
+        for _ in r.queries:  # one column of the scores per query; its padding is its own
+            self.stats.batches += 1
+            self.stats.pairs += len(r.documents)
+            self.stats.last_batch_sizes.append(len(r.documents))
 
     def _prepare(self, backend: PairBackend) -> None:
         """The preparing thread: takes requests, tokenizes them, hands groups to inference."""

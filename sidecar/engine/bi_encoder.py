@@ -110,8 +110,12 @@ class BiEncoderBackend:
     def embed(self, texts: Sequence[str], *, chunk: bool = False) -> list[torch.Tensor]:
         """Per text, its normalized embeddings (one row per chunk), through the caches; the
         longest texts are encoded first so batches pad little."""
-        ns = self._ns + ("c" if chunk else "q")
-        keys = [text_key(ns, t) for t in texts]
+        return self.embed_all([(t, chunk) for t in texts])
+
+    def embed_all(self, items: Sequence[tuple[str, bool]]) -> list[torch.Tensor]:
+        """``embed`` of texts of both kinds (``(text, chunk)``: queries whole, documents in
+        chunks) in one pass: what the caches lack is encoded together, sorted by length."""
+        keys = [text_key(self._ns + ("c" if chunk else "q"), t) for t, chunk in items]
         rows: list[torch.Tensor | None] = [self.cache.get(k) for k in keys]
         if self.store is not None:
             stored = self.store.get([keys[i] for i, r in enumerate(rows) if r is None])
@@ -120,22 +124,27 @@ class BiEncoderBackend:
                     vec = stored[k].view(-1, self.model.config.hidden_size)
                     rows[i] = vec
                     self.cache.put(k, vec)
-        missing = sorted({i for i, r in enumerate(rows) if r is None}, key=lambda i: -len(texts[i]))
+        first: dict[bytes, int] = {}  # a text asked twice is encoded once
+        for i, r in enumerate(rows):
+            if r is None:
+                first.setdefault(keys[i], i)
+        missing = sorted(first.values(), key=lambda i: -len(items[i][0]))
         if missing:
-            pieces = [self._pieces(texts[i], chunk=chunk) for i in missing]
+            pieces = [self._pieces(items[i][0], chunk=items[i][1]) for i in missing]
             flat = [p for ps in pieces for p in ps]
-            fresh = self._encode(flat)
+            order = sorted(range(len(flat)), key=lambda j: -len(flat[j]))  # chunks and texts alike
+            fresh = torch.empty(len(flat), self.model.config.hidden_size)
+            fresh[torch.tensor(order, dtype=torch.long)] = self._encode([flat[j] for j in order])
             self.encoded += len(missing)
+            made: dict[bytes, torch.Tensor] = {}
             at = 0
-            encoded = []
             for i, ps in zip(missing, pieces, strict=True):
-                vec = fresh[at : at + len(ps)].clone()
+                made[keys[i]] = fresh[at : at + len(ps)].clone()
                 at += len(ps)
-                rows[i] = vec
-                self.cache.put(keys[i], vec)
-                encoded.append((keys[i], vec))
+                self.cache.put(keys[i], made[keys[i]])
             if self.store is not None:
-                self.store.put(encoded)
+                self.store.put(list(made.items()))
+            rows = [r if r is not None else made[k] for r, k in zip(rows, keys, strict=True)]
         return [r for r in rows if r is not None]
 
     def score(self, query: str, documents: Sequence[str], instruction: str | None = None) -> list[float]:
@@ -147,13 +156,37 @@ class BiEncoderBackend:
     ) -> list[list[float]]:
         """Per query, each document's cosine (its best chunk): the queries embedded in one pass,
         the documents looked up once, every chunk against every query in one matrix product."""
-        if not documents:
-            return [[] for _ in queries]
-        q = torch.cat(self.embed(queries))  # (queries, hidden)
-        rows = self.embed(documents, chunk=self.chunk)
-        sims = torch.cat(rows) @ q.T  # (chunks of all documents, queries)
-        # each document's best chunk, for every query at once
-        owner = torch.repeat_interleave(torch.arange(len(rows)), torch.tensor([len(r) for r in rows]))
-        best = torch.full((len(rows), sims.shape[1]), float("-inf"), dtype=sims.dtype)
-        best.scatter_reduce_(0, owner[:, None].expand_as(sims), sims, reduce="amax")
-        return best.T.tolist()
+        return self.score_group([(queries, documents, instruction)])[0]
+
+    def score_group(
+        self, requests: Sequence[tuple[Sequence[str], Sequence[str], str | None]]
+    ) -> list[list[list[float]]]:
+        """``score_many`` of several searches at once: every query and variant of all of them,
+        and every document the caches lack, embedded in one pass sorted by length; then each
+        search scored with its own matrix product."""
+        items: dict[tuple[str, bool], int] = {}
+        for queries, documents, _ in requests:
+            if documents:
+                for query in queries:
+                    items.setdefault((query, False), len(items))
+                for d in documents:
+                    items.setdefault((d, self.chunk), len(items))
+        rows = self.embed_all(list(items))
+        out: list[list[list[float]]] = []
+        for queries, documents, _ in requests:
+            if not documents:
+                out.append([[] for _ in queries])
+                continue
+            embedded = torch.cat([rows[items[(x, False)]] for x in queries])  # (queries, hidden)
+            out.append(_best_chunks(embedded, [rows[items[(d, self.chunk)]] for d in documents]))
+        return out
+
+
+def _best_chunks(q: torch.Tensor, rows: list[torch.Tensor]) -> list[list[float]]:
+    """Per query, each document's best chunk's cosine, every chunk against every query at once."""
+    sims = torch.cat(rows) @ q.T  # (chunks of all documents, queries)
+    owner = torch.repeat_interleave(torch.arange(len(rows)), torch.tensor([len(r) for r in rows]))
+    best = torch.full((len(rows), sims.shape[1]), float("-inf"), dtype=sims.dtype)
+    best.scatter_reduce_(0, owner[:, None].expand_as(sims), sims, reduce="amax")
+    result: list[list[float]] = best.T.tolist()
+    return result

@@ -64,6 +64,18 @@ class ManyQueryBackend(Backend, Protocol):
 
 
 @runtime_checkable
+class GroupBackend(ManyQueryBackend, Protocol):
+    """A backend that scores several searches in one pass (the bi-encoder: every query and
+    document of all of them embedded together), so concurrent searches share forward passes."""
+
+    def score_group(
+        self, requests: Sequence[tuple[Sequence[str], Sequence[str], str | None]]
+    ) -> list[list[list[float]]]:
+        """Per request (queries, documents, instruction): per query, one score per document."""
+        ...
+
+
+@runtime_checkable
 class PairBackend(Backend, Protocol):
     """A backend that scores (query, document) pairs one input each, so pairs of many
     searches can share a forward pass: the batcher calls ``encode`` and ``forward``."""

@@ -18,6 +18,8 @@ class BatchStats:
     overloaded: int = 0
     cache_hits: int = 0
     cache_misses: int = 0
+    forwards: int = 0  # passes of a group backend (the bi-encoder): searches taken together
+    forward_queries: int = 0  # the queries and variants those passes carried
 
     @property
     def padding_waste(self) -> float:

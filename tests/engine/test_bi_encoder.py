@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
+from sidecar.engine.batcher import Batcher
 from sidecar.engine.bi_encoder import BiEncoderBackend
 from sidecar.engine.cache import LRUCache
 from sidecar.engine.models import resolve_model
-from sidecar.engine.protocol import Backend
+from sidecar.engine.protocol import Backend, GroupBackend
 from tests.conftest import CORPUS
+from tests.engine.scoring import scores_of
 
 
 def test_loads_a_saved_model_and_scores_by_cosine(tiny_bert_dir: Path) -> None:
@@ -142,3 +147,73 @@ def test_several_queries_at_once_score_as_each_alone(tiny_bert_dir: Path) -> Non
     for row, ref in zip(together, alone, strict=True):
         assert row == pytest.approx(ref, abs=1e-6)
     assert backend.score_many(queries, []) == [[], [], []]
+
+
+def test_searches_together_score_as_each_alone(tiny_bert_dir: Path) -> None:
+    backend = BiEncoderBackend(str(tiny_bert_dir), device="cpu", max_length=64, chunk=True, chunk_tokens=16)
+    assert isinstance(backend, GroupBackend)
+    searches = [
+        (["gpu memory", "graphics memory"], ["gpu memory " * 30, "lora rank"], None),
+        (["which lora rank"], ["lora rank", "shipping rates to norway and sweden " * 5, "lora rank"], None),
+        (["nothing to score"], [], None),
+        (["gpu memory"], ["lora rank"], None),  # a query another search asked too
+    ]
+    together = backend.score_group(searches)
+    fresh = BiEncoderBackend(str(tiny_bert_dir), device="cpu", max_length=64, chunk=True, chunk_tokens=16)
+    for got, (queries, docs, _) in zip(together, searches, strict=True):
+        assert got == [pytest.approx(row, abs=1e-6) for row in fresh.score_many(queries, docs)]
+    # every text the searches named was embedded once, in one pass
+    assert backend.encoded == len({"gpu memory", "graphics memory", "which lora rank"}) + 3
+
+
+async def test_concurrent_searches_share_the_bi_encoders_forward_passes(tiny_bert_dir: Path) -> None:
+    backend = BiEncoderBackend(str(tiny_bert_dir), device="cpu", max_length=64)
+    gate = threading.Event()
+    real = backend.score_group
+
+    def gated(requests: Any) -> Any:
+        gate.wait(10)  # the first pass holds the thread while the other searches queue
+        return real(requests)
+
+    backend.score_group = gated  # type: ignore[method-assign]
+    b = Batcher("m", lambda: backend, max_wait_ms=1)
+    await b.start()
+    try:
+        docs = [f"document {i} about gpu memory" for i in range(6)]
+        first = asyncio.ensure_future(scores_of(b, "first search", docs, None, 10.0))
+        await asyncio.sleep(0.1)
+        rest = [asyncio.ensure_future(scores_of(b, f"search {i}", docs, None, 10.0)) for i in range(7)]
+        await asyncio.sleep(0.1)
+        gate.set()
+        got = await asyncio.gather(first, *rest)
+        alone = BiEncoderBackend(str(tiny_bert_dir), device="cpu", max_length=64)
+        queries = ["first search"] + [f"search {i}" for i in range(7)]
+        assert got == [pytest.approx(alone.score(q, docs), abs=1e-6) for q in queries]
+        assert b.stats.forwards == 2 and b.stats.forward_queries == 8  # one, then the seven together
+        assert b.info()["queries_per_forward"] == 4.0
+    finally:
+        await b.aclose()
+
+
+async def test_a_failed_pass_reaches_the_searches_in_it_and_the_next_pass_serves(tiny_bert_dir: Path) -> None:
+    backend = BiEncoderBackend(str(tiny_bert_dir), device="cpu", max_length=64)
+    real = backend.score_group
+    calls = 0
+
+    def failing_once(requests: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("out of memory")
+        return real(requests)
+
+    backend.score_group = failing_once  # type: ignore[method-assign]
+    b = Batcher("m", lambda: backend, max_wait_ms=1)
+    await b.start()
+    try:
+        assert len(await scores_of(b, "one", ["a doc"], None, 10.0)) == 1
+        with pytest.raises(RuntimeError, match="out of memory"):
+            await scores_of(b, "two", ["a doc"], None, 10.0)
+        assert len(await scores_of(b, "three", ["a doc"], None, 10.0)) == 1
+    finally:
+        await b.aclose()
