@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -34,7 +33,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.proxy_overhead import free_port, lua_str, run_wrk, wait_http  # noqa: E402
+from bench.proxy_overhead import free_port, lua_str, run_wrk, stop, wait_http  # noqa: E402
 
 INDEX = "kb"
 CORPUS = ROOT / "sidecar" / "demo" / "corpus.jsonl"
@@ -272,13 +271,7 @@ def main() -> int:
                 )
         return 0
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs)
         cluster.close()
         for tree in trees:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)])

@@ -139,6 +139,17 @@ def lua_str(s: str) -> str:
     return "[==[" + s + "]==]"
 
 
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM every process, then wait for each (one that takes over 15 s is killed)."""
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def run_wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str, float]:
     threads = min(connections, 2)
     out = subprocess.run(
@@ -314,13 +325,7 @@ def main() -> int:
                 )
         return 0
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs)
         cluster.close()
         if args.against:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(work / "against")])
