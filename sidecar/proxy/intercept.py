@@ -6,7 +6,8 @@ pipeline.py) between reading and writing.
     ``_msearch`` for every line) -> the Result written back
 
 Every search, and every sub-search, leaves one event; a search passed through leaves by the
-one bypass exit, ``_bypass`` (``_pass_search`` for one of a route, less ``ext.rerank``).
+one exit, ``_pass`` (a route's search less ``ext.rerank``), from the ``_Pass`` that the
+adapter's steps return.
 """
 
 from __future__ import annotations
@@ -437,7 +438,7 @@ async def _msearched(
     fetched = await _fetch(rt, send, path, upstream, b"\n".join(lines) + b"\n")
     if fetched is None:
         for s in subs:
-            s.search.record(Outcome.bypass(Reason.UPSTREAM_UNAVAILABLE), _language(s.plan))
+            s.search.record(Outcome.bypass(Reason.UPSTREAM_UNAVAILABLE), _bypass_of(s.plan))
         return None
     resp, content = fetched
     doc = await _json_response_off_loop(resp, content)
@@ -445,7 +446,7 @@ async def _msearched(
     if responses is None:  # the cluster's own answer goes back
         outcome = Outcome.bypass(Reason.UPSTREAM_STATUS, resp.status)
         for s in subs:
-            s.search.record(outcome, _language(s.plan))
+            s.search.record(outcome, _bypass_of(s.plan))
         out = response_headers(resp, _RESPONSE_DROP) + outcome_headers(outcome)
         await send_response(send, resp.status, out, content)
         return None
@@ -471,7 +472,8 @@ async def _msearched(
     return None
 
 
-def _language(plan: SearchPlan | Bypass) -> Bypass | None:
+def _bypass_of(plan: SearchPlan | Bypass) -> Bypass | None:
+    """The bypass a line was planned to (its event keeps what a language bypass says), or None."""
     return plan if isinstance(plan, Bypass) else None
 
 

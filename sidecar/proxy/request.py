@@ -51,7 +51,12 @@ def rerank_headers(scope: Scope) -> dict[str, str]:
 def header_map(scope: Scope) -> dict[str, str]:
     """All of the request's headers by lower-case name (where an experiment looks for the
     user's identity; never recorded)."""
-    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    return by_name(scope["headers"])
+
+
+def by_name(headers: Sequence[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Raw headers by lower-case name (latin-1)."""
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in headers}
 
 
 def answers_in_json(scope: Scope, params: Sequence[tuple[str, str]]) -> bool:
@@ -181,7 +186,7 @@ class Incoming:
     @cached_property
     def everyone(self) -> dict[str, str]:
         """Every header by lower-case name (where an experiment looks for the user; never kept)."""
-        return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in self.scope_headers}
+        return by_name(self.scope_headers)
 
     def target(self, query_string: bytes | None = None) -> bytes:
         """The path for the cluster, with the query string as sent (or ``query_string``)."""
