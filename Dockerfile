@@ -11,8 +11,9 @@ COPY configs ./configs
 RUN pip install --index-url https://download.pytorch.org/whl/cpu torch \
  && pip install .
 
-# model downloads go to a volume (docker-compose.yml mounts one here) writable by the service user
-ENV HF_HOME=/cache/huggingface
+# model downloads go to a volume (docker-compose.yml mounts one here) writable by the service user,
+# and so do the ONNX exports of the models that run on the CPU (made once per model, then reused)
+ENV HF_HOME=/cache/huggingface RERANK_SIDECAR_CACHE=/cache/huggingface/rerank-sidecar
 RUN mkdir -p /cache/huggingface && chown nobody /cache/huggingface
 
 EXPOSE 9200 9301

@@ -4,9 +4,10 @@ osmem-server holds the demo corpus (210 documents); the sidecar (its own process
 all-MiniLM-L6-v2 on the CPU, a bi-encoder route: window 100, fields title and text, no rewrite)
 has every document's embedding cached first. wrk sends a distinct query per request at 1, 4,
 16 and 32 clients; each cell prints searches/s, p50 and p99, the median queue and model time
-of its searches (from their events), the queries a forward pass carried, and how many searches
-fell back or erred. The model's batched ceiling (32 queries in one forward, in this process) is
-measured in the same run.
+of its searches (from their events), the queries a forward pass carried, how many searches
+fell back or erred, and the sidecar's own time in a search (its event's total less the
+cluster, the queue and the model). The model's batched ceiling (32 queries of the same shape
+in one forward, on the runtime and threads the sidecar uses) is measured in the same run.
 
     python bench/cpu_curve.py [--seconds 10] [--clients 1,4,16,32] [--against REV]
 
@@ -85,14 +86,22 @@ def index_corpus(url: str) -> tuple[list[str], list[str]]:
     return [d["_id"] for d in docs], [w for w in words if w.isalpha() and len(w) > 3]
 
 
-def sidecar_config(port: int, admin: int, cluster: str) -> dict[str, Any]:
+def sidecar_config(port: int, admin: int, cluster: str, threads: int | None = None) -> dict[str, Any]:
+    model = {} if threads is None else {"threads": threads}  # an older sidecar knows no such key
     return {
         "listen": f"127.0.0.1:{port}",
         "upstream": {"url": cluster, "timeout_s": 30},
         "admin": {"listen": f"127.0.0.1:{admin}"},
         "log_level": "warning",
         "events": {"buffer": 20_000},
-        "models": {"minilm": {"backend": "bi-encoder", "model": "all-MiniLM-L6-v2", "device": "cpu"}},
+        "models": {
+            "minilm": {
+                "backend": "bi-encoder",
+                "model": "all-MiniLM-L6-v2",
+                "device": "cpu",
+                **model,
+            }
+        },
         "routes": [
             {
                 "indices": [INDEX],
@@ -133,14 +142,17 @@ def forwards(admin: str) -> tuple[float, float] | None:
     return float(model["forwards"]), float(model["forward_queries"])
 
 
-def ceiling(seconds: float) -> float:
-    """The model's own batched rate: 32 distinct queries in one forward, queries/s."""
-    from sidecar.engine.bi_encoder import BiEncoderBackend
+def ceiling(config: dict[str, Any], words: list[str], seconds: float) -> float:
+    """The model's own batched rate, as the sidecar runs it (its runtime and threads): 32
+    distinct queries of the runs' shape in one forward, queries/s."""
+    from sidecar.config import model_entry
+    from sidecar.engine.registry import build_backend
 
-    model = BiEncoderBackend("all-MiniLM-L6-v2", device="cpu", cache_size=1)
+    model = build_backend("minilm", model_entry(config["models"]["minilm"]))  # type: ignore[arg-type]
+    embed = model.embed  # type: ignore[attr-defined]
     n, started, i = 0, time.perf_counter(), 0
     while time.perf_counter() - started < seconds:
-        model.embed([f"query {i} number {j} about gpu memory" for j in range(32)])
+        embed([f"{words[(i + j) % len(words)]} {words[j]} {words[-j]} r0t{j}n{i}" for j in range(32)])
         n += 32
         i += 1
     return n / (time.perf_counter() - started)
@@ -152,8 +164,14 @@ def main() -> int:
     ap.add_argument("--clients", default="1,4,16,32")
     ap.add_argument("--against", metavar="REV", help="also run the sidecar of this git commit, side by side")
     ap.add_argument(
-        "--profile", type=Path, help="record this sidecar with py-spy (raw, all threads) at the most clients"
+        "--profile",
+        type=Path,
+        help="record this sidecar with py-spy (raw, all threads) at --profile-at clients",
     )
+    ap.add_argument(
+        "--threads", type=int, help="the model's ONNX Runtime threads in this sidecar (default: its own)"
+    )
+    ap.add_argument("--profile-at", type=int, help="the clients of the profiled run (default: the most)")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk not found: apt-get install wrk")
@@ -178,7 +196,8 @@ def main() -> int:
             if name == "before" and rev is None:
                 continue
             port, admin = free_port(), free_port()
-            (work / f"{name}.yaml").write_text(json.dumps(sidecar_config(port, admin, cluster.url)))
+            threads = args.threads if name == "now" else None
+            (work / f"{name}.yaml").write_text(json.dumps(sidecar_config(port, admin, cluster.url, threads)))
             cwd, env = ROOT, dict(os.environ)
             if rev is not None:
                 tree = work / "against"
@@ -196,7 +215,7 @@ def main() -> int:
             wait_http(admin + "/_sidecar/health", 300)
             warm(url, ids)
         direct = run_wrk(cluster.url, script(), 1, 2)
-        rate = ceiling(5.0)
+        rate = ceiling(sidecar_config(0, 0, cluster.url, args.threads), words, 5.0)
         rows = []
         levels = [int(c) for c in args.clients.split(",")]
         for clients in levels:
@@ -205,7 +224,7 @@ def main() -> int:
                 before = forwards(admin)
                 since = time.time()
                 spy = None
-                if args.profile and name == "now" and clients == max(levels):
+                if args.profile and name == "now" and clients == (args.profile_at or max(levels)):
                     spy = subprocess.Popen(
                         ["py-spy", "record", "-f", "raw", "-o", str(args.profile), "-p", str(procs[0].pid),
                          "-d", str(args.seconds), "-r", "100", "--threads", "--idle"],
@@ -226,6 +245,15 @@ def main() -> int:
                     e["timings"]["model_ms"] for e in applied if e["timings"].get("model_ms") is not None
                 ]
                 window = statistics.median(len(e["baseline"]) for e in applied) if applied else None
+                # the sidecar's own time in a search: all of it but the cluster, the queue, the model
+                own = [
+                    e["timings"]["total_ms"]
+                    - e["timings"].get("upstream_ms", 0)
+                    - (e["timings"].get("queue_ms") or 0)
+                    - (e["timings"].get("model_ms") or 0)
+                    for e in applied
+                    if e["timings"].get("total_ms") is not None
+                ]
                 per_forward = None
                 if before is not None and after is not None and after[0] > before[0]:
                     per_forward = (after[1] - before[1]) / (after[0] - before[0])
@@ -239,6 +267,7 @@ def main() -> int:
                         per_forward,
                         other + int(r["non2xx"] + r["socket_errors"]),
                         window,
+                        statistics.median(own) if own else None,
                     )
                 )
         print()
@@ -248,17 +277,17 @@ def main() -> int:
         print(
             f"{'clients':>7}{'sidecar':>9}{'search/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
             f"{'queue ms':>10}{'model ms':>10}{'q/forward':>11}{'of ceiling':>11}{'not applied':>13}"
-            f"{'window':>8}"
+            f"{'window':>8}{'own ms':>8}"
         )
 
         def fmt(v: float | None, spec: str) -> str:
             return "–" if v is None else format(v, spec)
 
-        for clients, name, r, q, m, pf, bad, window in rows:
+        for clients, name, r, q, m, pf, bad, window, own_ms in rows:
             print(
                 f"{clients:>7}{name:>9}{r['rps']:>10.1f}{r['p50']:>9.1f}{r['p99']:>9.1f}"
                 f"{fmt(q, '.1f'):>10}{fmt(m, '.1f'):>10}{fmt(pf, '.1f'):>11}"
-                f"{r['rps'] / rate:>11.2f}{bad:>13}{fmt(window, '.0f'):>8}"
+                f"{r['rps'] / rate:>11.2f}{bad:>13}{fmt(window, '.0f'):>8}{fmt(own_ms, '.2f'):>8}"
             )
         if args.against:
             print()

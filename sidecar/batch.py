@@ -16,8 +16,6 @@ from sidecar.config import ConfigError, ModelConfig, load_config, model_entry
 from sidecar.docfiles import DocumentsError, jsonl_values, load_documents
 from sidecar.engine.calibration import Calibration, apply
 from sidecar.engine.protocol import Scorer, ScoreRequest
-from sidecar.engine.registry import make_scorer, model_calibration
-from sidecar.engine.remote import RemoteError
 
 DEFAULT_MODEL = "Qwen/Qwen3-Reranker-0.6B"
 CHUNK = 256  # documents per request to the batcher: the progress bar moves, memory stays flat
@@ -131,10 +129,12 @@ def render(
 
 def cmd_rerank(args: argparse.Namespace) -> int:
     """Rank a documents file; exit 2 with one line for a file that cannot be read."""
+    from sidecar.engine.registry import make_scorer, model_calibration  # torch: for this command alone
+    from sidecar.engine.remote import RemoteError
+    from sidecar.eval.prepare import progress
     from sidecar.logs import setup_logging
 
     setup_logging("warning")
-    from sidecar.eval.prepare import progress
 
     try:
         queries = read_queries(args)

@@ -11,11 +11,15 @@ import logging
 import sys
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sidecar.config import Config, ConfigError, load_config, parse_listen
 from sidecar.logs import setup_logging
 from sidecar.masking import mask_url
+
+if TYPE_CHECKING:
+    from sidecar.config import Config
+
+# Each command imports what it needs when it runs: ``--version`` and ``--help`` stay quick.
 
 
 def _run(coro: Coroutine[Any, Any, None]) -> None:
@@ -48,11 +52,16 @@ def _dump(value: Any) -> Any:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate a config file: exit 0, or 2 with one line naming the key path."""
-    config = load_config(args.file)
-    from sidecar.rewrite.load import compile_rewriters
-    from sidecar.server import is_loopback
+    from sidecar.config import ConfigError, is_loopback, load_config, parse_listen
 
-    compile_rewriters(config, Path(args.file).parent)
+    file = args.config_file or args.file
+    if file is None:
+        print("rerank-sidecar check-config: which file? check-config --config FILE", file=sys.stderr)
+        return 2
+    config = load_config(file)
+    from sidecar.rewrite.load import compile_rewriters
+
+    compile_rewriters(config, Path(file).parent)
     host, _ = parse_listen(config.admin.listen)
     if not is_loopback(host) and not (config.admin.token or config.admin.token_env):
         # what serve refuses (a token_env is read when it starts: it need not be set here)
@@ -67,13 +76,14 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     ):
         if value is not None and not Path(value).is_file():
             raise ConfigError(f"{key}: {value} is not a readable file")
-    print(f"{args.file}: ok ({len(config.models)} models, {len(config.routes)} routes)")
+    print(f"{file}: ok ({len(config.models)} models, {len(config.routes)} routes)")
     return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the proxy and the admin API until interrupted."""
-    from sidecar.server import SidecarServer
+    from sidecar.config import load_config
+    from sidecar.server import SidecarServer, settle_heap
 
     path = Path(args.config)
     config = _override(load_config(path), args)
@@ -87,6 +97,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if not server.ready.is_set():  # it failed to start: the error, not a wait for ever
             ready.cancel()
             return task.result()
+        settle_heap()
         logging.getLogger("sidecar").info(
             "proxy on %s -> %s, admin on %s",
             server.proxy_url,
@@ -157,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_judgments(sub)
 
     p = sub.add_parser("check-config", help="validate a config file")
-    p.add_argument("file")
+    p.add_argument("file", nargs="?", help="the config file (or --config FILE, as serve takes it)")
+    p.add_argument("--config", dest="config_file", help="the config file")
     p.set_defaults(func=cmd_check_config)
 
     p = sub.add_parser("demo", help="embedded demo: osmem-server, a demo corpus, the sidecar on CPU")
@@ -171,7 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; user errors end in one line on stderr and a non-zero exit."""
+    if list(sys.argv[1:] if argv is None else argv) == ["--version"]:  # without building every parser
+        from sidecar import __version__
+
+        print(f"rerank-sidecar {__version__}")
+        return 0
     args = build_parser().parse_args(argv)
+    from sidecar.config import ConfigError
+
     try:
         return int(args.func(args))
     except ConfigError as e:

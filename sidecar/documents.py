@@ -68,3 +68,37 @@ def document_text(source: Any, fields: Sequence[str], template: str | None, max_
         text = _PLACEHOLDER.sub(lambda m: clean_text(field_value(source, m.group(1))), template)
         text = _NEWLINES.sub("\n", _SPACES.sub(" ", text)).strip()
     return text[:max_chars]
+
+
+def window_texts(
+    sources: Sequence[Any], fields: Sequence[str], template: str | None, max_chars: int
+) -> tuple[list[str], list[str]]:
+    """For each hit's source, its ``document_text`` and the raw text of its first field (the
+    event's title), in one pass: a window of a hundred hits is read on the event loop for every
+    search, so the common case (a string at a top-level key, ASCII on one line with single
+    spaces, which ``clean_text`` would only strip) is read inline."""
+    if template is not None:
+        return (
+            [document_text(source, fields, template, max_chars) for source in sources],
+            [field_value(source, fields[0]) for source in sources],
+        )
+    texts: list[str] = []
+    titles: list[str] = []
+    for source in sources:
+        parts: list[str] = []
+        for k, f in enumerate(fields):
+            value = source.get(f) if type(source) is dict else None
+            if type(value) is not str:
+                value = field_value(source, f)
+            if k == 0:
+                titles.append(value)
+            if value.isascii() and not (
+                "\n" in value or "  " in value or "\t" in value or "\f" in value or "\v" in value
+            ):
+                value = value.strip()
+            else:
+                value = clean_text(value)
+            if value:
+                parts.append(value)
+        texts.append("\n".join(parts)[:max_chars])
+    return texts, titles

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-import httpx
 import yaml
 
 from sidecar.config import ConfigError, parse_config
@@ -82,6 +83,22 @@ def propose_routes(mappings: dict[str, Any], pattern: str | None) -> list[dict[s
     return routes
 
 
+def free_port(preferred: int, avoid: set[int], host: str = "127.0.0.1") -> int:
+    """The first port from ``preferred`` up that nothing listens on at ``host`` now and that is
+    not in ``avoid`` (the cluster's own, the other listener's)."""
+    for port in range(preferred, preferred + 200):
+        if port in avoid:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError:
+                continue
+        return port
+    raise ConfigError(f"no free port on {host} from {preferred} to {preferred + 199}")
+
+
 def pick_model() -> tuple[dict[str, Any], str]:
     """The model for this machine and why."""
     try:
@@ -97,6 +114,19 @@ def pick_model() -> tuple[dict[str, Any], str]:
     return model, "no CUDA: the packaged all-MiniLM-L6-v2 on the CPU (set a remote model for a GPU server)"
 
 
+class _Dumper(yaml.SafeDumper):
+    """A text of several lines (a route's template) as one double-quoted line with ``\\n`` in
+    it, as a person writes it, not folded over lines of the file."""
+
+
+def _text(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    style = '"' if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(str, _text)
+
+
 def render(
     upstream: str,
     verify: bool,
@@ -104,24 +134,28 @@ def render(
     model: dict[str, Any],
     why: str,
     ca_certs: str | None = None,
+    ports: tuple[int, int] = (9200, 9301),
 ) -> str:
-    """The config as commented YAML."""
+    """The config as commented YAML; ``ports``: the proxy's and the admin API's."""
 
     def block(data: Any, indent: int) -> str:
-        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=None, width=100)
+        text = yaml.dump(
+            data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=None, width=100
+        )
         return "".join(" " * indent + line + "\n" for line in text.splitlines())
 
     lines = [
         "# Written by rerank-sidecar init from the cluster's mappings: check the routes' fields, then",
         "#   rerank-sidecar check-config THIS_FILE && rerank-sidecar serve --config THIS_FILE",
-        "listen: 127.0.0.1:9200          # where your clients connect instead of the cluster",
+        f"listen: 127.0.0.1:{ports[0]}          # where your clients connect instead of the cluster: a port",
+        "#   that was free when init ran and is not the cluster's (serve --listen HOST:PORT overrides it)",
         "upstream:",
         f"  url: {json.dumps(upstream)}",
         f"  verify: {'true' if verify else 'false'}          # TLS certificate checks (ca_certs: a CA file)",
         *([f"  ca_certs: {json.dumps(ca_certs)}"] if ca_certs else []),
         "  timeout_s: 30",
         "admin:",
-        "  listen: 127.0.0.1:9301        # the admin API and the TUI; off loopback it needs token_env",
+        f"  listen: 127.0.0.1:{ports[1]}        # the admin API and the TUI; off loopback it needs token_env",
         "models:",
         f"  reranker:                     # {why}",
         block(model, 4).rstrip("\n"),
@@ -135,6 +169,8 @@ def render(
 
 def cmd_init(args: argparse.Namespace) -> int:
     """Read the cluster's mappings, write a config, print how to serve it."""
+    import httpx  # for this command alone: the parser of every command stays quick
+
     auth = basic_auth(args.auth_env)
     verify: bool | str = args.ca_certs or not args.insecure
     path = f"/{args.index}/_mapping" if args.index else "/_mapping"
@@ -147,7 +183,13 @@ def cmd_init(args: argparse.Namespace) -> int:
         raise ConfigError(f"--upstream: {args.upstream}{path} answered HTTP {r.status_code}: {r.text[:200]}")
     routes = propose_routes(r.json(), args.index)
     model, why = pick_model()
-    text = render(args.upstream.rstrip("/"), not args.insecure, routes, model, why, args.ca_certs)
+    cluster = urlsplit(args.upstream)
+    cluster_port = cluster.port or (443 if cluster.scheme == "https" else 9200)
+    proxy = free_port(9200, {cluster_port})
+    admin = free_port(9301, {cluster_port, proxy})
+    text = render(
+        args.upstream.rstrip("/"), not args.insecure, routes, model, why, args.ca_certs, (proxy, admin)
+    )
     config = parse_config(yaml.safe_load(text))  # what check-config reads: never write a config it refuses
     out = Path(args.out)
     if out.exists() and not args.force:
@@ -157,7 +199,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         print(f"route {route.name}: fields {', '.join(route.fields)}")
     if not config.routes:
         print("no index with text fields: the config reranks nothing yet", file=sys.stderr)
-    print(f"wrote {out} ({why})")
+    print(f"wrote {out} ({why}); the sidecar listens on 127.0.0.1:{proxy}, its admin API on {admin}")
     print(f"serve it: rerank-sidecar serve --config {out}")
     return 0
 

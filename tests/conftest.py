@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import ssl
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -21,6 +23,14 @@ from sidecar.config import Config, parse_config
 from sidecar.engine import calibration
 from sidecar.engine.protocol import Backend
 from sidecar.server import SidecarServer
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """ONNX exports of the session's models go to a folder of its own (sidecars it starts inherit
+    it): no test reads an export that an earlier run, or the user, left behind."""
+    if "RERANK_SIDECAR_CACHE" not in os.environ:
+        os.environ["RERANK_SIDECAR_CACHE"] = tempfile.mkdtemp(prefix="rerank-sidecar-test-cache-")
+
 
 CORPUS: list[dict[str, str]] = [
     {

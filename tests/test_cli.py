@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -171,3 +172,30 @@ def test_version_and_help_name_every_command() -> None:
     named = helped.stdout.split("Commands:")[1].split("(")[0].replace(",", " ").split()
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     assert sorted(named) == sorted(sub.choices)
+
+
+def test_serve_says_it_is_stopping_and_stops(tmp_path: Path) -> None:
+    cfg = tmp_path / "remote.yaml"
+    cfg.write_text(
+        "listen: 127.0.0.1:0\nadmin: {listen: 127.0.0.1:0}\nupstream: {url: 'http://127.0.0.1:9'}\n"
+        "models:\n  tei: {backend: remote, api: tei, url: 'http://127.0.0.1:9'}\n"
+        "routes:\n  - {indices: ['*'], model: tei, fields: [text]}\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sidecar.cli", "serve", "--config", str(cfg)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        started: list[str] = []
+        while not any("proxy on" in line for line in started) and len(started) < 100:
+            started.append(proc.stderr.readline())
+            assert started[-1], started  # it did not exit
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        assert "stopping: no new connections" in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -3,6 +3,7 @@ a config check-config accepts, and a sidecar that serves it."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,7 +14,8 @@ import pytest
 import yaml
 from osmem_server import OsmemServer
 
-from sidecar.config import load_config
+from sidecar.config import load_config, parse_listen
+from sidecar.init import free_port
 
 MAPPINGS = {
     "articles": {
@@ -63,7 +65,12 @@ def test_init_proposes_routes_from_the_mappings(cluster: OsmemServer, tmp_path: 
     assert routes[("codes",)].fields == ["sku"]  # no text field at all: its keywords
     model = config.models["reranker"]
     assert (model.backend, model.model) == ("bi-encoder", "all-MiniLM-L6-v2")  # no CUDA here
-    assert "# Written by rerank-sidecar init" in out.read_text()
+    text = out.read_text()
+    assert "# Written by rerank-sidecar init" in text
+    assert r'template: "{title}\n{body}"' in text  # one line, as a person writes it
+    cluster_port = int(cluster.url.rsplit(":", 1)[1])
+    ports = {parse_listen(config.listen)[1], parse_listen(config.admin.listen)[1]}
+    assert cluster_port not in ports and len(ports) == 2  # never the cluster's port, nor each other's
     check = subprocess.run(
         [sys.executable, "-m", "sidecar.cli", "check-config", str(out)], capture_output=True, text=True
     )
@@ -101,3 +108,32 @@ def test_the_written_config_serves(cluster: OsmemServer, tmp_path: Path) -> None
         assert r.status_code == 200 and r.headers["x-rerank"] == "applied"
     finally:
         running.close()
+
+
+def test_init_picks_a_port_that_is_free_and_not_the_clusters() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        chosen = free_port(port, {port + 1})  # its first choice is taken, the next one is the cluster's
+        assert chosen not in (port, port + 1) and chosen > port
+        with socket.socket() as again:
+            again.bind(("127.0.0.1", chosen))  # free indeed
+
+
+def test_a_port_in_use_is_reported_with_the_key_and_flag_that_change_it() -> None:
+    from sidecar.config import ConfigError
+    from sidecar.server import bind
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        listen = f"127.0.0.1:{taken.getsockname()[1]}"
+        with pytest.raises(ConfigError) as proxy:
+            bind(listen)
+        assert str(proxy.value) == (
+            f"listen: cannot listen on {listen}: Address already in use (another process has that port:"
+            " change listen in the config, or serve --listen HOST:PORT)"
+        )
+        with pytest.raises(ConfigError, match=r"change admin\.listen in the config, or serve --admin-listen"):
+            bind(listen, "admin.listen", "--admin-listen")

@@ -29,6 +29,8 @@ class SidecarTUI(App[None]):
     ENABLE_COMMAND_PALETTE = False  # every action has its key: the footer keeps its room for them
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "quit"),
+        # from every screen, a text field too (Textual's own ctrl+c only says to press ctrl+q)
+        Binding("ctrl+c", "quit", "quit", key_display="ctrl+c", show=False, priority=True),
         Binding("question_mark", "help", "help", key_display="?", tooltip="this help"),
     ]
 

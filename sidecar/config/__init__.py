@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import string
 from pathlib import Path
@@ -51,6 +52,16 @@ def parse_listen(value: str) -> tuple[str, int]:
     if not 0 <= port <= 65535:
         raise ValueError(f"port out of range in {value!r}")
     return host, port
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _check_listen(value: str) -> str:
@@ -174,8 +185,11 @@ class LocalModel(_ModelBase):
     # flash-attention's varlen kernels are (CUDA with flash-attn installed), padded elsewhere;
     # on: always (a block-diagonal mask where there is no varlen kernel: same scores, more memory)
     packing: Literal["auto", "on", "off"] = "auto"
-    # how long the first request of a batch waits for others to join it
-    max_wait_ms: float = Field(2.0, ge=0, le=1000)
+    # how long the first request of a batch waits for others to join it; default: 2 for pair
+    # backends (qwen3, cross-encoders), 0 for bi-encoders (a query's forward is short: the
+    # searches that arrive while one runs make the next pass together, and one search alone
+    # waits for nobody)
+    max_wait_ms: float | None = Field(None, ge=0, le=1000)
     # documents past max_length: cut, or split into overlapping chunks scored by the best one;
     # default: chunk for bi-encoders (cheap: one embedding per chunk, cached), truncate otherwise
     long_docs: Literal["truncate", "chunk"] | None = None
@@ -190,6 +204,15 @@ class LocalModel(_ModelBase):
     batch_size: int = Field(32, ge=1, le=4096)
     # bi-encoder: a SQLite file that keeps document embeddings across restarts
     embedding_store: str | None = None
+    # bi-encoder, cross-encoder: what runs the forward passes. auto: on a CPU, ONNX Runtime for
+    # passes under 1,024 tokens (an export made once from these weights, cached, checked against
+    # torch at every load; torch where it fails) and torch for bulk ones; on CUDA, torch. onnx:
+    # ONNX Runtime for every pass. qwen3 always runs on torch
+    runtime: Literal["auto", "torch", "onnx"] = "auto"
+    # ONNX Runtime's threads for this model; default: the CPUs this process may use, less one
+    # (the event loop keeps a core), at least one; bulk passes (1,024 tokens or more) and a
+    # bi-encoder's pass of one search alone run on every CPU
+    threads: int | None = Field(None, ge=1, le=256)
 
     @model_validator(mode="after")
     def _long_docs_default(self) -> LocalModel:
@@ -200,6 +223,15 @@ class LocalModel(_ModelBase):
             object.__setattr__(self, "chunk_tokens", 128 if bi else 512)
         if self.max_chunks is None:
             object.__setattr__(self, "max_chunks", 16 if bi else 8)
+        if self.max_wait_ms is None:
+            object.__setattr__(self, "max_wait_ms", 0.0 if bi else 2.0)
+        if self.runtime == "onnx":
+            if self.backend == "qwen3":
+                raise ValueError("runtime: onnx is for bi-encoders and cross-encoders; qwen3 runs on torch")
+            if self.device.startswith("cuda"):
+                raise ValueError("runtime: onnx runs on the CPU: leave device auto or set it to cpu")
+            if self.packing == "on":
+                raise ValueError("packing: on is a torch feature: set runtime: torch or packing: auto")
         return self
 
 

@@ -118,6 +118,9 @@ def banner(cluster: str, count: int, index: str, proxy: str, admin: str) -> str:
             "(X-Rerank-Reason: language; the English model is not asked to guess, models_by_language",
             "names one that reads it):",
             f"  {foreign}",
+            "",
+            "Watch it in another terminal:",
+            f"  rerank-sidecar tui --admin {admin}",
             "Ctrl-C stops the demo.",
         ]
     )
@@ -127,7 +130,7 @@ async def run_demo(args: argparse.Namespace) -> None:
     """Start everything, print where it is, serve until interrupted."""
     from osmem_server import OsmemServer
 
-    from sidecar.server import SidecarServer
+    from sidecar.server import SidecarServer, settle_heap
 
     path = demo_config_path(args.config)
     base = load_config(path)
@@ -146,6 +149,7 @@ async def run_demo(args: argparse.Namespace) -> None:
         if task.done():
             task.result()
             return
+        settle_heap()
         print(banner(cluster.url, count, args.index, server.proxy_url, server.admin_url), flush=True)
         await task
     finally:

@@ -98,6 +98,16 @@ class Batcher:
         """What the health endpoint shows of this model."""
         return {
             "backend": type(self.backend).__name__ if self.backend else None,
+            **(
+                {"runtime": getattr(self.backend, "runtime", "torch")}
+                | (
+                    {"runtime_problem": problem}
+                    if (problem := getattr(self.backend, "runtime_problem", None))
+                    else {}
+                )
+                if self.backend
+                else {}
+            ),
             "queue_depth": self.queue_depth,
             "batches": self.stats.batches,
             "padding_waste": round(self.stats.padding_waste, 4),
@@ -218,6 +228,8 @@ class Batcher:
             now = time.monotonic()
             for r in live:
                 r.first_batch = now
+            cache = getattr(backend, "cache", None)  # its embeddings' (the bi-encoder's)
+            looked = (cache.hits, cache.misses) if cache is not None else (0, 0)
             try:
                 results = backend.score_group([(r.queries, r.documents, r.instruction) for r in live])
             except Exception as e:  # the pass failed: every request in it gets the error
@@ -228,6 +240,9 @@ class Batcher:
             # counted before the answers go out: whoever awaits one sees the figures that include it
             self.stats.forwards += 1
             self.stats.forward_queries += sum(len(r.queries) for r in live)
+            if cache is not None:
+                self.stats.cache_hits += cache.hits - looked[0]
+                self.stats.cache_misses += cache.misses - looked[1]
             for r in live:
                 self._count_whole(r)
             for r, result in zip(live, results, strict=True):

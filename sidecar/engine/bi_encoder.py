@@ -5,11 +5,14 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from sidecar.engine.cache import LRUCache, text_key
+from sidecar.engine import onnx_runtime
+from sidecar.engine.cache import LocalLRU, text_key
 from sidecar.engine.embedding_store import EmbeddingStore
 from sidecar.engine.models import pick_device, resolve_model
 
@@ -33,6 +36,8 @@ class BiEncoderBackend:
         chunk: bool = False,
         chunk_tokens: int = 128,
         max_chunks: int = 16,
+        runtime: str = "auto",
+        threads: int | None = None,
     ) -> None:
         self.name = name
         self.source = resolve_model(model)
@@ -40,6 +45,8 @@ class BiEncoderBackend:
         self.tokenizer = AutoTokenizer.from_pretrained(self.source)
         dtype = torch.float16 if self.device.type == "cuda" else torch.float32
         self.model = AutoModel.from_pretrained(self.source, dtype=dtype).to(self.device).eval()
+        self.hidden_size = int(self.model.config.hidden_size)
+        self._pooled = _Pooled(self.model).eval()
         limit = getattr(self.tokenizer, "model_max_length", max_length) or max_length
         self.max_length = min(max_length, limit)
         self.tokenizer.model_max_length = 1 << 30  # whole documents are tokenized, then cut here
@@ -54,12 +61,31 @@ class BiEncoderBackend:
         self.chunk_window = max(8, min(self.max_length, chunk_tokens) - len(self._prefix) - len(self._suffix))
         self.max_chunks = max_chunks
         self.batch_size = batch_size
-        self.cache: LRUCache[torch.Tensor] = LRUCache(cache_size)
+        self.cache: LocalLRU[np.ndarray[Any, Any]] = LocalLRU(cache_size)  # the inference thread's
         # the key namespace: the model's files, the truncation and the chunking change an embedding
         shape = f"{self.source}|{self.max_length}|{chunk and (chunk_tokens, max_chunks, 'heading')}"
         self._ns = hashlib.blake2b(shape.encode(), digest_size=8).hexdigest()
         self.store = EmbeddingStore(store) if store else None
         self.encoded = 0  # texts run through the model (not served by a cache)
+        self.runtime = "torch"  # or onnx, once its export passed the check
+        self.runtime_problem: str | None = None  # why not onnx, where it was asked for
+        self._onnx: onnx_runtime.OnnxModel | None = None
+        self._bulk_on_torch = False
+        if onnx_runtime.choose(runtime, self.device) == "onnx":
+            probe = self._batch([p for t in _PROBE for p in self._pieces(t, chunk=False)])
+            try:
+                # a pass of one search (nobody else waiting: the machine is idle but for it) runs
+                # on every CPU, as bulk passes do; under load, the queries of many searches run
+                # on ``threads``
+                self._onnx = onnx_runtime.prepared(
+                    self._pooled, probe, "pooled", "bi-encoder", threads, onnx_runtime.usable_cpus()
+                )
+                # auto: bulk passes on torch, whose kernels are faster there (BULK_TOKENS)
+                self._bulk_on_torch = runtime == "auto"
+                self.runtime = "onnx, torch for bulk passes" if self._bulk_on_torch else "onnx"
+            except onnx_runtime.OnnxUnavailable as e:
+                self.runtime_problem = f"ONNX Runtime not used: {e}"
+                log.warning("model %s runs on torch: %s", name, self.runtime_problem)
 
     def count_tokens(self, text: str) -> int:
         """Tokens the model sees, before truncation."""
@@ -69,11 +95,21 @@ class BiEncoderBackend:
         """One small inference, outside the cache."""
         self._encode([self._pieces("warm up", chunk=False)[0]])
 
-    def _pieces(self, text: str, *, chunk: bool) -> list[list[int]]:
+    def _tokens(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each text, without special tokens: one call of the tokenizer for them all
+        (its per-call Python costs more than a short query's tokens)."""
+        if not texts:
+            return []
+        ids: list[list[int]] = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        return ids
+
+    def _pieces(self, text: str, *, chunk: bool, ids: list[int] | None = None) -> list[list[int]]:
         """Token ids without special tokens: the text cut to the window; or, in chunk mode, a text
         longer than a chunk as overlapping windows that each begin with its first line (the
-        title, when the document text starts with one), so every chunk knows what it is about."""
-        ids: list[int] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        title, when the document text starts with one), so every chunk knows what it is about.
+        ``ids``: the text's tokens, where the caller has them."""
+        if ids is None:
+            ids = self._tokens([text])[0]
         if not chunk:
             return [ids[: self.window]]
         w = self.chunk_window
@@ -91,37 +127,50 @@ class BiEncoderBackend:
         starts = list(range(0, max(1, len(ids) - room + stride), stride))[: self.max_chunks]
         return [heading + ids[s : s + room] for s in starts]
 
-    @torch.inference_mode()
-    def _encode(self, pieces: Sequence[list[int]]) -> torch.Tensor:
-        out: list[torch.Tensor] = []
-        for i in range(0, len(pieces), self.batch_size):
-            inputs = [self._prefix + p + self._suffix for p in pieces[i : i + self.batch_size]]
-            width = max(len(x) for x in inputs)
-            ids = torch.tensor([x + [self._pad] * (width - len(x)) for x in inputs], device=self.device)
-            attention = torch.tensor(
-                [[1] * len(x) + [0] * (width - len(x)) for x in inputs], device=self.device
-            )
-            hidden = self.model(input_ids=ids, attention_mask=attention).last_hidden_state
-            mask = attention.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            out.append(torch.nn.functional.normalize(pooled.float(), dim=-1).cpu())
-        return torch.cat(out) if out else torch.empty(0)
+    def _batch(self, pieces: Sequence[list[int]]) -> dict[str, torch.Tensor]:
+        """Token ids with the special tokens, padded to the longest, and their attention mask."""
+        inputs = [self._prefix + p + self._suffix for p in pieces]
+        width = max(len(x) for x in inputs)
+        ids = np.full((len(inputs), width), self._pad, dtype=np.int64)
+        mask = np.zeros((len(inputs), width), dtype=np.int64)
+        for i, x in enumerate(inputs):
+            ids[i, : len(x)] = x
+            mask[i, : len(x)] = 1
+        return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
 
-    def embed(self, texts: Sequence[str], *, chunk: bool = False) -> list[torch.Tensor]:
+    @torch.inference_mode()
+    def _encode(self, pieces: Sequence[list[int]], idle: bool = False) -> np.ndarray[Any, Any]:
+        """The normalized embedding of each piece, in batches of ``batch_size`` (fp32, numpy:
+        what follows is small, and a torch op would wake torch's CPU threads, which spin on the
+        cores that the event loop and ONNX Runtime need). ``idle``: nothing else waits for the
+        model (ONNX Runtime then runs it on every CPU, as it does bulk work). With runtime auto
+        a bulk batch runs on torch (onnx_runtime.BULK_TOKENS)."""
+        out: list[np.ndarray[Any, Any]] = []
+        for i in range(0, len(pieces), self.batch_size):
+            batch = self._batch(pieces[i : i + self.batch_size])
+            bulk = onnx_runtime.is_bulk(batch)
+            if self._onnx is not None and not (bulk and self._bulk_on_torch):
+                out.append(self._onnx.run({k: v.numpy() for k, v in batch.items()}, idle or bulk))
+            else:
+                out.append(self._pooled(**{k: v.to(self.device) for k, v in batch.items()}).cpu().numpy())
+        return np.concatenate(out) if out else np.empty((0, self.hidden_size), dtype=np.float32)
+
+    def embed(self, texts: Sequence[str], *, chunk: bool = False) -> list[np.ndarray[Any, Any]]:
         """Per text, its normalized embeddings (one row per chunk), through the caches; the
         longest texts are encoded first so batches pad little."""
         return self.embed_all([(t, chunk) for t in texts])
 
-    def embed_all(self, items: Sequence[tuple[str, bool]]) -> list[torch.Tensor]:
+    def embed_all(self, items: Sequence[tuple[str, bool]], idle: bool = False) -> list[np.ndarray[Any, Any]]:
         """``embed`` of texts of both kinds (``(text, chunk)``: queries whole, documents in
-        chunks) in one pass: what the caches lack is encoded together, sorted by length."""
+        chunks) in one pass: what the caches lack is encoded together, sorted by length
+        (``idle``: as ``_encode``'s)."""
         keys = [text_key(self._ns + ("c" if chunk else "q"), t) for t, chunk in items]
-        rows: list[torch.Tensor | None] = [self.cache.get(k) for k in keys]
-        if self.store is not None:
+        rows: list[np.ndarray[Any, Any] | None] = [self.cache.get(k) for k in keys]
+        if self.store is not None and any(r is None for r in rows):
             stored = self.store.get([keys[i] for i, r in enumerate(rows) if r is None])
             for i, k in enumerate(keys):
                 if rows[i] is None and k in stored:
-                    vec = stored[k].view(-1, self.model.config.hidden_size)
+                    vec = stored[k].reshape(-1, self.hidden_size)
                     rows[i] = vec
                     self.cache.put(k, vec)
         first: dict[bytes, int] = {}  # a text asked twice is encoded once
@@ -130,16 +179,20 @@ class BiEncoderBackend:
                 first.setdefault(keys[i], i)
         missing = sorted(first.values(), key=lambda i: -len(items[i][0]))
         if missing:
-            pieces = [self._pieces(items[i][0], chunk=items[i][1]) for i in missing]
+            tokens = self._tokens([items[i][0] for i in missing])
+            pieces = [
+                self._pieces(items[i][0], chunk=items[i][1], ids=t)
+                for i, t in zip(missing, tokens, strict=True)
+            ]
             flat = [p for ps in pieces for p in ps]
             order = sorted(range(len(flat)), key=lambda j: -len(flat[j]))  # chunks and texts alike
-            fresh = torch.empty(len(flat), self.model.config.hidden_size)
-            fresh[torch.tensor(order, dtype=torch.long)] = self._encode([flat[j] for j in order])
+            fresh = np.empty((len(flat), self.hidden_size), dtype=np.float32)
+            fresh[np.array(order, dtype=np.int64)] = self._encode([flat[j] for j in order], idle)
             self.encoded += len(missing)
-            made: dict[bytes, torch.Tensor] = {}
+            made: dict[bytes, np.ndarray[Any, Any]] = {}
             at = 0
             for i, ps in zip(missing, pieces, strict=True):
-                made[keys[i]] = fresh[at : at + len(ps)].clone()
+                made[keys[i]] = fresh[at : at + len(ps)].copy()
                 at += len(ps)
                 self.cache.put(keys[i], made[keys[i]])
             if self.store is not None:
@@ -171,22 +224,44 @@ class BiEncoderBackend:
                     items.setdefault((query, False), len(items))
                 for d in documents:
                     items.setdefault((d, self.chunk), len(items))
-        rows = self.embed_all(list(items))
+        rows = self.embed_all(list(items), idle=len(requests) == 1)  # no other search was waiting
         out: list[list[list[float]]] = []
         for queries, documents, _ in requests:
             if not documents:
                 out.append([[] for _ in queries])
                 continue
-            embedded = torch.cat([rows[items[(x, False)]] for x in queries])  # (queries, hidden)
+            embedded = np.concatenate([rows[items[(x, False)]] for x in queries])  # (queries, hidden)
             out.append(_best_chunks(embedded, [rows[items[(d, self.chunk)]] for d in documents]))
         return out
 
 
-def _best_chunks(q: torch.Tensor, rows: list[torch.Tensor]) -> list[list[float]]:
+# the probe batch that an ONNX export is checked on: lengths apart, so padding is exercised
+_PROBE = (
+    "what is the capital of france",
+    "gpu",
+    "How do I restart a pod that keeps running out of memory in a Kubernetes cluster on GPUs?",
+)
+
+
+class _Pooled(torch.nn.Module):
+    """The encoder and the backend's head: the attention-masked mean of the last hidden states,
+    normalized (in fp32). What torch runs and what is exported to ONNX."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(pooled.float(), dim=-1)
+
+
+def _best_chunks(q: np.ndarray[Any, Any], rows: list[np.ndarray[Any, Any]]) -> list[list[float]]:
     """Per query, each document's best chunk's cosine, every chunk against every query at once."""
-    sims = torch.cat(rows) @ q.T  # (chunks of all documents, queries)
-    owner = torch.repeat_interleave(torch.arange(len(rows)), torch.tensor([len(r) for r in rows]))
-    best = torch.full((len(rows), sims.shape[1]), float("-inf"), dtype=sims.dtype)
-    best.scatter_reduce_(0, owner[:, None].expand_as(sims), sims, reduce="amax")
-    result: list[list[float]] = best.T.tolist()
+    sims = np.concatenate(rows) @ q.T  # (chunks of all documents, queries)
+    starts = np.zeros(len(rows), dtype=np.int64)  # each document's first chunk
+    np.cumsum([len(r) for r in rows[:-1]], out=starts[1:])
+    result: list[list[float]] = np.maximum.reduceat(sims, starts, axis=0).T.tolist()
     return result

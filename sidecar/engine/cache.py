@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections import OrderedDict
 from typing import Generic, TypeVar
 
 from cachetools import LRUCache as _LRU
@@ -46,3 +47,37 @@ class LRUCache(Generic[V]):
 
     def __len__(self) -> int:
         return len(self._data) if self._data is not None else 0
+
+
+class LocalLRU(Generic[V]):
+    """``LRUCache`` for one thread (a model's inference thread): an ordered dict, no lock. A
+    search looks up a hundred documents' embeddings at once, and the lock and cachetools' own
+    bookkeeping cost more than the lookups."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._data: OrderedDict[bytes, V] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: bytes) -> V | None:
+        """Return the cached value and mark it recent, or None."""
+        value = self._data.get(key)
+        if value is None:
+            self.misses += 1
+            return None
+        self._data.move_to_end(key)
+        self.hits += 1
+        return value
+
+    def put(self, key: bytes, value: V) -> None:
+        """Store a value, evicting the least recent entries past capacity."""
+        if self.capacity <= 0:
+            return
+        self._data[key] = value
+        self._data.move_to_end(key)
+        while len(self._data) > self.capacity:
+            self._data.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._data)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from sidecar.engine import onnx_runtime
 from sidecar.engine.models import pick_device, resolve_model
 from sidecar.engine.pairs import PairScorer, packed_layout, pick_attention, pick_dtype
 from sidecar.engine.protocol import Encoded
+
+log = logging.getLogger(__name__)
 
 
 class CrossEncoderBackend(PairScorer):
@@ -29,6 +33,8 @@ class CrossEncoderBackend(PairScorer):
         max_chunks: int = 8,
         label: str | int | None = None,
         packing: str = "auto",
+        runtime: str = "auto",
+        threads: int | None = None,
     ) -> None:
         self.name = name
         self.source = resolve_model(model)
@@ -65,6 +71,26 @@ class CrossEncoderBackend(PairScorer):
         self.max_chunks = max_chunks
         self.num_labels = int(self.model.config.num_labels)
         self.label_index = self._label_index(label)
+        self.runtime = "torch"  # or onnx, once its export passed the check
+        self.runtime_problem: str | None = None  # why not onnx, where it was asked for
+        self._onnx: onnx_runtime.OnnxModel | None = None
+        self._bulk_on_torch = False
+        if not self.packed and onnx_runtime.choose(runtime, self.device) == "onnx":
+            self._start_onnx(name, runtime, threads)
+
+    def _start_onnx(self, name: str, runtime: str, threads: int | None) -> None:
+        probe = self._padded([e for chunks in self.encode(*_PROBE, None) for e in chunks])
+        module = _Logits(self.model, "token_type_ids" in probe).eval()
+        try:
+            self._onnx = onnx_runtime.prepared(
+                module, probe, "logits", "cross-encoder", threads, onnx_runtime.usable_cpus()
+            )
+            # auto: bulk batches (most of a cross-encoder's) on torch, faster there (BULK_TOKENS)
+            self._bulk_on_torch = runtime == "auto"
+            self.runtime = "onnx, torch for bulk passes" if self._bulk_on_torch else "onnx"
+        except onnx_runtime.OnnxUnavailable as e:
+            self.runtime_problem = f"ONNX Runtime not used: {e}"
+            log.warning("model %s runs on torch: %s", name, self.runtime_problem)
 
     def _label_index(self, label: str | int | None) -> int | None:
         if label is None:
@@ -146,15 +172,23 @@ class CrossEncoderBackend(PairScorer):
         logits: torch.Tensor = self.model.classifier(first).float()
         return logits
 
+    def _padded(self, batch: Sequence[Encoded]) -> dict[str, torch.Tensor]:
+        features: dict[str, list[list[int]]] = {"input_ids": [ids for ids, _ in batch]}
+        if batch[0][1] is not None:
+            features["token_type_ids"] = [t or [] for _, t in batch]
+        padded = self.tokenizer.pad(features, padding=True, return_tensors="pt")
+        return {k: v.to(torch.long) for k, v in padded.items()}
+
     @torch.inference_mode()
     def forward(self, batch: Sequence[Encoded]) -> list[float]:
         """The model's score for each input of the batch."""
         if self.packed:
             return self._scores(self._forward_packed(batch))
-        features: dict[str, list[list[int]]] = {"input_ids": [ids for ids, _ in batch]}
-        if batch[0][1] is not None:
-            features["token_type_ids"] = [t or [] for _, t in batch]
-        padded = self.tokenizer.pad(features, padding=True, return_tensors="pt")
+        padded = self._padded(batch)
+        bulk = onnx_runtime.is_bulk(padded)
+        if self._onnx is not None and not (bulk and self._bulk_on_torch):
+            logits = self._onnx.run({k: v.numpy() for k, v in padded.items()}, bulk)
+            return self._scores(torch.from_numpy(logits))
         return self._scores(self.model(**{k: v.to(self.device) for k, v in padded.items()}).logits.float())
 
     def _scores(self, logits: torch.Tensor) -> list[float]:
@@ -163,3 +197,33 @@ class CrossEncoderBackend(PairScorer):
         else:
             scores = torch.softmax(logits, dim=-1)[:, self.label_index]
         return [float(x) for x in scores.tolist()]
+
+
+# the probe pair batch that an ONNX export is checked on: documents of lengths apart
+_PROBE = (
+    "what is the capital of france",
+    [
+        "Paris",
+        "The capital of France is Paris, on the Seine; it has been the seat of government for centuries.",
+        "gpu memory",
+    ],
+)
+
+
+class _Logits(torch.nn.Module):
+    """The classifier's logits (fp32) for padded inputs: what is exported to ONNX."""
+
+    def __init__(self, model: torch.nn.Module, types: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.types = types
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        extra = {"token_type_ids": token_type_ids} if self.types else {}
+        logits: torch.Tensor = self.model(input_ids=input_ids, attention_mask=attention_mask, **extra).logits
+        return logits.float()

@@ -7,8 +7,9 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-import torch
+import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -33,23 +34,23 @@ class EmbeddingStore:
             self._local.db = db
         return db
 
-    def get(self, keys: Sequence[bytes]) -> dict[bytes, torch.Tensor]:
+    def get(self, keys: Sequence[bytes]) -> dict[bytes, np.ndarray[Any, Any]]:
         """The stored vectors among ``keys``; a store that cannot be read gives none."""
         if self.failed or not keys:
             return {}
-        out: dict[bytes, torch.Tensor] = {}
+        out: dict[bytes, np.ndarray[Any, Any]] = {}
         try:
             db = self._db()
             for i in range(0, len(keys), _CHUNK):
                 chunk = list(keys[i : i + _CHUNK])
                 marks = ",".join("?" * len(chunk))
                 for key, vec in db.execute(f"SELECT key, vec FROM embeddings WHERE key IN ({marks})", chunk):
-                    out[bytes(key)] = torch.frombuffer(bytearray(vec), dtype=torch.float32)
+                    out[bytes(key)] = np.frombuffer(bytes(vec), dtype=np.float32).copy()
         except sqlite3.Error as e:
             self._fail(e)
         return out
 
-    def put(self, items: Sequence[tuple[bytes, torch.Tensor]]) -> None:
+    def put(self, items: Sequence[tuple[bytes, np.ndarray[Any, Any]]]) -> None:
         """Store vectors; a store that cannot be written is logged once and then left alone."""
         if self.failed or not items:
             return
@@ -58,7 +59,7 @@ class EmbeddingStore:
             with db:
                 db.executemany(
                     "INSERT OR REPLACE INTO embeddings (key, vec) VALUES (?, ?)",
-                    [(k, v.to(torch.float32).contiguous().numpy().tobytes()) for k, v in items],
+                    [(k, np.ascontiguousarray(v, dtype=np.float32).tobytes()) for k, v in items],
                 )
         except sqlite3.Error as e:
             self._fail(e)

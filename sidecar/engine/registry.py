@@ -27,6 +27,8 @@ def build_backend(name: str, spec: LocalModel) -> Backend:
             chunk=spec.long_docs == "chunk",
             chunk_tokens=spec.chunk_tokens or 128,
             max_chunks=spec.max_chunks or 16,
+            runtime=spec.runtime,
+            threads=spec.threads,
         )
     common = {
         "name": name,
@@ -46,7 +48,13 @@ def build_backend(name: str, spec: LocalModel) -> Backend:
     if spec.backend == "cross-encoder":
         from sidecar.engine.cross_encoder import CrossEncoderBackend
 
-        return CrossEncoderBackend(spec.model, label=spec.label, **common)  # type: ignore[arg-type]
+        return CrossEncoderBackend(
+            spec.model,
+            label=spec.label,
+            runtime=spec.runtime,
+            threads=spec.threads,
+            **common,  # type: ignore[arg-type]
+        )
     raise ValueError(f"models.{name}.backend: unsupported backend {spec.backend!r}")
 
 
@@ -70,7 +78,7 @@ def make_scorer(
             name,
             load or (lambda: build_backend(name, local)),
             batch_tokens=spec.batch_tokens,
-            max_wait_ms=spec.max_wait_ms,
+            max_wait_ms=spec.max_wait_ms or 0.0,
             max_queue=spec.max_queue,
         )
     else:
@@ -78,6 +86,10 @@ def make_scorer(
         scorer = Batcher(name, load, max_queue=spec.max_queue)
     if shared is not None:
         return CachedScorer(scorer, spec.cache_size, shared, model_fingerprint(spec))
+    if isinstance(spec, LocalModel) and spec.backend == "bi-encoder" and load is None:
+        # a bi-encoder keeps embeddings (cache_size of them), not scores: a search seen before
+        # is one matrix product, cheaper than looking up a score per document
+        return scorer
     return CachedScorer(scorer, spec.cache_size) if spec.cache_size else scorer
 
 

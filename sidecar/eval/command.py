@@ -8,20 +8,27 @@ import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sidecar.config import ConfigError
-from sidecar.engine.protocol import Backend
-from sidecar.eval.dataset import DatasetError
-from sidecar.eval.index import IndexingError, without_rerank_ext
-from sidecar.eval.prepare import DEFAULT_STORE, prepared, progress
-from sidecar.eval.runner import EvalError, Result, run_queries, run_setting
+from sidecar.eval.dataset import DEFAULT_STORE, DatasetError
+
+if TYPE_CHECKING:
+    from sidecar.engine.protocol import Backend
+    from sidecar.eval.runner import Result
+
+# The runner, the cluster and the metrics are imported by the command that runs, not by the
+# parser that lists every command (``rerank-sidecar --help`` stays quick).
 
 
 def evaluate_settings(
     args: argparse.Namespace, backends: Mapping[str, Backend] | None = None
 ) -> dict[str, Any]:
     """Everything the command does but printing: the report as a dict."""
+    from sidecar.eval.index import without_rerank_ext
+    from sidecar.eval.prepare import prepared, progress
+    from sidecar.eval.runner import run_queries, run_setting
+
     with progress(not args.quiet) as task, prepared(args, task) as p:
         report: dict[str, Any] = {
             "dataset": str(p.dataset.path),
@@ -115,6 +122,8 @@ def plot(report: Mapping[str, Any], color: bool = False) -> str:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """The eval subcommand: exit 0 with the table, or 2 with one line saying what is wrong."""
+    from sidecar.eval.index import IndexingError
+    from sidecar.eval.runner import EvalError
     from sidecar.logs import setup_logging
 
     setup_logging("warning")

@@ -8,6 +8,9 @@ from pathlib import Path
 
 from sidecar.docfiles import DocumentsError, jsonl_values
 
+# where eval keeps bi-encoder document embeddings (--cache)
+DEFAULT_STORE = Path("~/.cache/rerank-sidecar/embeddings.sqlite")
+
 
 class DatasetError(ValueError):
     """A dataset that cannot be read: the file, the line and what is wrong."""

@@ -21,8 +21,6 @@ from sidecar.eval.runner import EvalError, setting_config
 from sidecar.rewrite.load import compile_rewriters
 from sidecar.search.routes import match_route
 
-DEFAULT_STORE = Path("~/.cache/rerank-sidecar/embeddings.sqlite")
-
 
 @contextmanager
 def progress(enabled: bool) -> Iterator[Callable[[str, int], Callable[[int], None]]]:

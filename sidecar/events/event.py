@@ -8,6 +8,7 @@ position), 2 (``route`` a name, ``upstream_status``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,27 +22,46 @@ class _Record(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
 
-class BaselineHit(_Record):
+# The window's rows are plain dataclasses: two hundred a search are made on the event loop, and
+# a pydantic model costs ten times as much to build (pydantic validates them in a SearchEvent
+# read back, and writes them in its dumps, all the same).
+@dataclass(slots=True)
+class BaselineHit:
     """A hit of the window in the cluster's order."""
 
+    rank: int
     id: Any = None
     score: float | None = None  # the cluster's
-    rank: int
     title: str = ""
     model_score: float | None = None  # the model's calibrated score, when it ran (cut hits too)
     no_text: bool | None = None  # True: no text in the route's fields, not scored (flag missing-text)
 
 
-class RankedHit(_Record):
+@dataclass(slots=True)
+class RankedHit:
     """A hit of the reranked window after cuts."""
 
-    id: Any = None
     score: float  # the _score the client saw
-    model_score: float | None = None
     rank: int
     original_rank: int
+    id: Any = None
+    model_score: float | None = None
     fused: float | None = None  # the fused score that ordered it (fusion other than replace)
     query_scores: list[float] | None = None  # against the original query and each variant
+
+
+def _row(row: BaselineHit | RankedHit, keys: tuple[str, ...]) -> dict[str, Any]:
+    """A row as JSON, without the keys that do not apply to it (None)."""
+    out = {}
+    for k in keys:
+        v = getattr(row, k)
+        if v is not None:
+            out[k] = v
+    return out
+
+
+_BASELINE = ("id", "score", "rank", "title", "model_score", "no_text")
+_RANKED = ("id", "score", "model_score", "rank", "original_rank", "fused", "query_scores")
 
 
 class VariantRecord(_Record):
@@ -154,8 +174,8 @@ class SearchEvent(_Record):
         """The record as the store, the admin API and the live feed give it: rows and timings
         without the keys that do not apply to them."""
         out = self.model_dump(mode="json", by_alias=True, exclude={"baseline", "final", "timings"})
-        out["baseline"] = [b.model_dump(mode="json", exclude_none=True) for b in self.baseline]
-        out["final"] = [f.model_dump(mode="json", exclude_none=True) for f in self.final]
+        out["baseline"] = [_row(b, _BASELINE) for b in self.baseline]
+        out["final"] = [_row(f, _RANKED) for f in self.final]
         out["timings"] = self.timings.model_dump(mode="json", exclude_none=True)
         for key in ("upstream_status", "query_id", "client_id", "served", "experiment"):
             if out[key] is None:

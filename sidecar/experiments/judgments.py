@@ -21,15 +21,16 @@ from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from sidecar.config import Config, ConfigError, load_config
 from sidecar.credentials import basic_auth
 from sidecar.documents import field_value
 from sidecar.events.event import SearchEvent
 from sidecar.jsontext import json_text
+
+if TYPE_CHECKING:
+    import httpx
 
 
 @dataclass
@@ -154,6 +155,8 @@ def write(config: Config, events: Path, out: Path, client: httpx.Client) -> dict
 
 def cmd_judgments(args: argparse.Namespace) -> int:
     """Read the recorded searches and clicks, write the folder, print its counts."""
+    import httpx  # for this command alone: the parser of every command stays quick
+
     config = load_config(args.config)
     events = Path(args.events or config.events.sqlite or "")
     if not events.name or not events.is_file():

@@ -13,12 +13,12 @@ adapter's steps return.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlencode
 
+from sidecar import jsontext
 from sidecar.events.event import SearchEvent
 from sidecar.proxy.asgi import BodyTooLarge, Receive, Scope, Send, read_body, send_response
 from sidecar.proxy.forward import (
@@ -315,8 +315,8 @@ def _json_response(resp: UpstreamResponse, content: bytes) -> Any:
     if resp.status != 200 or b"json" not in ctype:
         return None
     try:
-        return json.loads(content)
-    except ValueError:
+        return jsontext.loads(content)
+    except (ValueError, RecursionError):
         return None
 
 

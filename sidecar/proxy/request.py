@@ -10,7 +10,7 @@ from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qsl
 
-from sidecar.jsontext import json_bytes
+from sidecar.jsontext import compact, json_bytes
 from sidecar.proxy.asgi import Scope
 from sidecar.vocab import Reason
 
@@ -154,11 +154,9 @@ def msearch_lines(raw: bytes, max_depth: int = 100) -> list[tuple[Any, Any]] | N
 
 def dumps(doc: Any, pretty: bool = False) -> bytes:
     """JSON as UTF-8; text with lone surrogates (valid as JSON escapes, not as UTF-8) stays escaped."""
-    layout: dict[str, Any] = (
-        {"indent": 2, "separators": (",", " : ")} if pretty else {"separators": (",", ":")}
-    )
-    end = b"\n" if pretty else b""
-    return json_bytes(doc, **layout) + end
+    if not pretty:
+        return compact(doc)
+    return json_bytes(doc, indent=2, separators=(",", " : ")) + b"\n"
 
 
 def pretty(params: Sequence[tuple[str, str]]) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -255,10 +254,13 @@ def plan_search(
     if not query:
         return Bypass(Reason.KNN_NO_TEXT if has_knn(asked) else Reason.NO_QUERY_TEXT)
 
-    wide = copy.deepcopy(body)
+    # the widened body: what changes is at the top and in ext, so only those are copied (the
+    # request's body stays as it came: a refused widened search is asked again as sent)
+    wide = dict(body)
     ext = wide.get("ext")
     ubi = None
     if isinstance(ext, dict):
+        ext = wide["ext"] = dict(ext)
         ubi = ext.pop("ubi", None)
         ubi = ubi if isinstance(ubi, dict) else {} if ubi is not None else None
         ext.pop("rerank", None)

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sidecar.config import RouteConfig
-from sidecar.documents import field_value
 from sidecar.events.event import BaselineHit, Page, RankedHit, SearchEvent, VariantRecord
 from sidecar.search.plan import SearchPlan
 from sidecar.search.policy import Decision
@@ -42,17 +41,12 @@ def page(from_: int, size: int) -> Page:
     return Page.model_validate({"from": from_, "size": size})
 
 
-def baseline(hits: Sequence[Mapping[str, Any]], route: RouteConfig) -> list[BaselineHit]:
-    """The window in the cluster's order: id, original score, rank, a short title."""
-    out = []
-    for rank, h in enumerate(hits, 1):
-        title = field_value(h.get("_source"), route.fields[0]) if isinstance(h.get("_source"), dict) else ""
-        score = h.get("_score")
-        cluster = float(score) if isinstance(score, (int, float)) and not isinstance(score, bool) else None
-        # built without validation: a hundred a search, of values typed here (a fifth of the event
-        # loop's time under load went to validating them)
-        out.append(BaselineHit.model_construct(id=h.get("_id"), score=cluster, rank=rank, title=title[:120]))
-    return out
+def baseline(ids: Sequence[Any], scores: Sequence[float | None], titles: Sequence[str]) -> list[BaselineHit]:
+    """The window in the cluster's order: id, the cluster's score, rank, a short title."""
+    return [
+        BaselineHit(rank, i, None if s is None else float(s), t[:120])
+        for rank, (i, s, t) in enumerate(zip(ids, scores, titles, strict=True), 1)
+    ]
 
 
 def final(
@@ -67,14 +61,14 @@ def final(
     new rank, original rank, the fused score that ordered it (when fusion is not ``replace``),
     and with variants the model's score against the original query and each variant."""
     return [
-        RankedHit.model_construct(
-            id=hits_ids[i],
-            score=scores[i],
-            model_score=model[i],
-            rank=r,
-            original_rank=i + 1,
-            fused=fused[i] if fused is not None else None,
-            query_scores=[q[i] for q in per_query] if len(per_query) > 1 else None,
+        RankedHit(
+            scores[i],
+            r,
+            i + 1,
+            hits_ids[i],
+            model[i],
+            fused[i] if fused is not None else None,
+            [q[i] for q in per_query] if len(per_query) > 1 else None,
         )
         for r, i in enumerate(order, 1)
     ]

@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from sidecar.config import RouteConfig
-from sidecar.documents import document_text
+from sidecar.documents import window_texts
 from sidecar.engine.circuit import CircuitOpen
 from sidecar.engine.protocol import ModelTimeout, Overloaded, Scored, ScoreRequest
 from sidecar.events.event import SearchEvent
@@ -110,10 +110,13 @@ def routed(compiled: CompiledRoute, plan: SearchPlan) -> tuple[CompiledRoute, Ro
 def window_of(route: RouteConfig, response: dict[str, Any]) -> Window:
     """The cluster's window with the text of each hit, as the route reads it."""
     hits = response["hits"]["hits"]
-    texts = [document_text(h.get("_source"), route.fields, route.template, route.max_chars) for h in hits]
-    scores = [h.get("_score") for h in hits]
-    cluster = [s if isinstance(s, (int, float)) else None for s in scores]
-    return Window(hits, texts, [h.get("_id") for h in hits], cluster, record.baseline(hits, route))
+    texts, titles = window_texts(
+        [h.get("_source") for h in hits], route.fields, route.template, route.max_chars
+    )
+    ids = [h.get("_id") for h in hits]
+    given = [h.get("_score") for h in hits]
+    cluster: list[float | None] = [s if type(s) is float or type(s) is int else None for s in given]
+    return Window(hits, texts, ids, cluster, record.baseline(ids, cluster, titles))
 
 
 async def score(compiled: CompiledRoute, route: RouteConfig, plan: SearchPlan, window: Window) -> Scoring:

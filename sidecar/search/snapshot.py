@@ -42,7 +42,9 @@ class ServedModel:
         make it, CircuitOpen while the breaker skips the model."""
         # lone surrogates: valid JSON escapes, but no tokenizer or server takes them
         queries = tuple(scrub(q) for q in request.queries)
-        documents = tuple(scrub(d) for d in request.documents)
+        documents = request.documents
+        if not "".join(documents).isascii():  # one pass over the window in C, not a call a text
+            documents = tuple(scrub(d) for d in documents)
         probe = self.breaker.before()
         try:
             timed = await self.scorer.score(replace(request, queries=queries, documents=documents))

@@ -52,6 +52,11 @@ def test_demo_serves_reranked_results_and_stops_on_ctrl_c() -> None:
         m = re.search(r"proxy:\s+(http://\S+)", text)
         assert m, text
         assert "curl" in text
+        tui = re.search(
+            r"rerank-sidecar tui --admin (http://\S+)", text
+        )  # the TUI command for its admin port
+        assert tui, text
+        assert httpx.get(f"{tui.group(1)}/_sidecar/health", timeout=30).json()["status"] in ("ok", "degraded")
         client = OpenSearch(hosts=[m.group(1)])
         res = client.search(
             index="kb", body={"query": {"match": {"text": "which lora rank should I use"}}, "size": 3}

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from sidecar.config import RouteConfig
-from sidecar.documents import clean_text, document_text
+from sidecar.documents import clean_text, document_text, field_value, window_texts
 from sidecar.search.page import build_page
 from sidecar.search.plan import Bypass, SearchPlan, plan_search
 from sidecar.search.routes import match_route, split_indices
@@ -139,3 +140,46 @@ def test_clean_text_skips_only_patterns_that_would_not_change_the_text(text: str
 
     reference = _NEWLINES.sub("\n", _SPACES.sub(" ", _BROKEN_LINE.sub(" ", text))).strip()
     assert clean_text(text) == reference
+
+
+_TEXT = st.text(alphabet=st.sampled_from(list("ab cd.\n\t\f\v\r\u00a0\u3000é中x")), max_size=40)
+_SOURCE = st.one_of(
+    st.none(),
+    st.dictionaries(
+        st.sampled_from(["title", "text", "meta"]),
+        st.one_of(
+            _TEXT, st.lists(_TEXT, max_size=3), st.integers(), st.none(), st.fixed_dictionaries({"by": _TEXT})
+        ),
+        max_size=3,
+    ),
+)
+
+
+@given(sources=st.lists(_SOURCE, max_size=5), max_chars=st.integers(1, 60))
+def test_a_window_is_read_as_each_document_alone(sources: list[Any], max_chars: int) -> None:
+    """The window's one-pass reader gives each hit the text ``document_text`` gives it, and the
+    raw first field as its title, whatever the sources hold."""
+    for fields, template in [
+        (["title", "text"], None),
+        (["text"], None),
+        (["title", "meta.by", "text"], None),
+        (["title", "text"], "{title}: {text}"),
+    ]:
+        texts, titles = window_texts(sources, fields, template, max_chars)
+        assert texts == [document_text(s, fields, template, max_chars) for s in sources]
+        assert titles == [field_value(s, fields[0]) for s in sources]
+
+
+def test_the_widened_body_leaves_the_request_as_it_came() -> None:
+    """A refused widened search is asked again as the client sent it: planning copies what it
+    changes (the top level, ext) and nothing of the request is changed."""
+    body = {
+        "size": 5,
+        "query": {"match": {"text": "gpu memory"}},
+        "ext": {"rerank": {"window": 3}, "ubi": {"query_id": "q1"}, "other": {"x": 1}},
+        "_source": ["title"],
+    }
+    sent = copy.deepcopy(body)
+    plan = plan_search(ROUTE, body, [], {})
+    assert isinstance(plan, SearchPlan) and body == sent
+    assert plan.body["ext"] == {"other": {"x": 1}} and plan.body["size"] == 20

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sidecar.config import RouteConfig
-from sidecar.search.policy import cluster_weight, decide, fuse
+from sidecar.search.policy import _pstdev, cluster_weight, decide, fuse
 
 SCORES = [0.10, 0.95, 0.50, 0.90, 0.30, 0.88]
 ORIGINAL = [12.0, 3.0, 9.0, 6.0, 10.0, None]
@@ -156,3 +159,15 @@ def test_hits_without_text_keep_their_cluster_order_after_the_scored_ones(fusion
     assert shown == sorted(shown, reverse=True)
     assert decide(route(max_hits=5), SCORES, ORIGINAL, missing).order[-1] == 0  # max_hits counts them
     assert len(decide(route(max_hits=5), SCORES, ORIGINAL, missing).order) == 5
+
+
+@given(st.lists(st.floats(-1, 1), min_size=2, max_size=10))
+def test_the_flat_flag_reads_the_standard_deviation_in_floats(scores: list[float]) -> None:
+    assert _pstdev(scores) == pytest.approx(statistics.pstdev(scores), abs=1e-12)
+
+
+def test_a_window_cut_whole_is_flagged() -> None:
+    d = decide(route(min_score=0.99), SCORES, ORIGINAL)
+    assert d.order == [] and d.cut == len(SCORES) and "all-cut" in d.flags
+    assert "all-cut" not in decide(route(min_score=0.5), SCORES, ORIGINAL).flags
+    assert "all-cut" not in decide(route(), [], []).flags  # nothing to cut

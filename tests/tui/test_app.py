@@ -362,3 +362,28 @@ async def test_a_threshold_lands_on_its_route_by_name_after_the_routes_are_reord
         await until(pilot, lambda: "saved max_hits=2" in text_of(app, "#tune-status"))
     routes = {r["name"]: r for r in yaml.safe_load(path.read_text())["routes"]}
     assert routes[tuned]["max_hits"] == 2 and routes["in-front"].get("max_hits") != 2
+
+
+async def test_ctrl_c_quits_from_every_screen_and_q_where_no_text_field_has_the_cursor(
+    watched: tuple[RunningSidecar, Path],
+) -> None:
+    running, _ = watched
+    for keys, quits in [
+        ((), True),  # the live feed
+        (("s", *"lora q"), True),  # the sandbox, its query field holding the cursor: q typed, ctrl+c quits
+        (("d",), True),  # the distribution
+        (("question_mark",), True),  # the help
+    ]:
+        app = SidecarTUI([running.admin_url], TOKEN)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.press(*keys)
+            if keys and keys[0] == "s":
+                assert isinstance(app.screen, SandboxScreen) and app.is_running  # the q went into the field
+            await pilot.press("ctrl+c")
+            await pilot.pause(0.2)
+            assert (not app.is_running) is quits, keys
+    app = SidecarTUI([running.admin_url], TOKEN)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("d", "q")  # q on a screen without a text field
+        await pilot.pause(0.2)
+        assert not app.is_running
