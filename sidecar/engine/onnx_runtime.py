@@ -210,13 +210,17 @@ def prepared(
         model = OnnxModel(path, threads or default_threads(), wide_threads)
         with torch.inference_mode():
             want = module(**probe).float().numpy()
-        got = model.run({k: v.numpy() for k, v in probe.items()})
+        feeds = {k: v.numpy() for k, v in probe.items()}
+        outputs = [model.run(feeds)]
+        if model.wide is not None:  # the same graph on more threads: checked all the same
+            outputs.append(model.run(feeds, wide=True))
     except Exception as e:
         first = (str(e).strip().splitlines() or [""])[0][:300]
         raise OnnxUnavailable(f"{type(e).__name__}: {first}") from e
-    if got.shape != want.shape:
-        raise OnnxUnavailable(f"the export's output has shape {got.shape}, torch's {want.shape}")
-    diff = float(np.abs(got - want).max()) if want.size else 0.0
+    for got in outputs:
+        if got.shape != want.shape:
+            raise OnnxUnavailable(f"the export's output has shape {got.shape}, torch's {want.shape}")
+    diff = max(float(np.abs(got - want).max()) if want.size else 0.0 for got in outputs)
     if not diff <= TOLERANCE:
         raise OnnxUnavailable(
             f"the export differs from torch by {diff:.2e} on the probe batch (> {TOLERANCE})"
