@@ -228,8 +228,6 @@ class Batcher:
             now = time.monotonic()
             for r in live:
                 r.first_batch = now
-            cache = getattr(backend, "cache", None)  # its embeddings' (the bi-encoder's)
-            looked = (cache.hits, cache.misses) if cache is not None else (0, 0)
             try:
                 results = backend.score_group([(r.queries, r.documents, r.instruction) for r in live])
             except Exception as e:  # the pass failed: every request in it gets the error
@@ -240,9 +238,6 @@ class Batcher:
             # counted before the answers go out: whoever awaits one sees the figures that include it
             self.stats.forwards += 1
             self.stats.forward_queries += sum(len(r.queries) for r in live)
-            if cache is not None:
-                self.stats.cache_hits += cache.hits - looked[0]
-                self.stats.cache_misses += cache.misses - looked[1]
             for r in live:
                 self._count_whole(r)
             for r, result in zip(live, results, strict=True):

@@ -86,10 +86,6 @@ def make_scorer(
         scorer = Batcher(name, load, max_queue=spec.max_queue)
     if shared is not None:
         return CachedScorer(scorer, spec.cache_size, shared, model_fingerprint(spec))
-    if isinstance(spec, LocalModel) and spec.backend == "bi-encoder" and load is None:
-        # a bi-encoder keeps embeddings (cache_size of them), not scores: a search seen before
-        # is one matrix product, cheaper than looking up a score per document
-        return scorer
     return CachedScorer(scorer, spec.cache_size) if spec.cache_size else scorer
 
 
