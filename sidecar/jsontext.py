@@ -29,11 +29,15 @@ def loads(content: bytes) -> Any:
 
 
 def compact(doc: Any) -> bytes:
-    """``doc`` as compact UTF-8 JSON (``separators=(",", ":")``, surrogates escaped)."""
+    """``doc`` as compact UTF-8 JSON (``separators=(",", ":")``, surrogates escaped), as the
+    standard library writes it: orjson would write NaN and infinities as ``null`` (a client's
+    ``NaN`` would reach the cluster as another value), so output with any ``null`` in it is
+    written by the standard library."""
     try:
-        return orjson.dumps(doc)
+        out = orjson.dumps(doc)
     except (TypeError, orjson.JSONEncodeError):
         return json_bytes(doc, separators=(",", ":"))
+    return out if b"null" not in out else json_bytes(doc, separators=(",", ":"))
 
 
 def json_text(doc: Any, **layout: Any) -> str:

@@ -43,3 +43,10 @@ def test_lone_surrogates_and_nan_fall_back_and_stay_valid_utf8() -> None:
     out = compact({"q": "\ud800x", 1: "int key"})
     out.decode("utf-8")  # escaped, never raw surrogates
     assert json.loads(out) == {"q": "\ud800x", "1": "int key"}
+
+
+def test_non_finite_numbers_are_written_as_the_standard_library_writes_them() -> None:
+    """A client's NaN reaches the cluster as NaN (which refuses it), never as null."""
+    doc = {"min_score": float("nan"), "boost": float("inf"), "none": None}
+    assert compact(doc) == json.dumps(doc, separators=(",", ":")).encode()
+    assert compact(doc) == b'{"min_score":NaN,"boost":Infinity,"none":null}'

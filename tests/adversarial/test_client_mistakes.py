@@ -90,3 +90,17 @@ def test_an_msearch_page_the_cluster_refuses_is_its_error_item(sidecar: RunningS
     first, second = r.json()["responses"]
     assert first["status"] == 400 and "error" in first
     assert second["hits"]["hits"]
+
+
+@pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"123456789012345678901234567890"])
+def test_a_number_json_cannot_round_trip_reaches_the_cluster_as_the_client_wrote_it(
+    sidecar: RunningSidecar, osmem: OsmemServer, literal: bytes
+) -> None:
+    """The widened body is written by orjson where it writes what the client sent, and by the
+    standard library elsewhere: a NaN or a 30-digit number is never turned into null or a float,
+    so the sidecar's answer is the cluster's own to the body as sent."""
+    body = b'{"query": {"match": {"text": "gpu memory"}}, "min_score": ' + literal + b"}"
+    direct = httpx.post(f"{osmem.url}/kb/_search", content=body, headers=JSON, timeout=30)
+    via = httpx.post(f"{sidecar.url}/kb/_search", content=body, headers=JSON, timeout=30)
+    assert "sidecar_exception" not in via.text, via.text[:300]
+    assert via.status_code == direct.status_code, (via.text[:300], direct.text[:300])
