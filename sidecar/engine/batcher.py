@@ -96,18 +96,14 @@ class Batcher:
 
     def info(self) -> dict[str, Any]:
         """What the health endpoint shows of this model."""
+        runtime: dict[str, Any] = {}
+        if self.backend is not None:
+            runtime["runtime"] = getattr(self.backend, "runtime", "torch")
+            if problem := getattr(self.backend, "runtime_problem", None):
+                runtime["runtime_problem"] = problem  # why not ONNX Runtime, where it was asked for
         return {
             "backend": type(self.backend).__name__ if self.backend else None,
-            **(
-                {"runtime": getattr(self.backend, "runtime", "torch")}
-                | (
-                    {"runtime_problem": problem}
-                    if (problem := getattr(self.backend, "runtime_problem", None))
-                    else {}
-                )
-                if self.backend
-                else {}
-            ),
+            **runtime,
             "queue_depth": self.queue_depth,
             "batches": self.stats.batches,
             "padding_waste": round(self.stats.padding_waste, 4),
