@@ -39,9 +39,12 @@ from bench.proxy_overhead import free_port, lua_str, run_wrk, stop, wait_http  #
 INDEX = "kb"
 CORPUS = ROOT / "sidecar" / "demo" / "corpus.jsonl"
 
-# a distinct query per request (three words of the corpus, then the run, the wrk thread and a
-# counter: no cache holds it), over every document (match_all), so each search's window is full
-# (100 of the 210 documents)
+# a distinct query per request over every document (match_all), so each search's window is full
+# (100 of the 210 documents). "words" (the default): four words of the corpus that spell, as the
+# digits of a number in base len(words), the run, the wrk thread and a counter: no cache holds
+# it, and it is as long as a typed query (4-10 tokens). "tagged" (the shape of the first runs):
+# three random words of the corpus, then a token "r<run>t<thread>n<counter>" that the tokenizer
+# cuts into 7 pieces, which doubles the query's tokens.
 LUA = """
 local words = {{{words}}}
 local made = 0
@@ -56,9 +59,22 @@ end
 local function word()
   return words[math.random(#words)]
 end
+local function spelled(k)
+  local out = {{}}
+  for i = 1, 4 do
+    out[i] = words[(k % #words) + 1]
+    k = math.floor(k / #words)
+  end
+  return table.concat(out, " ")
+end
 request = function()
   n = n + 1
-  local q = word() .. " " .. word() .. " " .. word() .. " r{seed}t" .. tid .. "n" .. n
+  local q
+  if "{shape}" == "words" then
+    q = spelled(({seed} * 64 + tid) * 10000000 + n)
+  else
+    q = word() .. " " .. word() .. " " .. word() .. " r{seed}t" .. tid .. "n" .. n
+  end
   local body = '{{"size": 10, "query": {{"bool": {{"must": [{{"match_all": {{}}}}], '
     .. '"should": [{{"match": {{"text": "' .. q .. '"}}}}]}}}}}}'
   return wrk.format("POST", "/{index}/_search", {{["Content-Type"] = "application/json"}}, body)
@@ -142,7 +158,16 @@ def forwards(admin: str) -> tuple[float, float] | None:
     return float(model["forwards"]), float(model["forward_queries"])
 
 
-def ceiling(config: dict[str, Any], words: list[str], seconds: float) -> float:
+def spelled(words: list[str], k: int) -> str:
+    """The "words" query of number ``k``, as the wrk script spells it."""
+    out = []
+    for _ in range(4):
+        out.append(words[k % len(words)])
+        k //= len(words)
+    return " ".join(out)
+
+
+def ceiling(config: dict[str, Any], words: list[str], seconds: float, shape: str) -> float:
     """The model's own batched rate, as the sidecar runs it (its runtime and threads): 32
     distinct queries of the runs' shape in one forward, queries/s."""
     from sidecar.config import model_entry
@@ -152,7 +177,10 @@ def ceiling(config: dict[str, Any], words: list[str], seconds: float) -> float:
     embed = model.embed  # type: ignore[attr-defined]
     n, started, i = 0, time.perf_counter(), 0
     while time.perf_counter() - started < seconds:
-        embed([f"{words[(i + j) % len(words)]} {words[j]} {words[-j]} r0t{j}n{i}" for j in range(32)])
+        if shape == "words":
+            embed([spelled(words, 10_000_000 * j + i) for j in range(32)])
+        else:
+            embed([f"{words[(i + j) % len(words)]} {words[j]} {words[-j]} r0t{j}n{i}" for j in range(32)])
         n += 32
         i += 1
     return n / (time.perf_counter() - started)
@@ -171,6 +199,12 @@ def main() -> int:
     ap.add_argument(
         "--threads", type=int, help="the model's ONNX Runtime threads in this sidecar (default: its own)"
     )
+    ap.add_argument(
+        "--queries",
+        choices=["words", "tagged"],
+        default="words",
+        help="the queries' shape: four corpus words (default) or three and a run token (7 more tokens)",
+    )
     ap.add_argument("--profile-at", type=int, help="the clients of the profiled run (default: the most)")
     args = ap.parse_args()
     if not shutil.which("wrk"):
@@ -187,7 +221,9 @@ def main() -> int:
 
         def script() -> Path:  # a new one per wrk run: its queries were never asked before
             path = work / "search.lua"
-            lua = LUA.format(words=",".join(lua_str(w) for w in words), index=INDEX, seed=next(runs))
+            lua = LUA.format(
+                words=",".join(lua_str(w) for w in words), index=INDEX, seed=next(runs), shape=args.queries
+            )
             path.write_text(lua)
             return path
 
@@ -215,7 +251,7 @@ def main() -> int:
             wait_http(admin + "/_sidecar/health", 300)
             warm(url, ids)
         direct = run_wrk(cluster.url, script(), 1, 2)
-        rate = ceiling(sidecar_config(0, 0, cluster.url, args.threads), words, 5.0)
+        rate = ceiling(sidecar_config(0, 0, cluster.url, args.threads), words, 5.0, args.queries)
         rows = []
         levels = [int(c) for c in args.clients.split(",")]
         for clients in levels:
@@ -273,7 +309,7 @@ def main() -> int:
         print()
         print(f"cluster alone, 1 client: p50 {direct['p50']:.2f} ms, {direct['rps']:.0f} searches/s")
         print(f"the model's batched ceiling (32 queries a forward): {rate:.0f} queries/s")
-        print(f"wrk runs of {args.seconds} s, a distinct query per request")
+        print(f"wrk runs of {args.seconds} s, a distinct query per request ({args.queries})")
         print(
             f"{'clients':>7}{'sidecar':>9}{'search/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
             f"{'queue ms':>10}{'model ms':>10}{'q/forward':>11}{'of ceiling':>11}{'not applied':>13}"
