@@ -6,9 +6,11 @@ sidecar (``rerank-sidecar serve`` in its own process), then drives each with wrk
 Prints p50/p99 latency and throughput per target and the ratios against the anchors.
 
     python bench/proxy_overhead.py [--data ../shared/data/scifact] [--seconds 5] [--against REV]
+        [--traced RATIO]
 
 ``--against REV`` also runs the sidecar of an earlier commit (a git worktree of it), interleaved
-with the others, and prints the current sidecar's figures against it.
+with the others, and prints the current sidecar's figures against it. ``--traced RATIO`` adds a
+sidecar of this commit with tracing on (that share of the requests sampled, to a local OTLP sink).
 
 Needs wrk and nginx (Debian: apt-get install wrk nginx-light).
 """
@@ -135,6 +137,27 @@ end
 """
 
 
+def otlp_sink() -> str:
+    """An OTLP/HTTP receiver that takes every export and keeps nothing (for the traced sidecar)."""
+    import http.server
+    import threading
+
+    class Sink(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            self.send_response(200)
+            self.send_header("content-type", "application/x-protobuf")
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
 def lua_str(s: str) -> str:
     return "[==[" + s + "]==]"
 
@@ -197,6 +220,12 @@ def main() -> int:
         help="record the sidecar with py-spy during the 8-client GET run into this SVG",
     )
     ap.add_argument("--against", metavar="REV", help="also run the sidecar of this git commit, side by side")
+    ap.add_argument(
+        "--traced",
+        type=float,
+        metavar="RATIO",
+        help="also run a sidecar with tracing on (this sample_ratio of the requests) to a local OTLP sink",
+    )
     args = ap.parse_args()
     for tool in ("wrk", "nginx"):
         if not shutil.which(tool):
@@ -253,6 +282,22 @@ def main() -> int:
                 )
             )
             targets["before"] = f"http://127.0.0.1:{old_port}"
+        if args.traced is not None:
+            sink = otlp_sink()
+            traced_port = free_port()
+            traced = dict(
+                config,
+                listen=f"127.0.0.1:{traced_port}",
+                admin={"listen": f"127.0.0.1:{free_port()}"},
+                tracing={"endpoint": sink, "sample_ratio": args.traced},
+            )
+            (work / "traced.yaml").write_text(json.dumps(traced))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "sidecar.cli", "serve", "--config", str(work / "traced.yaml")]
+                )
+            )
+            targets["traced"] = f"http://127.0.0.1:{traced_port}"
         for url in targets.values():
             wait_http(url + "/")
 
@@ -322,6 +367,13 @@ def main() -> int:
                     f"  against {args.against}: added p50 at 1 client {s1['p50'] - d1['p50']:+.3f} ms now,"
                     f" {b1['p50'] - d1['p50']:+.3f} ms before; throughput at 8 clients now/before"
                     f" {s8['rps'] / b8['rps']:.1%}"
+                )
+            if args.traced is not None:
+                t1, t8 = results[(workload, 1, "traced")], results[(workload, 8, "traced")]
+                print(
+                    f"  tracing on ({args.traced:g} of requests sampled): added p50 at 1 client"
+                    f" {t1['p50'] - d1['p50']:+.3f} ms; throughput at 8 clients traced/off"
+                    f" {t8['rps'] / s8['rps']:.1%}"
                 )
         return 0
     finally:

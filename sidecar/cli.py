@@ -87,7 +87,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     path = Path(args.config)
     config = _override(load_config(path), args)
-    setup_logging(config.log_level)
+    setup_logging(config.log_level, config.log_format)
     server = SidecarServer(config, config_path=path, reload=lambda: _override(load_config(path), args))
 
     async def main() -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import uvicorn
 from watchfiles import awatch
 
+from sidecar import tracing
 from sidecar.admin.app import AdminApp
 from sidecar.config import Config, ConfigError, check_reload, is_loopback, parse_listen
 from sidecar.engine.protocol import Backend
@@ -163,6 +164,14 @@ class SidecarServer:
     async def serve(self, *, install_signals: bool = False) -> None:
         """Load models, open the upstream pool, serve both listeners."""
         base_dir = self.config_path.parent if self.config_path is not None else None
+        tracing.setup(self.config.tracing)
+        try:
+            await self._serve(base_dir, install_signals)
+        finally:
+            if self.config.tracing is not None:
+                tracing.shutdown()
+
+    async def _serve(self, base_dir: Path | None, install_signals: bool) -> None:
         async with open_runtime(self.config, backends=self.backends, base_dir=base_dir) as rt:
             self.runtime = rt
             admin = self._admin = AdminApp(

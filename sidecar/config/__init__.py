@@ -586,6 +586,21 @@ class ConfigStoreConfig(_Model):
         return None if v is None else _base_url(v)
 
 
+class TracingConfig(_Model):
+    """OpenTelemetry traces, exported over OTLP/HTTP (read at start: a change needs a restart)."""
+
+    # the collector's OTLP/HTTP address (http://collector:4318); /v1/traces is added when absent
+    endpoint: str = Field(min_length=1)
+    # the share of new traces recorded; a client's traceparent decides for the traces it starts
+    sample_ratio: float = Field(1.0, ge=0.0, le=1.0)
+    service_name: str = Field("rerank-sidecar", min_length=1)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, v: str) -> str:
+        return _base_url(v)
+
+
 class Config(_Model):
     """The whole sidecar config."""
 
@@ -607,6 +622,10 @@ class Config(_Model):
     # any request body past this is refused with 413 (OpenSearch's http.max_content_length default)
     max_request_body_bytes: int = Field(100 * 1024 * 1024, ge=1024)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # json: one object a line (time, level, logger, message; the trace and span ids, the route
+    # and the reason where the line is about a search), for a log pipeline; text: for people
+    log_format: Literal["text", "json"] = "text"
+    tracing: TracingConfig | None = None  # OpenTelemetry traces; none: off
 
     @field_validator("listen")
     @classmethod

@@ -158,7 +158,8 @@ class Batcher:
                 return [Scored(r) for r in result]
             start = request.first_batch or request.finished
             queue_ms, model_ms = (start - request.enqueued) * 1000, (request.finished - start) * 1000
-            return [Scored(r, queue_ms, model_ms) for r in result]
+            batch, tokens = request.batch or None, request.tokens or None
+            return [Scored(r, queue_ms, model_ms, batch, tokens) for r in result]
         except asyncio.TimeoutError:
             raise ModelTimeout(f"model {self.name!r} took longer than {timeout_s * 1000:.0f} ms") from None
         finally:
@@ -233,8 +234,10 @@ class Batcher:
                 return
             # counted before the answers go out: whoever awaits one sees the figures that include it
             self.stats.forwards += 1
-            self.stats.forward_queries += sum(len(r.queries) for r in live)
+            queries = sum(len(r.queries) for r in live)
+            self.stats.forward_queries += queries
             for r in live:
+                r.batch = queries
                 self._count_whole(r)
             for r, result in zip(live, results, strict=True):
                 r.deliver(result)
@@ -249,6 +252,7 @@ class Batcher:
             except Exception as e:
                 r.deliver(e)
                 continue
+            r.batch = len(r.queries)
             self._count_whole(r)
             r.deliver(result)
 
@@ -322,6 +326,9 @@ class Batcher:
                     r.deliver(e)
                 continue
             self._account(live, time.perf_counter() - started, packed)
+            for r, _, encoded in live:
+                r.batch = max(r.batch, len(live))
+                r.tokens += len(encoded[0])
             for (r, (j, d), _), s in zip(live, out, strict=True):
                 r.scores[j][d] = max(r.scores[j][d], s)
                 r.remaining -= 1

@@ -30,6 +30,8 @@ class Scored:
     scores: list[float]
     queue_ms: float | None = None
     model_ms: float | None = None
+    batch: int | None = None  # the forward pass it shared: pairs (or queries, a bi-encoder's)
+    tokens: int | None = None  # the tokens of its own pairs that the model computed
 
 
 @runtime_checkable

@@ -33,6 +33,8 @@ class Work:
     done: bool = False
     first_batch: float | None = None  # when its first forward pass started (monotonic)
     finished: float | None = None
+    batch: int = 0  # the largest forward pass it was in: pairs (queries, for a whole backend)
+    tokens: int = 0  # the tokens of its own pairs the model computed
 
     def deliver(self, result: list[list[float]] | BaseException) -> None:
         """Its answer (or the error of its batch), handed to its event loop once."""

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from sidecar import tracing
 from sidecar.config import RemoteModel
 from sidecar.engine.protocol import Backend, EachQuery, ModelTimeout, Overloaded, Scored
 from sidecar.engine.stats import BatchStats
@@ -229,9 +230,13 @@ class RemoteScorer(EachQuery):
             e = self._pick()
             self.requests += 1
             try:
-                r = await self._client.post(
-                    e.url + self.path, json=body, timeout=min(left, self.spec.request_timeout_s)
-                )
+                with tracing.span(f"model {self.name}", {"server.address": e.url}, client=True):
+                    r = await self._client.post(
+                        e.url + self.path,
+                        json=body,
+                        timeout=min(left, self.spec.request_timeout_s),
+                        headers=tracing.injected_dict() or None,
+                    )
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
                 self._failed(e, f"connection: {type(exc).__name__}")
                 tries += 1

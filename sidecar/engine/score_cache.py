@@ -138,6 +138,6 @@ class CachedScorer:
             if self.shared is not None:
                 self.shared.put_many(self.fingerprint, new)
         return [
-            Scored([s if s is not None else float("-inf") for s in row], t.queue_ms, t.model_ms)
+            replace(t, scores=[s if s is not None else float("-inf") for s in row])
             for row, t in zip(cached, fresh, strict=True)
         ]

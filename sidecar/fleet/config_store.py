@@ -33,7 +33,19 @@ from sidecar.masking import mask_url
 
 log = logging.getLogger(__name__)
 
-LOCAL_KEYS = ("listen", "upstream", "admin", "events", "tls", "ubi", "config_store", "cache", "limits")
+LOCAL_KEYS = (
+    "listen",
+    "upstream",
+    "admin",
+    "events",
+    "tls",
+    "ubi",
+    "config_store",
+    "cache",
+    "limits",
+    "log_format",
+    "tracing",
+)
 # hidden: a plain * or _all of the cluster's APIs does not expand to it (the proxy refuses the
 # rest of the ways to name it: sidecar/proxy/owned.py)
 _MAPPING = {

@@ -9,6 +9,7 @@ import re
 from collections.abc import Awaitable, Callable
 from urllib.parse import unquote
 
+from sidecar import tracing
 from sidecar.events.ubi import TEE_LIMIT, clicks, documents, stored_items, write_kind
 from sidecar.proxy.asgi import (
     JSON_HEADERS,
@@ -44,6 +45,30 @@ class ProxyApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
+        if tracing.on():
+            await self._traced(scope, receive, send)
+        else:
+            await self._served(scope, receive, send)
+
+    async def _traced(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The request under its span (a search's or, when sampled, a pass-through's), with the
+        status it was answered with."""
+        path, method = scope["path"], scope["method"]
+        name = "msearch" if "_msearch" in path else "search" if "_search" in path else method
+        status = 0
+
+        async def watched(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        attributes = {"http.request.method": method, "url.path": path[:200]}
+        with tracing.server(name, scope["headers"], attributes):
+            await self._served(scope, receive, watched)
+            tracing.annotate({"http.response.status_code": status}, error=status >= 500)
+
+    async def _served(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await self._dispatch(scope, receive, send)
         except ClientDisconnected:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
+from sidecar import tracing
 from sidecar.proxy.asgi import (
     JSON_HEADERS,
     BodyTooLarge,
@@ -162,9 +163,30 @@ async def forward(
         content = _limited(stream_body(receive, head), limit)
     else:
         content = None
+    if tracing.on():
+        with tracing.span(f"cluster {scope['method']}", {"url.path": scope["path"][:200]}, client=True):
+            await _exchange(rt, scope, send, content, length, limit, extra_headers)
+    else:
+        await _exchange(rt, scope, send, content, length, limit, extra_headers)
+
+
+async def _exchange(
+    rt: Runtime,
+    scope: Scope,
+    send: Send,
+    content: bytes | AsyncIterator[bytes] | None,
+    length: int | None,
+    limit: int,
+    extra_headers: RawHeaders,
+) -> None:
+    """The request to the cluster and its answer streamed back."""
     try:
         resp = await rt.services.upstream.request(
-            scope["method"], target(scope), request_headers(scope), content, content_length=length
+            scope["method"],
+            target(scope),
+            tracing.injected(request_headers(scope)),
+            content,
+            content_length=length,
         )
     except UpstreamError as e:
         await send_upstream_error(send, e, scope["method"])
@@ -172,6 +194,8 @@ async def forward(
     except BodyTooLarge:  # a chunked body ran past the limit: the cluster got an unfinished request
         await send_too_large(send, None, limit)
         return
+    if tracing.on():
+        tracing.annotate({"http.response.status_code": resp.status}, error=resp.status >= 500)
     try:
         headers = response_headers(resp)
         headers.extend(extra_headers)

@@ -18,8 +18,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlencode
 
-from sidecar import jsontext
+from sidecar import jsontext, tracing
 from sidecar.events.event import SearchEvent
+from sidecar.logs import current_search
 from sidecar.proxy.asgi import BodyTooLarge, Receive, Scope, Send, read_body, send_response
 from sidecar.proxy.forward import (
     forward,
@@ -176,6 +177,7 @@ async def _search(
 ) -> None:
     req = incoming(scope, request_headers(scope))
     search = _started(rt, snap, index, req)
+    current_search.set(search.event)  # what a log line written for it names (log_format: json)
     passed = await _searched(search, snap.match(split_indices(index)), req, receive, send)
     if passed is not None:
         await _pass(search, passed, req, scope, receive, send)
@@ -194,12 +196,14 @@ async def _searched(
     except BodyTooLarge as e:
         return _Pass(Reason.BODY_TOO_LARGE, head=e.head)
     try:
-        plan = _plan(route, req, raw, snap)
+        with tracing.span("plan"):
+            plan = _plan(route, req, raw, snap)
     except InflatedTooLarge as e:
         await _inflated_too_large(search, send, e)
         return None
     if isinstance(plan, SearchPlan):
-        plan = await rewritten(route, plan, req.context)
+        with tracing.span("rewrite"):
+            plan = await rewritten(route, plan, req.context)
     if isinstance(plan, Bypass):
         return _Pass(plan.reason, raw, routed=True, bypass=plan)
     widened = dumps(plan.body)
@@ -209,8 +213,25 @@ async def _searched(
     who = req.everyone if route.lab is not None else None  # where an experiment finds the user
     result = await run(route, plan, search.event, cluster, who)
     search.record(result.outcome)
-    await _answer(send, search.event, req, result)
+    if tracing.on():
+        tracing.annotate(_traced(search.event, snap.config.events.redact))
+    with tracing.span("response"):
+        await _answer(send, search.event, req, result)
     return None
+
+
+def _traced(event: SearchEvent, redact: bool) -> dict[str, Any]:
+    """What a search's span says of it: its route, outcome and model, its query unless the
+    events are redacted (nor are the documents' texts ever on a span)."""
+    return {
+        "rerank.route": event.route,
+        "rerank.status": event.status,
+        "rerank.reason": event.reason,
+        "rerank.model": event.model,
+        "rerank.event": event.id,
+        "rerank.window": event.window,
+        "rerank.query": None if redact else event.query,
+    }
 
 
 async def _answer(send: Send, event: SearchEvent, req: Incoming, result: Result) -> None:
@@ -281,11 +302,14 @@ async def _call(
     rt: Runtime, path: bytes, headers: list[tuple[bytes, bytes]], body: bytes
 ) -> tuple[UpstreamResponse, bytes]:
     """POST to the cluster and read the whole answer (UpstreamError when there is none)."""
-    resp = await rt.services.upstream.request("POST", path, headers, body)
-    try:
-        return resp, await resp.read()
-    finally:
-        resp.release()
+    with tracing.span("cluster POST", None, client=True):
+        resp = await rt.services.upstream.request("POST", path, tracing.injected(headers), body)
+        try:
+            return resp, await resp.read()
+        finally:
+            resp.release()
+            if tracing.on():
+                tracing.annotate({"http.response.status_code": resp.status}, error=resp.status >= 500)
 
 
 async def _fetch(

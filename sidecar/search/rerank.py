@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from sidecar import tracing
 from sidecar.config import RouteConfig
 from sidecar.documents import window_texts
 from sidecar.engine.circuit import CircuitOpen
@@ -58,7 +59,10 @@ async def rerank_hits(
         if read:
             budget = route.timeout_ms / 1000  # one request to the model for the query and its variants
             request = ScoreRequest.of(plan.queries, [texts[i] for i in read], plan.instruction, budget)
-            scored = await compiled.model.score(request)
+            with tracing.span("score", {"rerank.model": route.model, "rerank.documents": len(read)}):
+                scored = await compiled.model.score(request)
+                if tracing.on():
+                    _traced_model(started, scored)
             per_query = [_spread(s, read, len(texts)) for s in scored]
         else:
             per_query = [Scored([0.0] * len(texts)) for _ in plan.queries]
@@ -66,10 +70,33 @@ async def rerank_hits(
         took = (time.perf_counter() - started) * 1000
         reason = next((r for kind, r in _FAULTS if isinstance(e, kind)), Reason.MODEL_ERROR)
         if reason is Reason.MODEL_ERROR:
-            log.warning("model %s failed, answering in the cluster's order: %s", route.model, e)
+            log.warning(
+                "model %s failed, answering in the cluster's order: %s",
+                route.model,
+                e,
+                extra={"reason": reason.value},
+            )
         return None, Outcome(Status.FALLBACK, reason, route.model, took)
     took = (time.perf_counter() - started) * 1000
     return per_query, Outcome(Status.APPLIED, Reason.NONE, route.model, took)
+
+
+def _traced_model(started: float, scored: list[Scored]) -> None:
+    """The queue wait and the model pass under the ``score`` span, at the times they took
+    (the longest of the query's and its variants', which were scored as one piece of work)."""
+    queue = max((s.queue_ms for s in scored if s.queue_ms is not None), default=None)
+    model = max((s.model_ms for s in scored if s.model_ms is not None), default=None)
+    if queue is None or model is None:
+        tracing.annotate({"rerank.cached": True})  # every score came from the cache
+        return
+    first = scored[0]
+    tracing.measured("queue", started, started + queue / 1000)
+    tracing.measured(
+        "model",
+        started + queue / 1000,
+        started + (queue + model) / 1000,
+        {"rerank.batch_size": first.batch, "rerank.tokens": first.tokens, "rerank.queries": len(scored)},
+    )
 
 
 def _spread(scored: Scored, read: list[int], n: int) -> Scored:
@@ -77,7 +104,7 @@ def _spread(scored: Scored, read: list[int], n: int) -> Scored:
     scores = [0.0] * n
     for i, value in zip(read, scored.scores, strict=True):
         scores[i] = value
-    return Scored(scores, scored.queue_ms, scored.model_ms)
+    return replace(scored, scores=scores)
 
 
 async def _tail(
@@ -225,11 +252,13 @@ async def finish(
             page, ubi = await page_of(scoring, plan, response, window, None, upstream)
             record.searched(event, compiled.name, plan, route, window, scoring, None, ubi, None)
             return page, outcome
-        decision = decide(scoring.route, scoring.scores, window.cluster, window.missing)
-        outcome = replace(outcome, cut=decision.cut, flags=decision.flags)
-        served = await serve(scoring, plan, window, decision, headers)
+        with tracing.span("fusion"):
+            decision = decide(scoring.route, scoring.scores, window.cluster, window.missing)
+            outcome = replace(outcome, cut=decision.cut, flags=decision.flags)
+            served = await serve(scoring, plan, window, decision, headers)
         shown = decision if served is None else _served_decision(served, decision, len(window.hits))
-        page, ubi = await page_of(scoring, plan, response, window, shown, upstream)
+        with tracing.span("page"):
+            page, ubi = await page_of(scoring, plan, response, window, shown, upstream)
         if served is not None:
             outcome = replace(outcome, model="")
         record.searched(event, compiled.name, plan, route, window, scoring, decision, ubi, served)

@@ -69,7 +69,7 @@ class ServedModel:
                 raise ValueError(
                     f"model {self.name!r} returned {len(t.scores)} scores for {len(documents)} documents"
                 )
-        return [Scored(apply(self.calibration, t.scores), t.queue_ms, t.model_ms) for t in timed]
+        return [replace(t, scores=apply(self.calibration, t.scores)) for t in timed]
 
 
 @dataclass(frozen=True)
