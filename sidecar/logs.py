@@ -10,15 +10,21 @@ import json
 import logging
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sidecar import tracing
 
-if TYPE_CHECKING:
-    from sidecar.events.event import SearchEvent
+
+class Search(Protocol):
+    """What a log line names of the search it was written for (a SearchEvent)."""
+
+    id: str
+    route: str | int | None
+    reason: Any
+
 
 # the search whose task writes the line (set by the proxy for each search it serves)
-current_search: ContextVar[SearchEvent | None] = ContextVar("current_search", default=None)
+current_search: ContextVar[Search | None] = ContextVar("current_search", default=None)
 
 # what every LogRecord has: the rest of its attributes are a call's ``extra``
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}

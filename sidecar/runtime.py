@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sidecar.config import Config, ConfigError
 from sidecar.engine import calibration
@@ -116,6 +117,23 @@ class Runtime:
             if result in ("counted", "unmatched"):
                 self.services.events.add_click(click, tracker.last_identity if result == "counted" else None)
         return counted
+
+    def health_figures(self) -> dict[str, Any]:
+        """What the metrics' alerts watch: each model's circuit and refusals, the event writer,
+        the config store (None without one; its error, "" when it is well) and routes' budgets."""
+        events, store = self.services.events, self.services.store
+        return {
+            "circuits": {name: self.breaker(name).state for name in self.scorers},
+            "overloaded": {name: s.stats.overloaded for name, s in self.scorers.items()},
+            "events": {
+                "queued": events.queued,
+                "written": events.written,
+                "dropped": events.dropped,
+                "failing": bool(events.write_error or events.sink_error or events.writer_stopped),
+            },
+            "config_store": None if store is None else (store.error or ""),
+            "timeouts": {r.name: r.timeout_ms / 1000 for r in self.config.routes},
+        }
 
     def breaker(self, model: str) -> CircuitBreaker:
         """The model's circuit breaker."""
@@ -325,7 +343,11 @@ async def open_runtime(
                 (ssl_context(config) or up.verify) if config.config_store.url is None else True,
             )
             stack.push_async_callback(store.aclose)
-        metrics = Metrics(lambda: runtime.scorers if runtime else {}, tracker.summaries)
+        metrics = Metrics(
+            lambda: runtime.scorers if runtime else {},
+            tracker.summaries,
+            lambda: runtime.health_figures() if runtime else {},
+        )
         services = Services(pool, events, metrics, tracker, store, shared, history)
         snapshot, llms, _ = compiled(config, scorers, rewriters, tracker)
         runtime = Runtime(services, snapshot, base_dir, llms)

@@ -4,8 +4,10 @@ A search is a SERVER span under the client's W3C ``traceparent`` (when it sent o
 child for each stage: ``plan``, ``rewrite``, each call to the cluster (a CLIENT span whose
 context goes on in the ``traceparent`` the cluster gets), ``score`` with its ``queue`` and
 ``model`` spans (the inference thread's own times, recorded as they were measured), ``fusion``
-and ``response``. A remote model engine's request is a CLIENT span too, and passes the trace
-on. Another request through the proxy gets a span only when it is sampled.
+``page`` and ``response``. A remote model engine's request is a CLIENT span too, and passes
+the trace on. A request is traced when its ``traceparent`` says sampled, or, without one, by
+``sample_ratio``; one that is not costs a look at its headers, and its ``traceparent`` goes on
+to the cluster as it came.
 
 When tracing is off every helper here is a check of one module global and a shared no-op
 context: nothing is imported from OpenTelemetry, nothing is allocated per request.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -28,6 +31,7 @@ log = logging.getLogger(__name__)
 
 _tracer: Tracer | None = None
 _provider: Any = None
+_ratio = 0.0  # sample_ratio: the share of requests without a traceparent that are traced
 _NOTHING: contextlib.nullcontext[None] = contextlib.nullcontext()
 # the propagation headers the sidecar replaces with its own span's when it traces a request
 _TRACE_HEADERS = frozenset({b"traceparent", b"tracestate"})
@@ -36,7 +40,7 @@ _TRACE_HEADERS = frozenset({b"traceparent", b"tracestate"})
 def setup(config: TracingConfig | None) -> None:
     """Start exporting spans (OTLP over HTTP, batched in the background) as ``config`` says;
     None: tracing stays off."""
-    global _tracer, _provider
+    global _tracer, _provider, _ratio
     if config is None:
         return
     shutdown()  # one provider a process: a second sidecar in it (tests) takes over
@@ -44,20 +48,23 @@ def setup(config: TracingConfig | None) -> None:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
-    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 
     endpoint = config.endpoint.rstrip("/")
     if not endpoint.endswith("/v1/traces"):
         endpoint += "/v1/traces"
     provider = TracerProvider(
         resource=Resource.create({"service.name": config.service_name}),
-        sampler=ParentBased(TraceIdRatioBased(config.sample_ratio)),
+        # the root's share is decided before any span is made (``sampled``): a request that is
+        # not traced costs a look at its headers and nothing of OpenTelemetry
+        sampler=ParentBased(ALWAYS_ON),
     )
     provider.add_span_processor(
         BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint, timeout=10), schedule_delay_millis=1000)
     )
     _provider = provider
     _tracer = provider.get_tracer("rerank-sidecar")
+    _ratio = config.sample_ratio
     log.info("tracing: spans go to %s (%s of new traces sampled)", endpoint, config.sample_ratio)
 
 
@@ -74,6 +81,21 @@ def on() -> bool:
     return _tracer is not None
 
 
+def sampled(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """Whether a request is traced: as its W3C ``traceparent`` says (the sampled flag), or, when
+    it has none (or one that cannot be read), by ``sample_ratio``."""
+    for k, v in headers:
+        if k.lower() == b"traceparent":
+            parts = v.strip().split(b"-")
+            if len(parts) == 4 and len(parts[1]) == 32 and len(parts[2]) == 16 and len(parts[3]) == 2:
+                try:
+                    return bool(int(parts[3], 16) & 1)
+                except ValueError:
+                    break
+            break
+    return _ratio >= 1.0 or (_ratio > 0.0 and random.random() < _ratio)
+
+
 def _carrier(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     return {
         k.decode("latin-1").lower(): v.decode("latin-1") for k, v in headers if k.lower() in _TRACE_HEADERS
@@ -81,8 +103,9 @@ def _carrier(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
 
 
 def server(name: str, headers: Iterable[tuple[bytes, bytes]], attributes: Mapping[str, Any]) -> Any:
-    """The span of one request the proxy serves, under the client's ``traceparent``, made the
-    current one for what it awaits (a no-op context when tracing is off)."""
+    """The span of one request the proxy serves (one that ``sampled`` picked), under the
+    client's ``traceparent``, made the current one for what it awaits (a no-op context when
+    tracing is off)."""
     if _tracer is None:
         return _NOTHING
     from opentelemetry.propagate import extract

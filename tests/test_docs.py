@@ -4,10 +4,12 @@ reachable from the README and every relative link resolves."""
 from __future__ import annotations
 
 import argparse
+import itertools
 import re
 import shlex
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 import yaml
@@ -113,6 +115,26 @@ def test_each_shell_script_and_compose_command_names_what_exists() -> None:
             assert words[-1] in services, command
 
 
+def test_helm_and_kubectl_commands_name_the_chart_its_values_and_files_that_exist() -> None:
+    values = yaml.safe_load((ROOT / "deploy" / "helm" / "rerank-sidecar" / "values.yaml").read_text())
+    commands = _is("helm") + _is("kubectl")
+    assert commands
+    for command in commands:
+        words = _words(command)
+        if words[1] == "install":
+            assert (ROOT / words[3] / "Chart.yaml").is_file(), command
+            for flag, value in itertools.pairwise(words):
+                if flag == "-f":
+                    assert (ROOT / value).is_file(), command
+                if flag == "--set":
+                    node: Any = values
+                    for key in value.partition("=")[0].split("."):
+                        assert isinstance(node, dict) and key in node, command
+                        node = node[key]
+        if words[1] == "apply":
+            assert (ROOT / words[words.index("-f") + 1]).is_file(), command
+
+
 def test_no_command_of_an_unknown_kind() -> None:
     """A new kind of command in the docs needs its own check here."""
     known = {
@@ -126,6 +148,8 @@ def test_no_command_of_an_unknown_kind() -> None:
         "export",
         "vllm",
         "curl",
+        "helm",
+        "kubectl",
         ".",
     }
     unknown = [c for c in COMMANDS if _words(c)[:1] and _words(c)[0] not in known]

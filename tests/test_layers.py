@@ -32,6 +32,7 @@ ROWS: list[tuple[str, set[str]]] = [
             "docfiles",
             "credentials",
             "logs",
+            "tracing",
             "patterns",
             "remote_apis",
             "documents",

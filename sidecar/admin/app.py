@@ -41,6 +41,7 @@ from sidecar.masking import mask_url, mask_urls
 from sidecar.proxy.asgi import JSON_HEADERS, Receive, Scope, Send, send_response
 from sidecar.proxy.errors import error_body
 from sidecar.runtime import Runtime
+from sidecar.upstream import UpstreamError
 
 _REDACTED = "<redacted>"
 _MAX_BODY = 16 * 1024 * 1024
@@ -70,6 +71,10 @@ def _answers_json(handler: Callable[[Request], Awaitable[Any]]) -> Callable[[Req
     return endpoint
 
 
+# Kubernetes' probes: answered without the token, and saying nothing of the sidecar but whether
+_PROBES = frozenset({"/_sidecar/live", "/_sidecar/ready"})
+
+
 class AdminApp:
     """Serves ``/_sidecar/*``; a bearer token is checked when one is configured."""
 
@@ -82,6 +87,8 @@ class AdminApp:
         self.app = Starlette(
             routes=[
                 Route("/_sidecar/health", _answers_json(self.health), methods=["GET"]),
+                Route("/_sidecar/live", self.live, methods=["GET", "HEAD"]),
+                Route("/_sidecar/ready", self.ready, methods=["GET", "HEAD"]),
                 Route("/_sidecar/stats", _answers_json(self.stats), methods=["GET"]),
                 Route("/_sidecar/metrics", self.metrics, methods=["GET"]),
                 Route("/_sidecar/config", _answers_json(self.config), methods=["GET", "PUT"]),
@@ -113,7 +120,7 @@ class AdminApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        if not self._authorized(scope):
+        if scope["path"] not in _PROBES and not self._authorized(scope):
             body = error_body(401, "security_exception", "missing or wrong admin bearer token")
             await send_response(send, 401, [*JSON_HEADERS, (b"www-authenticate", b"Bearer")], body)
             return
@@ -298,6 +305,22 @@ class AdminApp:
                 raise AdminError(413, "content_too_long_exception", f"body over {_MAX_BODY} bytes")
             parts.append(chunk)
         return b"".join(parts)
+
+    async def live(self, request: Request) -> Response:
+        """Liveness (no token: it says nothing but that the admin listener answers)."""
+        return Response(b'{"live":true}', media_type="application/json; charset=UTF-8")
+
+    async def ready(self, request: Request) -> Response:
+        """Readiness (no token): the models are loaded (the listeners open only after them) and
+        the cluster answers a request within 2 s, whatever its status (a 401 is a cluster that
+        is up); 503 otherwise, with why."""
+        try:
+            resp = await asyncio.wait_for(self.rt.services.upstream.request("HEAD", b"/", [], None), 2.0)
+            resp.release()
+        except (UpstreamError, TimeoutError) as e:
+            reason = "the cluster does not answer" + (f": {e.kind}" if isinstance(e, UpstreamError) else "")
+            return _error(503, "not_ready", reason)
+        return Response(b'{"ready":true}', media_type="application/json; charset=UTF-8")
 
     async def health(self, request: Request) -> dict[str, object]:
         """Liveness and what is loaded."""

@@ -16,6 +16,7 @@ from sidecar.percentile import percentile
 from sidecar.vocab import Status, reason_text
 
 STAGES = ("rewrite_ms", "upstream_ms", "queue_ms", "model_ms", "rerank_ms", "total_ms")
+_SCORE_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -50,6 +51,55 @@ class _ModelCollector(Collector):
             misses.add_metric([name], b.stats.cache_misses)
             waste.add_metric([name], b.stats.padding_waste)
         yield from (depth, batches, pairs, hits, misses, waste)
+
+
+class _HealthCollector(Collector):
+    """What the alerts watch, read at scrape time from the runtime (``health``: see
+    ``Runtime.health_figures``): circuits, the event writer, the config store, routes' budgets."""
+
+    def __init__(self, health: Callable[[], Mapping[str, Any]]) -> None:
+        self.health = health
+
+    def collect(self) -> Iterable[Any]:
+        h = self.health()
+        if not h:
+            return
+        circuit = GaugeMetricFamily(
+            "rerank_sidecar_circuit_open",
+            "1 while the model's circuit is open (its searches answered in the cluster's order)",
+            labels=["model"],
+        )
+        for model, state in h["circuits"].items():
+            circuit.add_metric([model], 0 if state == "closed" else 1)
+        overloaded = CounterMetricFamily(
+            "rerank_sidecar_overloaded", "Searches the model's queue refused (overloaded)", labels=["model"]
+        )
+        for model, n in h["overloaded"].items():
+            overloaded.add_metric([model], n)
+        ev = h["events"]
+        queued = GaugeMetricFamily("rerank_sidecar_events_queued", "Events waiting for the writer")
+        queued.add_metric([], ev["queued"])
+        written = CounterMetricFamily("rerank_sidecar_events_written", "Events written to SQLite")
+        written.add_metric([], ev["written"])
+        dropped = CounterMetricFamily("rerank_sidecar_events_dropped", "Events no write could take")
+        dropped.add_metric([], ev["dropped"])
+        failing = GaugeMetricFamily(
+            "rerank_sidecar_events_failing",
+            "1 while the event writer or the events index sink fails (health says why)",
+        )
+        failing.add_metric([], 1 if ev["failing"] else 0)
+        store = GaugeMetricFamily(
+            "rerank_sidecar_config_store_degraded",
+            "1 while the fleet's config store cannot be read or written (absent without a store)",
+        )
+        if h["config_store"] is not None:
+            store.add_metric([], 1 if h["config_store"] else 0)
+        timeout = GaugeMetricFamily(
+            "rerank_sidecar_route_timeout_seconds", "The route's model budget (timeout_ms)", labels=["route"]
+        )
+        for route, seconds in h["timeouts"].items():
+            timeout.add_metric([route], seconds)
+        yield from (circuit, overloaded, queued, written, dropped, failing, store, timeout)
 
 
 class _ExperimentCollector(Collector):
@@ -97,6 +147,7 @@ class Metrics:
         self,
         models: Callable[[], Mapping[str, Any]],
         experiments: Callable[[], list[dict[str, Any]]] = list,
+        health: Callable[[], Mapping[str, Any]] = dict,
     ) -> None:
         self.registry = CollectorRegistry()
         self.searches = Counter(
@@ -119,7 +170,22 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+        self.route_latency = Histogram(
+            "rerank_sidecar_search_seconds",
+            "Whole time of a search the sidecar reranked or fell back on, by route",
+            ["route"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self.top_score = Histogram(
+            "rerank_sidecar_top_score",
+            "The model's score of the best hit of each reranked search, by route",
+            ["route"],
+            buckets=_SCORE_BUCKETS,
+            registry=self.registry,
+        )
         self.registry.register(_ModelCollector(models))
+        self.registry.register(_HealthCollector(health))
         self.registry.register(_ExperimentCollector(experiments))
 
     def observe(self, event: SearchEvent) -> None:
@@ -129,6 +195,12 @@ class Metrics:
             value = getattr(event.timings, stage)
             if value is not None:
                 self.latency.labels(stage.removesuffix("_ms")).observe(value / 1000)
+        if event.status is not Status.BYPASS and event.timings.total_ms is not None:
+            route = str(event.route)
+            self.route_latency.labels(route).observe(event.timings.total_ms / 1000)
+            scored = [b.model_score for b in event.baseline if b.model_score is not None]
+            if scored:
+                self.top_score.labels(route).observe(max(scored))
         if event.cut:
             self.cut.inc(event.cut)
         if event.variants:

@@ -45,14 +45,13 @@ class ProxyApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        if tracing.on():
+        if tracing.on() and tracing.sampled(scope["headers"]):
             await self._traced(scope, receive, send)
         else:
             await self._served(scope, receive, send)
 
     async def _traced(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The request under its span (a search's or, when sampled, a pass-through's), with the
-        status it was answered with."""
+        """A sampled request under its span, with the status it was answered with."""
         path, method = scope["path"], scope["method"]
         name = "msearch" if "_msearch" in path else "search" if "_search" in path else method
         status = 0

@@ -114,6 +114,21 @@ def test_a_redacted_route_puts_no_query_on_its_span(osmem: OsmemServer) -> None:
         assert not any("secret" in json.dumps(s["attributes"]) for s in spans)
         (root,) = [s for s in spans if s["name"] == "search"]
         assert "rerank.query" not in root["attributes"] and root["attributes"]["rerank.route"] == "kb,docs-*"
+        # sample_ratio 1.0 (the default): a search without a traceparent starts a trace of its own
+        before = len(receiver.spans)
+        r = _search(running.url, "kb", "adapters", None)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not any(
+            s["name"] == "search" and s["attributes"].get("rerank.event") == r.headers["x-rerank-event"]
+            for s in receiver.spans[before:]
+        ):
+            time.sleep(0.05)
+        (own,) = [
+            s
+            for s in receiver.spans[before:]
+            if s["name"] == "search" and s["attributes"].get("rerank.event") == r.headers["x-rerank-event"]
+        ]
+        assert own["parent"] == "" and own["trace"] not in (trace, TRACE)
     finally:
         running.close()
         receiver.app.stop()
