@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sidecar.demo.run import load_corpus  # noqa: E402
+from sidecar.embedded import stop_embedded  # noqa: E402
 from testkit.fleet import Fleet  # noqa: E402
 
 INDEX = "kb"
@@ -214,7 +215,7 @@ def main() -> None:
             abusers.join()
             alive = fleet.procs[0].poll() is None
     finally:
-        cluster.close()
+        stop_embedded(cluster)
     print(
         f"steady load: {args.clients} clients, reranked searches and GETs alternating,"
         f" {args.seconds:g} s a phase"

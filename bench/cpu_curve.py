@@ -211,6 +211,8 @@ def main() -> int:
         raise SystemExit("wrk not found: apt-get install wrk")
     from osmem_server import OsmemServer
 
+    from sidecar.embedded import stop_embedded
+
     work = Path(tempfile.mkdtemp(prefix="rerank-curve-"))
     procs: list[subprocess.Popen[bytes]] = []
     cluster = OsmemServer.start(japanese=False)
@@ -337,7 +339,7 @@ def main() -> int:
         return 0
     finally:
         stop(procs)
-        cluster.close()
+        stop_embedded(cluster)
         for tree in trees:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)])
         shutil.rmtree(work, ignore_errors=True)

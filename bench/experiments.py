@@ -81,6 +81,7 @@ def main() -> None:
 
     from osmem_server import OsmemServer
 
+    from sidecar.embedded import stop_embedded
     from tests.conftest import RunningSidecar
 
     dataset = load_dataset(args.data)
@@ -179,7 +180,7 @@ def main() -> None:
         admin.close()
         sidecar.close()
     finally:
-        cluster.close()
+        stop_embedded(cluster)
 
 
 if __name__ == "__main__":

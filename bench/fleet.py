@@ -69,6 +69,7 @@ def main() -> None:
     from osmem_server import OsmemServer
 
     from sidecar.demo.run import corpus, load_corpus
+    from sidecar.embedded import stop_embedded
 
     queries = [d["title"] for d in corpus()]
     weights = [1 / (i + 1) for i in range(len(queries))]
@@ -100,7 +101,7 @@ def main() -> None:
                     if cache is not None:
                         cache.stop()
     finally:
-        cluster.close()
+        stop_embedded(cluster)
     print(
         f"{args.replicas} replicas, {args.clients} clients, {args.seconds:.0f} s per phase,"
         f" {len(queries)} distinct queries (Zipf-like mix), round robin; MiniLM on CPU, window 20"

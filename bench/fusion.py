@@ -37,6 +37,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.data import dataset  # noqa: E402
 from sidecar.eval.command import DEFAULT_STORE, evaluate_settings  # noqa: E402
 from sidecar.logs import setup_logging  # noqa: E402
 
@@ -136,6 +137,20 @@ def main() -> None:
     parser.add_argument("--heldout", type=Path, help="a BEIR folder of SciFact's held-out queries and qrels")
     args = parser.parse_args()
     setup_logging("warning")
+    sets = {
+        None: ("xquad_zh_retrieval", "cmrc2018_dev_retrieval", "scifact", "cranfield"),
+        "chinese": ("xquad_zh_retrieval", "cmrc2018_dev_retrieval"),
+        "beir": ("scifact", "cranfield"),
+        "article": (),
+    }[args.only]
+    for name in sets:  # what each set needs, said before any run starts
+        dataset(
+            args.data / name,
+            "bench/fusion.py",
+            hint="--data names a folder of BEIR-layout sets: scifact/, cranfield/, xquad_zh_retrieval/,"
+            " cmrc2018_dev_retrieval/ (as in the development workspace's ../shared/data); --only article"
+            " needs none of them",
+        )
     beir = ROOT / "configs" / "eval" / "minilm.yaml"
     article_query, article_mapping = DATA / "article-query.json", DATA / "article-mapping.json"
     print(

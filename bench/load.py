@@ -277,6 +277,7 @@ async def _main(args: argparse.Namespace) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from osmem_server import OsmemServer
 
+    from sidecar.embedded import stop_embedded
     from tests.conftest import CORPUS, index_corpus
 
     cluster = OsmemServer.start(japanese=False)
@@ -326,7 +327,7 @@ async def _main(args: argparse.Namespace) -> int:
         proc.terminate()
         proc.wait(30)
         await relay.stop()
-        cluster.close()
+        stop_embedded(cluster)
     print(
         f"{args.seconds:.0f} s per run, {args.clients} clients; no faults: the cluster alone vs the sidecar"
     )

@@ -40,6 +40,8 @@ def cluster_answer() -> tuple[bytes, list[str]]:
     import httpx
     from osmem_server import OsmemServer
 
+    from sidecar.embedded import stop_embedded
+
     docs = [json.loads(line) for line in CORPUS.open(encoding="utf-8")]
     cluster = OsmemServer.start(japanese=False)
     try:
@@ -61,7 +63,7 @@ def cluster_answer() -> tuple[bytes, list[str]]:
             r.raise_for_status()
             content = r.content
     finally:
-        cluster.close()
+        stop_embedded(cluster)
     words = sorted({w.strip(".,:;()!?\"'").lower() for d in docs for w in d["text"].split()} - {""})
     return content, [w for w in words if w.isalpha() and len(w) > 3]
 

@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from proxy_overhead import LUA_GET, lua_str, run_wrk  # noqa: E402
 
 from sidecar.config import parse_config  # noqa: E402
+from sidecar.embedded import stop_embedded  # noqa: E402
 from sidecar.proxy.app import ProxyApp  # noqa: E402
 from sidecar.proxy.forward import HOP_BY_HOP  # noqa: E402
 from sidecar.runtime import Runtime, open_runtime  # noqa: E402
@@ -115,7 +116,7 @@ async def main(seconds: int, reps: int) -> None:
             for task in servers:
                 task.cancel()
     finally:
-        cluster.close()
+        stop_embedded(cluster)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,9 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench.data import dataset  # noqa: E402
+
 INDEX = "scifact"
 
 
@@ -211,7 +214,11 @@ def _median(runs: list[dict[str, float]]) -> dict[str, float]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "scifact")
+    ap.add_argument(
+        "--data",
+        default=str(ROOT.parent / "shared" / "data" / "scifact"),
+        help="SciFact in BEIR layout, or beir/scifact (downloaded once)",
+    )
     ap.add_argument("--seconds", type=int, default=5, help="length of one wrk run")
     ap.add_argument("--reps", type=int, default=3, help="interleaved runs per cell; the median is reported")
     ap.add_argument(
@@ -227,11 +234,14 @@ def main() -> int:
         help="also run a sidecar with tracing on (this sample_ratio of the requests) to a local OTLP sink",
     )
     args = ap.parse_args()
+    args.data = dataset(args.data, "bench/proxy_overhead.py", ("corpus.jsonl", "queries.jsonl"))
     for tool in ("wrk", "nginx"):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} not found: apt-get install wrk nginx-light")
 
     from osmem_server import OsmemServer
+
+    from sidecar.embedded import stop_embedded
 
     work = Path(tempfile.mkdtemp(prefix="rerank-bench-"))
     procs: list[subprocess.Popen[bytes]] = []
@@ -378,7 +388,7 @@ def main() -> int:
         return 0
     finally:
         stop(procs)
-        cluster.close()
+        stop_embedded(cluster)
         if args.against:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(work / "against")])
         shutil.rmtree(work, ignore_errors=True)

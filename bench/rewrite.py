@@ -87,6 +87,7 @@ def end_to_end() -> None:
     from osmem_server import OsmemServer
 
     from sidecar.demo.run import load_corpus
+    from sidecar.embedded import stop_embedded
     from tests.conftest import RunningSidecar
 
     base = load_config(ROOT / "configs" / "demo.yaml").model_dump(mode="json")
@@ -142,7 +143,7 @@ def end_to_end() -> None:
         finally:
             sidecar.close()
     finally:
-        cluster.close()
+        stop_embedded(cluster)
 
 
 if __name__ == "__main__":

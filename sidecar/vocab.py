@@ -61,6 +61,8 @@ class Reason(str, Enum):
     CIRCUIT_OPEN = "circuit-open"
     MODEL_ERROR = "model-error"
     SIDECAR_ERROR = "sidecar-error"  # a fault of the sidecar's own after the cluster answered
+    # a later page of a search whose page fell back: the cluster's order goes on (search/paging.py)
+    PAGED_FALLBACK = "paged-fallback"
 
     def header(self, upstream_status: int | None = None) -> str:
         """The ``X-Rerank-Reason`` value."""
@@ -83,5 +85,6 @@ FALLBACK_REASONS = frozenset(
         Reason.MODEL_ERROR,
         Reason.SIDECAR_ERROR,
         Reason.LANGUAGE,
+        Reason.PAGED_FALLBACK,
     }
 )

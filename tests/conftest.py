@@ -20,6 +20,7 @@ from aiohttp import web
 from osmem_server import OsmemServer
 
 from sidecar.config import Config, parse_config
+from sidecar.embedded import stop_embedded
 from sidecar.engine import calibration
 from sidecar.engine.protocol import Backend
 from sidecar.server import SidecarServer
@@ -136,7 +137,7 @@ def osmem() -> Iterator[OsmemServer]:
     for index in ("kb", "docs-1", "plain", "slow", "broken"):
         index_corpus(server.url, index, CORPUS)
     yield server
-    server.close()
+    stop_embedded(server)
 
 
 class SlowBackend:

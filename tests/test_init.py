@@ -65,6 +65,9 @@ def test_init_proposes_routes_from_the_mappings(cluster: OsmemServer, tmp_path: 
     assert routes[("codes",)].fields == ["sku"]  # no text field at all: its keywords
     model = config.models["reranker"]
     assert (model.backend, model.model) == ("bi-encoder", "all-MiniLM-L6-v2")  # no CUDA here
+    # on a CPU a first-seen window takes seconds: a budget that fits it, the embeddings kept
+    assert all(route.timeout_ms == 8000 for route in config.routes)
+    assert model.embedding_store == str(out.resolve().with_name(out.stem + "-embeddings.sqlite"))  # type: ignore[union-attr]
     text = out.read_text()
     assert "# Written by rerank-sidecar init" in text
     assert r'template: "{title}\n{body}"' in text  # one line, as a person writes it

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # top row first; a name is a package or a module of sidecar/
 ROWS: list[tuple[str, set[str]]] = [
-    ("entry", {"cli", "demo", "eval", "batch", "sizing", "init", "__main__"}),
+    ("entry", {"cli", "demo", "eval", "batch", "sizing", "init", "embedded", "__main__"}),
     ("wiring", {"server"}),
     ("adapters", {"proxy", "admin", "listener"}),
     ("core", {"search", "snapshot", "runtime"}),

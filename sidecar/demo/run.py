@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from sidecar.config import Config, ConfigError, load_config, parse_config
+from sidecar.embedded import stop_embedded
 
 CORPUS = Path(__file__).with_name("corpus.jsonl")
 MAPPINGS = {
@@ -153,4 +154,4 @@ async def run_demo(args: argparse.Namespace) -> None:
         print(banner(cluster.url, count, args.index, server.proxy_url, server.admin_url), flush=True)
         await task
     finally:
-        cluster.close()
+        stop_embedded(cluster)

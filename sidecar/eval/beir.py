@@ -3,6 +3,7 @@ publish), checked, and kept as a folder in the layout ``load_dataset`` reads."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -18,6 +19,11 @@ from sidecar.eval.dataset import DatasetError
 BEIR_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/{name}.zip"
 CACHE = Path("~/.cache/rerank-sidecar/datasets")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+_MIRROR = (
+    "; where that host cannot be reached, set RERANK_SIDECAR_BEIR_URL to a mirror's URL of the zips"
+    " ({name} stands for the dataset: https://mirror.example/beir/{name}.zip), or give a local folder"
+    " with corpus.jsonl, queries.jsonl and qrels.tsv"
+)
 
 
 def dataset_folder(spec: str, split: str = "test", cache: Path | None = None) -> Path:
@@ -33,16 +39,23 @@ def dataset_folder(spec: str, split: str = "test", cache: Path | None = None) ->
     if (folder / ".complete").is_file():
         return folder
     url = os.environ.get("RERANK_SIDECAR_BEIR_URL", BEIR_URL).format(name=name)
+    made = [d for d in (root, *root.parents) if not d.exists()]  # what a failure takes back
     root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=root, prefix=f".{name}.") as tmp:
-        archive = Path(tmp) / f"{name}.zip"
-        _download(url, archive, spec)
-        staged = Path(tmp) / name
-        _unpack(archive, name, split, staged, spec)
-        (staged / ".complete").write_text(url + "\n")
-        if folder.exists():  # a half-written folder of an earlier, interrupted run
-            shutil.rmtree(folder)
-        staged.rename(folder)
+    try:
+        with tempfile.TemporaryDirectory(dir=root, prefix=f".{name}.") as tmp:
+            archive = Path(tmp) / f"{name}.zip"
+            _download(url, archive, spec)
+            staged = Path(tmp) / name
+            _unpack(archive, name, split, staged, spec)
+            (staged / ".complete").write_text(url + "\n")
+            if folder.exists():  # a half-written folder of an earlier, interrupted run
+                shutil.rmtree(folder)
+            staged.rename(folder)
+    except BaseException:
+        for d in made:  # deepest first: no empty cache folders left behind
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        raise
     return folder
 
 
@@ -50,12 +63,12 @@ def _download(url: str, dest: Path, spec: str) -> None:
     try:
         with httpx.stream("GET", url, follow_redirects=True, timeout=httpx.Timeout(30.0, read=120.0)) as r:
             if r.status_code != 200:
-                raise DatasetError(f"{spec}: {url} answered HTTP {r.status_code}")
+                raise DatasetError(f"{spec}: {url} answered HTTP {r.status_code}{_MIRROR}")
             with dest.open("wb") as f:
                 for chunk in r.iter_bytes(1 << 20):
                     f.write(chunk)
     except httpx.HTTPError as e:
-        raise DatasetError(f"{spec}: cannot download {url}: {type(e).__name__}: {e}") from None
+        raise DatasetError(f"{spec}: cannot download {url}: {type(e).__name__}: {e}{_MIRROR}") from None
 
 
 def _unpack(archive: Path, name: str, split: str, dest: Path, spec: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sidecar.search.plan import SearchPlan
@@ -21,6 +22,66 @@ def window_hits(response: Any) -> list[dict[str, Any]] | None:
     return items if all(isinstance(h, dict) for h in items) else None
 
 
+@dataclass(frozen=True)
+class Explainer:
+    """How a reranked hit's ``_score`` was made, for the ``_explanation`` of a search sent with
+    ``explain: true`` (as OpenSearch's rescore explains its own): the shown score, the model's
+    score and the fusion, with the cluster's explanation nested. ``hidden``: under an
+    experiment, which arm ordered the hit is not told."""
+
+    model: str
+    fusion: str
+    alpha: float
+    rrf_k: int
+    fused: Sequence[float] | None = None
+    hidden: bool = False
+
+    def of(self, shown: float, score: float, given: Any, original: Any, rank: int) -> dict[str, Any]:
+        cluster = {
+            "value": original if isinstance(original, (int, float)) else 0.0,
+            "description": f"the cluster's score (rank {rank} of the window it returned)",
+            "details": [given] if isinstance(given, dict) else [],
+        }
+        if self.hidden:
+            return {
+                "value": shown,
+                "description": "rerank-sidecar: reranked under an experiment",
+                "details": [cluster],
+            }
+        a, b, k = round(self.alpha, 4), round(1 - self.alpha, 4), self.rrf_k
+        fused = None if self.fused is None else round(self.fused[rank - 1], 6)
+        laid = "the model's scores laid along the order of"
+        how = {
+            "replace": "the model's score (fusion replace)",
+            "linear": f"{a} x the model's score + {b} x the cluster's min-max normalized score"
+            " (fusion linear)",
+            "auto": f"{laid} {a} x the model's score + {b} x the cluster's rank as {k}/({k} + rank)"
+            f" (fusion auto; this hit fused {fused})",
+            "rrf": f"{laid} 1/({k} + model rank) + 1/({k} + cluster rank)"
+            f" (fusion rrf; this hit fused {fused})",
+        }[self.fusion]
+        model = {
+            "value": score,
+            "description": f"model {self.model}: the calibrated score of the hit's text against the query",
+            "details": [],
+        }
+        return {"value": shown, "description": f"rerank-sidecar: {how}", "details": [model, cluster]}
+
+    @staticmethod
+    def past_window(given: Any, original: Any, rank: int) -> dict[str, Any]:
+        """A hit after the reranked window: 0, below every reranked hit, in the cluster's order."""
+        cluster = {
+            "value": original if isinstance(original, (int, float)) else 0.0,
+            "description": f"the cluster's score (rank {rank})",
+            "details": [given] if isinstance(given, dict) else [],
+        }
+        return {
+            "value": 0.0,
+            "description": "rerank-sidecar: past the reranked window, below every reranked hit",
+            "details": [cluster],
+        }
+
+
 def _restore_source(hit: dict[str, Any], plan: SearchPlan) -> None:
     if plan.source.is_identity or "_source" not in hit:
         return
@@ -37,6 +98,7 @@ def build_page(
     annotate: bool,
     decision: Decision | None = None,
     tail: Sequence[dict[str, Any]] = (),
+    explainer: Explainer | None = None,
 ) -> dict[str, Any]:
     """Reorder the window by the decision (or keep the cluster's order when ``scores`` is None)
     and slice the client's page out of it followed by ``tail``: the cluster's hits after the
@@ -61,6 +123,8 @@ def build_page(
             hit["_score"] = final[i]
             if annotate:
                 hit["_rerank"] = {"score": scores[i], "original_score": original, "original_rank": i + 1}
+            if explainer is not None and "_explanation" in hit:
+                hit["_explanation"] = explainer.of(final[i], scores[i], hit["_explanation"], original, i + 1)
         _restore_source(hit, plan)
         page.append(hit)
     first = len(hits) + max(0, plan.from_ - len(order))  # the tail's first hit, as the cluster ranks it
@@ -70,6 +134,8 @@ def build_page(
             hit["_score"] = 0.0
             if annotate:
                 hit["_rerank"] = {"score": None, "original_score": original, "original_rank": first + j + 1}
+            if explainer is not None and "_explanation" in hit:
+                hit["_explanation"] = Explainer.past_window(hit["_explanation"], original, first + j + 1)
         _restore_source(hit, plan)
         page.append(hit)
     response["hits"]["hits"] = page

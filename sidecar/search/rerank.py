@@ -27,7 +27,8 @@ from sidecar.experiments.tracker import Impression
 from sidecar.search import languages, record
 from sidecar.search.cluster import ClusterRefused, Upstream
 from sidecar.search.outcome import Outcome
-from sidecar.search.page import build_page, tail_range
+from sidecar.search.page import Explainer, build_page, tail_range
+from sidecar.search.paging import REMEMBERED, FallbackMemory
 from sidecar.search.plan import SearchPlan
 from sidecar.search.policy import Decision, aggregate, decide
 from sidecar.search.record import Ubi
@@ -223,7 +224,12 @@ async def page_of(
     # the answer names no model: a client cannot tell the arms apart to steer its clicks
     annotate = route.annotate and lab is None
     scores = None if shown is None else scoring.scores
-    page = build_page(response, plan, scores, annotate, shown, tail)
+    explainer = None
+    if shown is not None:
+        explainer = Explainer(
+            route.model, route.fusion, route.alpha, route.rrf_k, shown.final, hidden=lab is not None
+        )
+    page = build_page(response, plan, scores, annotate, shown, tail, explainer)
     ubi = _ubi(page, plan, lab)
     return explained(page, plan), ubi
 
@@ -246,8 +252,21 @@ async def finish(
     try:
         compiled, route = routed(compiled, plan)
         window = window_of(route, response)
+        memory, key = compiled.paging, None
+        if plan.from_ > 0 and len(memory):
+            key = FallbackMemory.key(event.index, plan)
+            if memory.recalls(key):  # its earlier page fell back: the cluster's order goes on
+                outcome = Outcome(Status.FALLBACK, Reason.PAGED_FALLBACK, route.model)
+                scoring = Scoring(compiled, route, outcome, plan.language)
+                page, ubi = await page_of(scoring, plan, response, window, None, upstream)
+                record.searched(event, compiled.name, plan, route, window, scoring, None, ubi, None)
+                return page, outcome
         scoring = await score(compiled, route, plan, window)
         outcome = scoring.outcome
+        if scoring.scores is None and outcome.reason in REMEMBERED:
+            memory.remember(key or FallbackMemory.key(event.index, plan))
+        elif plan.from_ == 0 and len(memory):
+            memory.forget(FallbackMemory.key(event.index, plan))
         if scoring.scores is None:
             page, ubi = await page_of(scoring, plan, response, window, None, upstream)
             record.searched(event, compiled.name, plan, route, window, scoring, None, ubi, None)

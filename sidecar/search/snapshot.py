@@ -18,6 +18,7 @@ from sidecar.language import Reads
 from sidecar.rewrite.llm import LlmRewriter
 from sidecar.rewrite.rules import Rewriter
 from sidecar.rewrite.text import scrub
+from sidecar.search.paging import FallbackMemory
 from sidecar.search.routes import match_route
 
 if TYPE_CHECKING:
@@ -83,6 +84,8 @@ class CompiledRoute:
     llm: LlmRewriter | None = None
     lab: Lab | None = None  # the route's online experiment
     models: Mapping[str, ServedModel] = field(default_factory=dict)  # every model: an arm may use another
+    # its searches that fell back, whose later pages continue in the cluster's order
+    paging: FallbackMemory = field(default_factory=FallbackMemory)
 
 
 class Snapshot:

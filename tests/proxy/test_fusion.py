@@ -121,3 +121,35 @@ def test_scores_and_flags_are_on_one_scale(fused: RunningSidecar) -> None:
         f"{fused.url}/plain/_search", json={"query": {"match": {"text": "is it the one"}}, "size": 6}
     )
     assert vague.headers["x-rerank"] == "applied" and "low" in vague.headers["x-rerank-flags"]
+
+
+@pytest.mark.parametrize(("index", "fusion"), [("kb", "auto"), ("plain", "replace")])
+def test_explain_says_how_the_shown_score_was_made(
+    fused: RunningSidecar, direct: httpx.Client, index: str, fusion: str
+) -> None:
+    body = {"query": {"match": {"text": LORA}}, "explain": True, "size": 5}
+    given = {h["_id"]: h for h in direct.post(f"/{index}/_search", json=body).json()["hits"]["hits"]}
+    r = httpx.post(f"{fused.url}/{index}/_search", json=body, timeout=60)
+    assert r.headers["x-rerank"] == "applied"
+    hits = r.json()["hits"]["hits"]
+    reranked = [h for h in hits if h["_rerank"]["score"] is not None]
+    assert reranked
+    for hit in reranked:
+        e = hit["_explanation"]
+        assert e["value"] == hit["_score"]  # the score shown, not the cluster's
+        assert e["description"].startswith("rerank-sidecar: ") and f"(fusion {fusion}" in e["description"]
+        model, cluster = e["details"]
+        assert model["value"] == hit["_rerank"]["score"] and "model minilm" in model["description"]
+        assert cluster["value"] == hit["_rerank"]["original_score"]
+        assert f"rank {hit['_rerank']['original_rank']} " in cluster["description"]
+        if hit["_id"] in given:  # the cluster's own explanation, nested as it gave it
+            assert cluster["details"] == [given[hit["_id"]]["_explanation"]]
+    past = [h for h in hits if h["_rerank"]["score"] is None]
+    for hit in past:  # after the window (kb's is 3 hits): 0, below every reranked hit
+        assert hit["_explanation"]["value"] == 0.0 == hit["_score"]
+        assert "past the reranked window" in hit["_explanation"]["description"]
+    if index == "kb":  # a window of 3 under a page of 5: two hits from past it
+        assert len(past) == 2
+    # without explain, no explanation is made up
+    plain = httpx.post(f"{fused.url}/{index}/_search", json={**body, "explain": False}, timeout=60)
+    assert all("_explanation" not in h for h in plain.json()["hits"]["hits"])

@@ -4,14 +4,14 @@ hit twice and none lost; after a cut the list ends with the kept hits."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import httpx
 import pytest
 from osmem_server import OsmemServer
 
-from tests.conftest import BrokenBackend, RunningSidecar, index_corpus, sidecar_config
+from tests.conftest import BrokenBackend, RunningSidecar, SlowBackend, index_corpus, sidecar_config
 
 INDEX = "docs-pages"  # routed by docs-*, window 12
 TOPICS = ["gpu memory", "lora rank", "pod restart", "shipping rates", "java types", "refund policy"]
@@ -93,5 +93,66 @@ def test_after_a_cut_the_list_ends_with_the_kept_hits(pages_index: str, osmem: O
             ]
             assert len(walked) == len(set(walked)) == 8  # the thresholds said the rest is not relevant
             assert set(walked) < set(cluster[:12])
+    finally:
+        running.close()
+
+
+class Flaky(BrokenBackend):
+    """Fails while ``failing`` (a model that was not ready: the first page falls back), then
+    scores the window upside down (so that its order is never the cluster's)."""
+
+    failing = True
+
+    def score(self, query: str, documents: Sequence[str], instruction: str | None = None) -> list[float]:
+        if self.failing:
+            raise RuntimeError("not ready yet")
+        return [i / 100 for i in range(len(documents))]
+
+
+def test_the_pages_of_a_search_that_fell_back_never_mix_two_orders(
+    pages_index: str, osmem: OsmemServer
+) -> None:
+    flaky = Flaky()
+    route = {
+        "indices": [pages_index],
+        "model": "broken",
+        "window": 12,
+        "fields": ["title", "text"],
+        "fusion": "replace",
+    }
+    running = RunningSidecar(
+        sidecar_config(osmem.url, routes=[route]), backends={"slow": SlowBackend(), "broken": flaky}
+    )
+    try:
+        with (
+            httpx.Client(base_url=running.url, timeout=30) as side,
+            httpx.Client(base_url=osmem.url) as direct,
+        ):
+
+            def page(body: dict[str, Any], start: int) -> tuple[str, list[str]]:
+                r = side.post(f"/{pages_index}/_search", json={**body, "from": start, "size": 4})
+                assert r.status_code == 200, r.text
+                reason = r.headers.get("x-rerank-reason", "")
+                return f"{r.headers['x-rerank']} {reason}".strip(), [
+                    h["_id"] for h in r.json()["hits"]["hits"]
+                ]
+
+            cluster = [
+                h["_id"]
+                for h in direct.post(f"/{pages_index}/_search", json={**QUERY, "size": 12}).json()["hits"][
+                    "hits"
+                ]
+            ]
+            assert page(QUERY, 0) == ("fallback model-error", cluster[:4])
+            flaky.failing = False  # the model is ready now: page 2 alone would be reranked
+            assert page(QUERY, 4) == ("fallback paged-fallback", cluster[4:8])
+            assert page(QUERY, 8) == ("fallback paged-fallback", cluster[8:12])
+            # another search is not held back
+            other = {"query": {"match": {"text": "memory note lora"}}}
+            assert page(other, 4)[0] == "applied"
+            # the first page asked again is reranked, and its later pages with it: one order
+            status, first = page(QUERY, 0)
+            assert status == "applied" and first == cluster[::-1][:4]
+            assert page(QUERY, 4) == ("applied", cluster[::-1][4:8])
     finally:
         running.close()
