@@ -33,6 +33,31 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["RERANK_SIDECAR_CACHE"] = tempfile.mkdtemp(prefix="rerank-sidecar-test-cache-")
 
 
+# The slowest tests (whole processes, end-to-end commands, load and fault runs, real exports):
+# ``pytest -m "not slow"`` leaves them out for a quick run; the README's ``pytest`` runs all.
+SLOW = (
+    "tests/adversarial/",
+    "tests/demo/",
+    "tests/fleet/test_processes.py",
+    "tests/eval/test_eval.py",
+    "tests/eval/test_tune.py",
+    "tests/eval/test_rerank_command.py",
+    "tests/experiments/test_simulated_users.py",
+    "tests/experiments/test_judgments.py",
+    "tests/engine/test_onnx_runtime.py",
+    "tests/admin/test_events.py",
+    "tests/proxy/test_load.py",
+    "tests/test_sizing.py",
+    "tests/test_docs.py::test_each_benchmark_command_is_a_script_that_takes_its_options",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.startswith(SLOW):
+            item.add_marker(pytest.mark.slow)
+
+
 CORPUS: list[dict[str, str]] = [
     {
         "title": "Choosing a LoRA rank",

@@ -70,8 +70,9 @@ def spread(event: SearchEvent) -> float | None:
     return statistics.pstdev(scores) if len(scores) > 1 else None
 
 
-def feed_row(source: str, event: SearchEvent, query_width: int = 60) -> dict[str, str]:
-    """One line of the live feed, as text per column (the query cut to ``query_width``)."""
+def feed_row(source: str, event: SearchEvent, query_width: int = 60, notes_width: int = 14) -> dict[str, str]:
+    """One line of the live feed, as text per column (the query cut to ``query_width``, the
+    notes to ``notes_width``)."""
     s = spread(event)
     return {
         "time": time.strftime("%H:%M:%S", time.localtime(event.time)),
@@ -83,7 +84,7 @@ def feed_row(source: str, event: SearchEvent, query_width: int = 60) -> dict[str
         "top": f"{event.final[0].score:.2f}" if event.final else "–",
         "sd": f"{s:.2f}" if s is not None else "–",
         "ms": f"{event.timings.total_ms or 0:.0f}",
-        "notes": one_line(",".join(event.flags) or _reason(event), 14),
+        "notes": one_line(",".join(event.flags) or _reason(event), notes_width),
     }
 
 

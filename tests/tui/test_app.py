@@ -142,7 +142,7 @@ async def test_a_threshold_saved_from_tune_is_in_force_and_in_the_file(
         assert isinstance(app.screen, TuneScreen)
         screen = app.screen
         await until(pilot, lambda: bool(screen.config))
-        await until(pilot, lambda: "preview on the last 3" in text_of(app, "#tune-preview"))
+        await until(pilot, lambda: "preview: last 3" in text_of(app, "#tune-preview"))
         await pilot.press("down", "down", "down")  # max_hits
         await pilot.press("enter")
         await pilot.press(*"2")
@@ -203,8 +203,13 @@ async def test_the_sandbox_ranks_a_loaded_file(watched: tuple[RunningSidecar, Pa
         scores = running.scores("minilm", "which lora rank", docs)
         expected = sorted(range(3), key=lambda i: -scores[i])
         ranking = rows(app, "#sandbox-ranking")
-        assert [r[3] for r in ranking] == [docs[i] for i in expected]
+        for row, i in zip(ranking, expected, strict=True):  # cut to the pane's width, never another text
+            assert row[4] == docs[i] or (row[4].endswith("…") and docs[i].startswith(row[4][:-1]))
         assert [float(r[1]) for r in ranking] == pytest.approx([scores[i] for i in expected], abs=1e-4)
+        # each document's input number (from 1, as typed) and its move against the input order
+        assert [r[2] for r in ranking] == [str(i + 1) for i in expected]
+        marks = {0: "=", 1: "▲1", 2: "▲2", -1: "▼1", -2: "▼2"}
+        assert [r[3] for r in ranking] == [marks[i - rank] for rank, i in enumerate(expected)]
         # a bad file: one clear line, nothing lost
         await pilot.press("ctrl+o")
         await pilot.press(*"/nope/missing.txt", "enter")
@@ -320,7 +325,9 @@ async def test_the_experiments_screen_says_how_to_start_one(watched: tuple[Runni
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: app.connected[app.client.name][0])
         await pilot.press("x")
-        await until(pilot, lambda: "experiment:" in text_of(app, "#exp-list"))
+        await until(pilot, lambda: "experiment:" in text_of(app, "#exp-empty"))
+        assert "docs/experiments.md" in text_of(app, "#exp-empty")  # a page that exists
+        assert (Path(__file__).resolve().parents[2] / "docs" / "experiments.md").is_file()
         assert "Experiments ▸" in text_of(app, "#exp-title")
 
 

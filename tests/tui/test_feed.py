@@ -113,3 +113,15 @@ def test_bad_documents_files_say_why(tmp_path: Path, name: str, content: bytes, 
         load_documents(spec)
     with pytest.raises(DocumentsError, match="No such file"):
         load_documents(str(tmp_path / "missing.txt"))
+
+
+def test_a_figures_line_breaks_between_figures_never_inside_one() -> None:
+    from tui.screens.live import fit
+
+    line = (
+        "QPS 0.1   p50 57 ms (os 1 · queue 2 · model 52)   p95 309 ms   fallback 0.0%   cache 0.0%   queue 0"
+    )
+    lines = fit(line, 78).splitlines()
+    assert len(lines) == 2 and all(len(x) <= 78 for x in lines)
+    assert lines[1] == "queue 0"  # the figure whole on the next line, not "queue" / "0"
+    assert fit(line, 200) == line

@@ -92,7 +92,7 @@ class DiffScreen(BaseScreen):
             ]
         self.query_one("#diff-rules", Static).update(Text("\n".join(lines) or "rules: none fired"))
         before, after = diff(e)
-        width = max(12, self.size.width // 2 - 24)
+        width = max(12, self.app.size.width // 2 - 24)  # the screen's own size is 0 before its layout
         for table_id, rows in (("#diff-baseline", before), ("#diff-reranked", after)):
             table = self.query_one(table_id, DataTable)
             table.clear()
@@ -114,6 +114,9 @@ class DiffScreen(BaseScreen):
         counts = histogram(scores, bins=20)
         span = f"{min(scores):.2f} … {max(scores):.2f}" if scores else "no scores"
         self.query_one("#diff-hist", Static).update(f"scores {bars(counts)}  {span}   ({len(scores)} hits)")
+
+    def on_resize(self) -> None:
+        self.show_event()
 
     def action_step(self, delta: int) -> None:
         self.index = max(0, min(len(self.feed) - 1, self.index + delta))

@@ -116,8 +116,8 @@ class DistributionScreen(BaseScreen):
         found = route_for(self.config, index) if index and self.config else None
         route = found[1] if found else None
         self.query_one("#dist-title", Static).update(
-            f"[b]Distribution ▸[/] last {len(events)} of {n} searches, index {index or '–'}, {source}"
-            f"   ({len(scores)} scores)"
+            f"[b]Distribution ▸[/] {index or '–'} · {len(events)} of the last {n} searches"
+            f" · {len(scores)} scores · {source}"
         )
         plot = self.query_one("#dist-plot", PlotextPlot)
         plt = plot.plt
@@ -127,9 +127,9 @@ class DistributionScreen(BaseScreen):
             plt.hist(scores, bins=40)
             if route and route.get("min_score") is not None:
                 plt.vline(route["min_score"], "red")
-            plt.title("model scores of every hit in the window")
+            plt.title("the model's score of each hit")
         else:
-            plt.title("no applied searches recorded for this index yet")
+            plt.title("no reranked search yet")
         plot.refresh()
         side = thresholds_text(route) if index else "no searches yet"
         self.query_one("#dist-side", Static).update(side + "\n\n[red]│[/] min_score")

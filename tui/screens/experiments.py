@@ -112,6 +112,7 @@ class ExperimentsScreen(BaseScreen):
     def compose(self) -> ComposeResult:
         yield Static(id="exp-title")
         yield DataTable(id="exp-table", cursor_type="row")
+        yield Static(id="exp-empty")  # the whole width: how to start one, while there is none
         with Horizontal(id="exp-body"):
             yield DataTable(id="exp-searches", cursor_type="row")
             yield Static(id="exp-list")
@@ -149,10 +150,12 @@ class ExperimentsScreen(BaseScreen):
             return
         self.figures = found
         self.detail = detail
+        empty = self.query_one("#exp-empty", Static)
+        empty.display = not found
         if not found:
-            self.show(
-                "#exp-list",
-                "no experiment configured:\nadd `experiment:` to a route (README: Online experiments)",
+            empty.update(
+                "No experiment configured. Add `experiment:` to a route of the config to compare two"
+                " settings on live traffic (interleave, ab or shadow): see docs/experiments.md."
             )
 
     def _selected(self, found: list[dict[str, Any]]) -> str | None:

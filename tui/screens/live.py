@@ -18,7 +18,7 @@ from tui.feed import Filter, feed_row
 from tui.screens.base import BaseScreen
 
 COLUMNS = ("time", "src", "index", "query", "status", "top1", "top", "sd", "ms", "notes")
-# the widest each column other than the query gets (notes are cut to 14)
+# the widest each column other than the query and the notes gets
 OTHER_WIDTHS = {
     "time": 8,
     "src": 15,
@@ -28,7 +28,6 @@ OTHER_WIDTHS = {
     "top": 4,
     "sd": 4,
     "ms": 5,
-    "notes": 16,
 }
 STATUS_STYLE = {"applied": "green", "fallback": "yellow", "bypass": "grey50"}
 
@@ -66,6 +65,17 @@ def figures_line(name: str | None, stats: dict[str, Any]) -> str:
             f"cfg v{version if version is not None else '?'}" + (" ✗" if stats.get("config_error") else "")
         )
     return ("" if name is None else f"{name}  ") + "   ".join(parts)
+
+
+def fit(line: str, width: int) -> str:
+    """A figures line broken between its figures (never inside one) to lines of ``width``."""
+    out: list[str] = []
+    for part in line.split("   "):
+        if out and len(out[-1]) + 3 + len(part) <= width:
+            out[-1] += "   " + part
+        else:
+            out.append(part)
+    return "\n".join(out)
 
 
 def fleet_line(replicas: list[dict[str, Any]], fleet: dict[str, Any] | None) -> str:
@@ -209,7 +219,9 @@ class LiveScreen(BaseScreen):
             lines.append(
                 fleet_line([app.stats[c.name] for c in app.clients if c.name in app.stats], app.fleet)
             )
-        self.query_one("#live-figures", Static).update(Text("\n".join(lines) or "waiting for figures…"))
+        width = max(20, self.app.size.width - 2)  # inside the padding
+        shown = "\n".join(fit(line, width) for line in lines)
+        self.query_one("#live-figures", Static).update(Text(shown or "waiting for figures…"))
         recent = [e.timings.total_ms or 0.0 for _, e in app.recent()[:60]]
         self.query_one("#live-spark", Sparkline).data = list(reversed(recent)) or [0.0]
 
@@ -222,11 +234,14 @@ class LiveScreen(BaseScreen):
         self.shown = [(s, e) for s, e in self.tui.recent() if self.filter(s, e)][:500]
         table.clear()
         columns = self._columns()
-        # the query takes what the other columns leave: every column fits an 80-column terminal
-        others = sum(OTHER_WIDTHS.get(c, 8) + 2 for c in columns if c != "query")
-        query_width = max(12, min(60, self.size.width - others - 4))
+        # the query and the notes take what the other columns leave (the query up to 60, the
+        # notes the rest): every column fits an 80-column terminal, and a wide one shows more
+        others = sum(OTHER_WIDTHS.get(c, 8) + 2 for c in columns if c not in ("query", "notes"))
+        free = self.app.size.width - others - 4 - 2  # their cells' padding, the scrollbar
+        query_width = max(12, min(60, free - 8))
+        notes_width = max(8, free - query_width)
         for source, event in self.shown:
-            row = feed_row(source, event, query_width)
+            row = feed_row(source, event, query_width, notes_width)
             style = STATUS_STYLE.get(row["status"], "")
             table.add_row(*(Text(row[c], style=style) for c in columns), key=f"{source}:{event.id}")
         if selected is not None:

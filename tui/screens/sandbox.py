@@ -49,7 +49,8 @@ class SandboxScreen(BaseScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#sandbox-ranking", DataTable).add_columns("rank", "score", "input #", "document")
+        ranking = self.query_one("#sandbox-ranking", DataTable)
+        ranking.add_columns("rank", "score", "input", "move", "document")
         self.query_one("#sandbox-title", Static).update(
             f"[b]Sandbox ▸[/] {self.tui.client.name}   one document per line; ctrl+r ranks"
         )
@@ -99,10 +100,12 @@ class SandboxScreen(BaseScreen):
             return
         table = self.query_one("#sandbox-ranking", DataTable)
         table.clear()
+        width = max(10, self.app.size.width * 3 // 5 - 32)  # the output: 3/5 of the screen
         for rank, item in enumerate(result["ranking"], 1):
-            i = item["index"]
-            moved = "" if i + 1 == rank else f" (was {i + 1})"
-            table.add_row(str(rank), f"{item['score']:.4f}", f"{i + 1}{moved}", one_line(docs[i], 80))
+            i = item["index"]  # the API's index counts from 0; inputs are shown from 1, as typed
+            up = i + 1 - rank
+            move = Text(f"▲{up}", style="green") if up > 0 else Text(f"▼{-up}", style="red") if up else "="
+            table.add_row(str(rank), f"{item['score']:.4f}", str(i + 1), move, one_line(docs[i], width))
         scores = result["scores"]
         took = (time.perf_counter() - started) * 1000
         self.status(

@@ -226,7 +226,7 @@ class TuneScreen(BaseScreen):
             return
         cur, new = result["current"], result["proposed"]
         rows = [
-            f"[b]preview on the last {new['searches']} reranked searches[/]",
+            f"[b]preview: last {new['searches']} reranked searches[/]",
             "                 running      new",
             f"hits cut        {_share(cur['hits_cut'])}   {_share(new['hits_cut'])}",
             f"empty results   {_share(cur['empty_results'])}   {_share(new['empty_results'])}",
