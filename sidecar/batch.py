@@ -118,11 +118,13 @@ def render(
     lines = []
     for qid, query, rows in rankings:
         lines.append(f"query {qid}: {query}")
-        lines.append(f"{'rank':>5} {'score':>9} {'index':>6}  document")
+        lines.append(f"{'rank':>5} {'score':>9} {'input':>6}  document")
         for r, i, s in rows:
             snippet = " ".join(docs[i].split())
             snippet = snippet if len(snippet) <= 90 else snippet[:89] + "…"
-            lines.append(f"{r:>5} {s:>9.4f} {i:>6}  {snippet}")  # from 0, as in JSON and CSV
+            # the document's number as a person counts the file's documents (from 1, as the TUI's
+            # sandbox does); JSON and CSV give "index", from 0, for programs
+            lines.append(f"{r:>5} {s:>9.4f} {i + 1:>6}  {snippet}")
         lines.append("")
     return "\n".join(lines).rstrip("\n")
 

@@ -64,6 +64,11 @@ def test_table_csv_many_queries_and_top(files: dict[str, Path]) -> None:
     lines = table.stdout.splitlines()
     assert "Pick a LoRA rank" in lines[lines.index("query 1: which lora rank") + 2]
     assert "Shipping to Norway" in lines[lines.index("query 2: parcel to norway") + 2]
+    # the table counts the file's documents from 1 (its "input" column), as the TUI's sandbox does
+    header = lines[lines.index("query 1: which lora rank") + 1]
+    assert header.split() == ["rank", "score", "input", "document"]
+    first = lines[lines.index("query 1: which lora rank") + 2].split()
+    assert DOCS[int(first[2]) - 1].startswith("Pick a LoRA rank")
     out = rerank(
         "--query", "norway", "--docs", str(files["docs.txt"]), "--format", "csv", "--top", "1", *MINILM
     )
