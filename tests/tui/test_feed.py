@@ -123,5 +123,5 @@ def test_a_figures_line_breaks_between_figures_never_inside_one() -> None:
     )
     lines = fit(line, 78).splitlines()
     assert len(lines) == 2 and all(len(x) <= 78 for x in lines)
-    assert lines[1] == "queue 0"  # the figure whole on the next line, not "queue" / "0"
+    assert lines[1] == "cache 0.0%   queue 0"  # whole figures on the next line, not "queue" / "0"
     assert fit(line, 200) == line

@@ -238,7 +238,7 @@ class LiveScreen(BaseScreen):
         # notes the rest): every column fits an 80-column terminal, and a wide one shows more
         others = sum(OTHER_WIDTHS.get(c, 8) + 2 for c in columns if c not in ("query", "notes"))
         free = self.app.size.width - others - 4 - 2  # their cells' padding, the scrollbar
-        query_width = max(12, min(60, free - 8))
+        query_width = max(12, min(60, free - 14))
         notes_width = max(8, free - query_width)
         for source, event in self.shown:
             row = feed_row(source, event, query_width, notes_width)
