@@ -142,6 +142,14 @@ def span(name: str, attributes: Mapping[str, Any] | None = None, client: bool = 
     return _tracer.start_as_current_span(name, kind=kind, attributes=dict(attributes or {}))
 
 
+def cluster_call(scope: Mapping[str, Any]) -> Any:
+    """The span of a request passed through to the cluster (its method and path), under the
+    current one; the shared no-op context when nothing is traced (no name or dict is made)."""
+    if _tracer is None or _current() is None:
+        return _NOTHING
+    return span(f"cluster {scope['method']}", {"url.path": scope["path"][:200]}, client=True)
+
+
 def annotate(attributes: Mapping[str, Any], error: bool = False) -> None:
     """Attributes on the current span (None values left out); ``error``: its status is ERROR."""
     current = _current()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 import os
 import tempfile
 import time
@@ -70,6 +71,8 @@ def _answers_json(handler: Callable[[Request], Awaitable[Any]]) -> Callable[[Req
 
     return endpoint
 
+
+log = logging.getLogger(__name__)
 
 # Kubernetes' probes: answered without the token, and saying nothing of the sidecar but whether
 _PROBES = frozenset({"/_sidecar/live", "/_sidecar/ready"})
@@ -394,8 +397,18 @@ class AdminApp:
             raise AdminError(409, "version_conflict_engine_exception", e.reason) from None
         except StoreUnavailable as e:
             raise AdminError(503, "config_store_exception", f"nothing changed: {e}") from None
-        persisted = self._persist(new) if self.config_path is not None else None
-        return {"acknowledged": True, "persisted": persisted, "config": self.config_view(new)}
+        answer: dict[str, Any] = {"acknowledged": True, "persisted": None}
+        if self.config_path is not None:
+            try:
+                answer["persisted"] = self._persist(new)
+            except OSError as e:  # a read-only mount (a Kubernetes ConfigMap): running, not kept
+                reason = f"{self.config_path} cannot be written ({e.strerror or e})"
+                log.warning("config changed in memory only: %s", reason)
+                answer["warning"] = (
+                    f"{reason}: the change runs until the sidecar restarts or the file changes;"
+                    " keep it in the file's source (a ConfigMap) or in a config_store"
+                )
+        return {**answer, "config": self.config_view(new)}
 
     def _persist(self, config: Config) -> str:
         assert self.config_path is not None

@@ -163,45 +163,29 @@ async def forward(
         content = _limited(stream_body(receive, head), limit)
     else:
         content = None
-    if tracing.on():
-        with tracing.span(f"cluster {scope['method']}", {"url.path": scope["path"][:200]}, client=True):
-            await _exchange(rt, scope, send, content, length, limit, extra_headers)
-    else:
-        await _exchange(rt, scope, send, content, length, limit, extra_headers)
-
-
-async def _exchange(
-    rt: Runtime,
-    scope: Scope,
-    send: Send,
-    content: bytes | AsyncIterator[bytes] | None,
-    length: int | None,
-    limit: int,
-    extra_headers: RawHeaders,
-) -> None:
-    """The request to the cluster and its answer streamed back."""
-    try:
-        resp = await rt.services.upstream.request(
-            scope["method"],
-            target(scope),
-            tracing.injected(request_headers(scope)),
-            content,
-            content_length=length,
-        )
-    except UpstreamError as e:
-        await send_upstream_error(send, e, scope["method"])
-        return
-    except BodyTooLarge:  # a chunked body ran past the limit: the cluster got an unfinished request
-        await send_too_large(send, None, limit)
-        return
-    if tracing.on():
-        tracing.annotate({"http.response.status_code": resp.status}, error=resp.status >= 500)
-    try:
-        headers = response_headers(resp)
-        headers.extend(extra_headers)
-        await send({"type": "http.response.start", "status": resp.status, "headers": headers})
-        async for chunk in resp.iter_body():
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-    finally:
-        resp.release()
+    with tracing.cluster_call(scope):  # a span only where the request is traced
+        try:
+            resp = await rt.services.upstream.request(
+                scope["method"],
+                target(scope),
+                tracing.injected(request_headers(scope)),
+                content,
+                content_length=length,
+            )
+        except UpstreamError as e:
+            await send_upstream_error(send, e, scope["method"])
+            return
+        except BodyTooLarge:  # a chunked body ran past the limit: the cluster got an unfinished request
+            await send_too_large(send, None, limit)
+            return
+        if tracing.on():
+            tracing.annotate({"http.response.status_code": resp.status}, error=resp.status >= 500)
+        try:
+            headers = response_headers(resp)
+            headers.extend(extra_headers)
+            await send({"type": "http.response.start", "status": resp.status, "headers": headers})
+            async for chunk in resp.iter_body():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            resp.release()

@@ -20,7 +20,7 @@ from sidecar.events.event import SearchEvent
 from sidecar.search import languages
 from sidecar.search.cluster import WIDEN_REFUSED, Answer, ClusterRefused, Upstream
 from sidecar.search.outcome import Outcome
-from sidecar.search.plan import Bypass, SearchPlan, plan_search
+from sidecar.search.plan import Bypass, SearchPlan, bypassed_query, plan_search
 from sidecar.search.rerank import finish
 from sidecar.search.snapshot import CompiledRoute
 from sidecar.search.variants import rewrite_plan
@@ -46,6 +46,13 @@ def safe_plan(
         return Bypass(Reason.UNPARSED_BODY)
     if isinstance(plan, SearchPlan) and len(plan.query) > max_query_chars:
         return Bypass(Reason.QUERY_TOO_LONG)
+    if isinstance(plan, Bypass) and plan.query is None:  # what the event shows of it
+        try:
+            query = bypassed_query(route.config, body, params, headers)
+        except (RecursionError, ValueError, TypeError, KeyError, AttributeError, IndexError):
+            query = None
+        if query:
+            return replace(plan, query=query[:max_query_chars])
     return plan
 
 

@@ -202,6 +202,16 @@ def _query_text(
     return find_query_text(searched, route.query_fields or route.fields)
 
 
+def bypassed_query(
+    route: RouteConfig, body: Any, params: Sequence[tuple[str, str]], headers: Mapping[str, str]
+) -> str | None:
+    """The query text of a search that goes through unchanged (sorted, scrolled, size 0, ...),
+    for its event: what the TUI shows and its filter finds; None where none can be read."""
+    if not isinstance(body, dict):
+        return None
+    return _query_text(route, body, dict(params), headers)
+
+
 def plan_search(
     route: RouteConfig,
     body: Any,

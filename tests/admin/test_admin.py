@@ -233,3 +233,21 @@ def test_a_configmap_style_symlink_swap_is_seen(osmem: OsmemServer, tmp_path: Pa
         )
     finally:
         running.close()
+
+
+def test_a_config_file_that_cannot_be_written_changes_the_running_config_and_says_so(
+    admin_sidecar: tuple[RunningSidecar, Path],
+) -> None:
+    """As on a Kubernetes ConfigMap mount (read-only): the change runs, the answer says it was
+    not kept, and the file is as it was (here the backup's path is a folder: the write fails)."""
+    running, path = admin_sidecar
+    (path.parent / "sidecar.yaml.bak").mkdir()
+    text = path.read_text()
+    cfg = httpx.get(running.admin_url + "/_sidecar/config", headers=_auth()).json()
+    cfg["routes"][0]["min_score"] = 0.3
+    r = httpx.put(running.admin_url + "/_sidecar/config", json=cfg, headers=_auth())
+    assert r.status_code == 200, r.text
+    assert r.json()["acknowledged"] is True and r.json()["persisted"] is None
+    assert "cannot be written" in r.json()["warning"] and "config_store" in r.json()["warning"]
+    assert int(httpx.post(running.url + "/kb/_search", json=QUERY).headers["x-rerank-cut"]) > 0
+    assert path.read_text() == text

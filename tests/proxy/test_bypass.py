@@ -7,6 +7,8 @@ import re
 import httpx
 import pytest
 
+from tests.conftest import RunningSidecar
+
 MATCH = {"query": {"match": {"text": "lora rank"}}}
 
 BYPASS = [
@@ -84,3 +86,26 @@ def test_cluster_errors_on_the_widened_search_are_passed_through(
     p, d = proxied.post("/kb/_search", json=body), direct.post("/kb/_search", json=body)
     assert p.status_code == d.status_code == 400
     assert p.json()["error"]["type"] == d.json()["error"]["type"]
+
+
+@pytest.mark.parametrize(
+    ("body", "params", "headers"),
+    [
+        ({**MATCH, "sort": [{"_id": "desc"}]}, {}, {}),
+        ({**MATCH, "size": 0}, {}, {}),
+        (MATCH, {"scroll": "1m"}, {}),
+        (MATCH, {}, {"X-Rerank": "off"}),
+    ],
+)
+def test_a_bypassed_search_keeps_its_query_in_its_event(
+    sidecar: RunningSidecar,
+    proxied: httpx.Client,
+    body: dict[str, object],
+    params: dict[str, str],
+    headers: dict[str, str],
+) -> None:
+    """What the TUI shows of a search passed through, and what its filter finds it by."""
+    p = proxied.post("/kb/_search", params=params, json=body, headers=headers)
+    assert p.headers["x-rerank"] == "bypass"
+    recent = httpx.get(f"{sidecar.admin_url}/_sidecar/events", params={"limit": 1}).json()["events"]
+    assert recent[0]["status"] == "bypass" and recent[0]["query"] == "lora rank"
