@@ -69,6 +69,7 @@ class Runtime:
     base_dir: Path | None = None  # where relative rules files are found: the config file's folder
     _llms: dict[str, LlmRewriter] = field(default_factory=dict)  # by their settings, shared by routes
     _swap: asyncio.Lock = field(default_factory=asyncio.Lock)
+    warmup: dict[str, dict[str, Any]] = field(default_factory=dict)  # each route's warm-up progress
 
     @property
     def config(self) -> Config:

@@ -26,6 +26,7 @@ from sidecar.listener import LimitedHttpProtocol, raise_open_files_limit
 from sidecar.proxy.app import ProxyApp
 from sidecar.rewrite.load import rules_paths
 from sidecar.runtime import Runtime, open_runtime
+from sidecar.search.warmup import warm
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +191,13 @@ class SidecarServer:
             while not all(s.started for s in self._servers) and not any(t.done() for t in serving):
                 await asyncio.sleep(0.01)
             self.ready.set()
-            watchers = []
+            watchers = [
+                asyncio.ensure_future(
+                    warm(compiled, rt.services.upstream, rt.warmup.setdefault(compiled.name, {}))
+                )
+                for compiled in rt.snapshot.routes
+                if compiled.config.warmup is not None
+            ]
             if self.config_path is not None and self.reload is not None:
                 watchers.append(
                     asyncio.ensure_future(

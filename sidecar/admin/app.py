@@ -176,6 +176,8 @@ class AdminApp:
             events = await self._fleet_events(history, since=time.time() - 60)
             return summarize(events, {}) | {"scope": "fleet"}
         out = summarize(list(self.rt.services.events.ring), self.rt.scorers)
+        if self.rt.warmup:
+            out["warmup"] = self.rt.warmup
         store = self.rt.services.store
         if store is not None:
             out["config_version"] = store.seen.number if store.seen else None
@@ -362,6 +364,7 @@ class AdminApp:
             },
             "config_store": store.health() if store is not None else None,
             "shared_cache": shared.info() if shared is not None else None,
+            **({"warmup": self.rt.warmup} if self.rt.warmup else {}),
         }
 
     @staticmethod

@@ -376,6 +376,14 @@ class ExperimentConfig(_Model):
         return self
 
 
+class WarmupConfig(_Model):
+    """Documents of a route's indices scored at start, in the background: a bi-encoder keeps
+    their embeddings, so the first searches do not wait for them (other models gain nothing)."""
+
+    documents: int = Field(1000, ge=1, le=10_000)  # the first this many of the indices (match_all)
+    basic_auth_env: str | None = None  # env var holding user:password to read them with
+
+
 class RouteConfig(_Model):
     """Which indices are reranked, with which model and how."""
 
@@ -394,6 +402,7 @@ class RouteConfig(_Model):
     instruction: str | None = None
     annotate: bool = True
     max_chars: int = Field(4000, ge=16)
+    warmup: WarmupConfig | None = None  # documents embedded at start (bi-encoder), in the background
     # thresholds on the model's score, applied to the reranked window before paging
     min_score: float | None = None
     relative_to_top: float | None = Field(None, gt=0, le=1)

@@ -59,6 +59,11 @@ def figures_line(name: str | None, stats: dict[str, Any]) -> str:
     ]
     if gpu:
         parts.append(f"GPU {gpu['used_gib']:.1f}/{gpu['total_gib']:.0f} GiB")
+    for route, w in (stats.get("warmup") or {}).items():  # documents embedded at start
+        if w.get("state") in ("reading", "scoring"):
+            parts.append(f"warm-up {route} {w.get('documents', 0)}/{w.get('total') or '?'}")
+        elif w.get("state") == "failed":
+            parts.append(f"warm-up {route} failed")
     if "config_version" in stats:  # a fleet's shared config: the version this sidecar runs
         version = stats["config_version"]
         parts.append(
