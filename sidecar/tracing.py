@@ -136,10 +136,14 @@ def span(name: str, attributes: Mapping[str, Any] | None = None, client: bool = 
     tracing is off or the trace is not sampled."""
     if _tracer is None or _current() is None:
         return _NOTHING
+    return _child(_tracer, name, attributes, client)
+
+
+def _child(tracer: Tracer, name: str, attributes: Mapping[str, Any] | None, client: bool) -> Any:
     from opentelemetry.trace import SpanKind
 
     kind = SpanKind.CLIENT if client else SpanKind.INTERNAL
-    return _tracer.start_as_current_span(name, kind=kind, attributes=dict(attributes or {}))
+    return tracer.start_as_current_span(name, kind=kind, attributes=dict(attributes or {}))
 
 
 def cluster_call(scope: Mapping[str, Any]) -> Any:
@@ -147,7 +151,7 @@ def cluster_call(scope: Mapping[str, Any]) -> Any:
     current one; the shared no-op context when nothing is traced (no name or dict is made)."""
     if _tracer is None or _current() is None:
         return _NOTHING
-    return span(f"cluster {scope['method']}", {"url.path": scope["path"][:200]}, client=True)
+    return _child(_tracer, f"cluster {scope['method']}", {"url.path": scope["path"][:200]}, True)
 
 
 def annotate(attributes: Mapping[str, Any], error: bool = False) -> None:
@@ -176,12 +180,9 @@ def injected(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """``headers`` with the current span's ``traceparent`` (and ``tracestate``) in place of the
     client's, so that the next hop's spans are children of it; as they were when nothing is
     traced."""
-    if _tracer is None or _current() is None:
+    carrier = injected_dict()
+    if not carrier:
         return headers
-    carrier: dict[str, str] = {}
-    from opentelemetry.propagate import inject
-
-    inject(carrier)
     kept = [(k, v) for k, v in headers if k.lower() not in _TRACE_HEADERS]
     return kept + [(k.encode("latin-1"), v.encode("latin-1")) for k, v in carrier.items()]
 

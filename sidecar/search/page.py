@@ -37,11 +37,7 @@ class Explainer:
     hidden: bool = False
 
     def of(self, shown: float, score: float, given: Any, original: Any, rank: int) -> dict[str, Any]:
-        cluster = {
-            "value": original if isinstance(original, (int, float)) else 0.0,
-            "description": f"the cluster's score (rank {rank} of the window it returned)",
-            "details": [given] if isinstance(given, dict) else [],
-        }
+        cluster = _cluster_node(given, original, f"rank {rank} of the window it returned")
         if self.hidden:
             return {
                 "value": shown,
@@ -70,16 +66,21 @@ class Explainer:
     @staticmethod
     def past_window(given: Any, original: Any, rank: int) -> dict[str, Any]:
         """A hit after the reranked window: 0, below every reranked hit, in the cluster's order."""
-        cluster = {
-            "value": original if isinstance(original, (int, float)) else 0.0,
-            "description": f"the cluster's score (rank {rank})",
-            "details": [given] if isinstance(given, dict) else [],
-        }
+        cluster = _cluster_node(given, original, f"rank {rank}")
         return {
             "value": 0.0,
             "description": "rerank-sidecar: past the reranked window, below every reranked hit",
             "details": [cluster],
         }
+
+
+def _cluster_node(given: Any, original: Any, where: str) -> dict[str, Any]:
+    """The cluster's score of a hit, with its own explanation nested (``where``: its rank)."""
+    return {
+        "value": original if isinstance(original, (int, float)) else 0.0,
+        "description": f"the cluster's score ({where})",
+        "details": [given] if isinstance(given, dict) else [],
+    }
 
 
 def _restore_source(hit: dict[str, Any], plan: SearchPlan) -> None:

@@ -19,7 +19,15 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from osmem_server import OsmemServer
 
 from sidecar.logs import JsonFormatter
-from tests.conftest import BrokenBackend, RunningSidecar, SlowBackend, ThreadedApp, sidecar_config
+from tests.conftest import (
+    CORPUS,
+    BrokenBackend,
+    RunningSidecar,
+    SlowBackend,
+    ThreadedApp,
+    index_corpus,
+    sidecar_config,
+)
 from tests.engine.test_remote import RerankServer
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
@@ -203,7 +211,7 @@ def test_the_trace_goes_on_to_a_remote_model_engine(
     traced: tuple[RunningSidecar, Receiver, Relay, RerankServer], osmem: OsmemServer
 ) -> None:
     sidecar, receiver, _, engine = traced
-    _copy_index(osmem.url, "kb", "remote-kb")
+    index_corpus(osmem.url, "remote-kb", CORPUS)
     trace = "1" * 32
     r = _search(sidecar.url, "remote-kb", "adapters", f"00-{trace}-{PARENT}-01")
     assert r.headers["x-rerank"] == "applied"
@@ -237,22 +245,6 @@ def test_unsampled_and_untraced_requests_leave_no_spans_and_the_clients_header_p
 
 def _faults() -> dict[str, Any]:
     return {"slow": SlowBackend(), "broken": BrokenBackend()}
-
-
-def _copy_index(url: str, source: str, target: str) -> None:
-    with httpx.Client(base_url=url, timeout=30) as c:
-        if c.head(f"/{target}").status_code == 200:
-            return
-        hits = c.post(f"/{source}/_search", json={"size": 1000}).json()["hits"]["hits"]
-        lines = "".join(
-            json.dumps({"index": {"_index": target, "_id": h["_id"]}})
-            + "\n"
-            + json.dumps(h["_source"])
-            + "\n"
-            for h in hits
-        )
-        r = c.post("/_bulk?refresh=true", content=lines, headers={"content-type": "application/x-ndjson"})
-        assert r.status_code == 200 and not r.json()["errors"]
 
 
 def test_json_log_lines_carry_the_trace_the_route_and_the_reason(
