@@ -165,14 +165,16 @@ class BiEncoderBackend:
         chunks) in one pass: what the caches lack is encoded together, sorted by length
         (``idle``: as ``_encode``'s)."""
         keys = [text_key(self._ns + ("c" if chunk else "q"), t) for t, chunk in items]
-        rows: list[np.ndarray[Any, Any] | None] = [self.cache.get(k) for k in keys]
+        rows = self.cache.get_many(keys)
         if self.store is not None and any(r is None for r in rows):
             stored = self.store.get([keys[i] for i, r in enumerate(rows) if r is None])
+            kept = []
             for i, k in enumerate(keys):
                 if rows[i] is None and k in stored:
                     vec = stored[k].reshape(-1, self.hidden_size)
                     rows[i] = vec
-                    self.cache.put(k, vec)
+                    kept.append((k, vec))
+            self.cache.put_many(kept)
         first: dict[bytes, int] = {}  # a text asked twice is encoded once
         for i, r in enumerate(rows):
             if r is None:
@@ -194,7 +196,7 @@ class BiEncoderBackend:
             for i, ps in zip(missing, pieces, strict=True):
                 made[keys[i]] = fresh[at : at + len(ps)].copy()
                 at += len(ps)
-                self.cache.put(keys[i], made[keys[i]])
+            self.cache.put_many(made.items())
             if self.store is not None:
                 self.store.put(list(made.items()))
             rows = [r if r is not None else made[k] for r, k in zip(rows, keys, strict=True)]

@@ -1,14 +1,14 @@
-"""A bounded LRU cache for per-text model outputs (embeddings, scores): cachetools' LRU behind
-a lock, since the inference thread and the event loop both use it."""
+"""Bounded LRU caches for per-text model outputs (embeddings, scores): an ordered dict (its
+operations are C), for one thread or behind a lock where the inference thread and the event loop
+share it. A search looks up a hundred documents at once, so both take them in one call."""
 
 from __future__ import annotations
 
 import hashlib
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 from typing import Generic, TypeVar
-
-from cachetools import LRUCache as _LRU
 
 V = TypeVar("V")
 
@@ -18,41 +18,9 @@ def text_key(namespace: str, text: str) -> bytes:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16, person=namespace.encode()[:16]).digest()
 
 
-class LRUCache(Generic[V]):
-    """Least-recently-used cache bounded by entry count (0: caches nothing); safe across threads."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._data: _LRU[bytes, V] | None = _LRU(maxsize=capacity) if capacity > 0 else None
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, key: bytes) -> V | None:
-        """Return the cached value and mark it recent, or None."""
-        with self._lock:
-            value = self._data.get(key) if self._data is not None else None
-            if value is None:
-                self.misses += 1
-            else:
-                self.hits += 1
-            return value
-
-    def put(self, key: bytes, value: V) -> None:
-        """Store a value, evicting the least recent entries past capacity."""
-        if self._data is None:
-            return
-        with self._lock:
-            self._data[key] = value
-
-    def __len__(self) -> int:
-        return len(self._data) if self._data is not None else 0
-
-
 class LocalLRU(Generic[V]):
-    """``LRUCache`` for one thread (a model's inference thread): an ordered dict, no lock. A
-    search looks up a hundred documents' embeddings at once, and the lock and cachetools' own
-    bookkeeping cost more than the lookups."""
+    """Least-recently-used cache bounded by entry count (0: caches nothing), for one thread (a
+    model's inference thread): no lock."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
@@ -62,22 +30,54 @@ class LocalLRU(Generic[V]):
 
     def get(self, key: bytes) -> V | None:
         """Return the cached value and mark it recent, or None."""
-        value = self._data.get(key)
-        if value is None:
-            self.misses += 1
-            return None
-        self._data.move_to_end(key)
-        self.hits += 1
-        return value
+        return self.get_many((key,))[0]
+
+    def get_many(self, keys: Sequence[bytes]) -> list[V | None]:
+        """Each key's value (None where none is), the found ones marked recent."""
+        data = self._data
+        found = [data.get(k) for k in keys]
+        touch = data.move_to_end
+        hits = 0
+        for k, v in zip(keys, found, strict=True):
+            if v is not None:
+                touch(k)
+                hits += 1
+        self.hits += hits
+        self.misses += len(keys) - hits
+        return found
 
     def put(self, key: bytes, value: V) -> None:
         """Store a value, evicting the least recent entries past capacity."""
+        self.put_many(((key, value),))
+
+    def put_many(self, items: Iterable[tuple[bytes, V]]) -> None:
+        """Store each value, evicting the least recent entries past capacity."""
         if self.capacity <= 0:
             return
-        self._data[key] = value
-        self._data.move_to_end(key)
-        while len(self._data) > self.capacity:
-            self._data.popitem(last=False)
+        data = self._data
+        touch = data.move_to_end
+        for k, v in items:
+            if k in data:
+                touch(k)
+            data[k] = v
+        while len(data) > self.capacity:
+            data.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._data)
+
+
+class LRUCache(LocalLRU[V]):
+    """``LocalLRU`` behind a lock: safe across threads (one acquisition for a whole lookup)."""
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__(capacity)
+        self._lock = threading.Lock()
+
+    def get_many(self, keys: Sequence[bytes]) -> list[V | None]:
+        with self._lock:
+            return super().get_many(keys)
+
+    def put_many(self, items: Iterable[tuple[bytes, V]]) -> None:
+        with self._lock:
+            super().put_many(items)

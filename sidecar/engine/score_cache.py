@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from sidecar.config import ModelConfig
 from sidecar.engine.cache import LRUCache
@@ -58,14 +58,31 @@ def model_fingerprint(spec: ModelConfig) -> str:
     return hashlib.blake2b(data.encode(), digest_size=6).hexdigest()
 
 
+def _encoded(text: str) -> bytes:
+    data = text.encode("utf-8", "surrogatepass")
+    return len(data).to_bytes(8, "little") + data
+
+
 def score_key(model: str, instruction: str | None, query: str, document: str) -> bytes:
     """The score cache key: model, instruction, query and document, hashed."""
-    h = hashlib.blake2b(digest_size=16)
-    for part in (model, instruction or "", query, document):
-        data = part.encode("utf-8", "surrogatepass")
-        h.update(len(data).to_bytes(8, "little"))
-        h.update(data)
-    return h.digest()
+    return score_keys(model, instruction, (query,), (document,))[0][0]
+
+
+def score_keys(
+    model: str, instruction: str | None, queries: Sequence[str], documents: Sequence[str]
+) -> list[list[bytes]]:
+    """``score_key`` of each query with each document (a row a query), each part encoded once."""
+    docs = [_encoded(d) for d in documents]
+    rows = []
+    for query in queries:
+        h = hashlib.blake2b(_encoded(model) + _encoded(instruction or "") + _encoded(query), digest_size=16)
+        row = []
+        for doc in docs:
+            one = h.copy()
+            one.update(doc)
+            row.append(one.digest())
+        rows.append(row)
+    return rows
 
 
 class CachedScorer:
@@ -108,18 +125,23 @@ class CachedScorer:
         to the inner scorer once, for every query (one request), and are cached; its timings
         (none when the cache had them all)."""
         queries, documents, instruction = request.queries, request.documents, request.instruction
-        keys = [[score_key(self.name, instruction, q, d) for d in documents] for q in queries]
-        cached: list[list[float | None]] = [[self.cache.get(k) for k in row] for row in keys]
+        keys = score_keys(self.name, instruction, queries, documents)
+        cached: list[list[float | None]] = [self.cache.get_many(row) for row in keys]
         if self.shared is not None:  # what this sidecar lacks, from the fleet's tier in one round trip
             holes = [(j, i) for j, row in enumerate(cached) for i, s in enumerate(row) if s is None]
             found = await self.shared.get_many(self.fingerprint, [keys[j][i] for j, i in holes])
+            shared: list[tuple[bytes, float]] = []
             for (j, i), s in zip(holes, found, strict=True):
                 if s is not None:
                     cached[j][i] = s
-                    self.cache.put(keys[j][i], s)
-        missing = [i for i in range(len(documents)) if any(row[i] is None for row in cached)]
+                    shared.append((keys[j][i], s))
+            self.cache.put_many(shared)
+        if len(cached) == 1:
+            missing = [i for i, s in enumerate(cached[0]) if s is None]
+        else:
+            missing = [i for i, column in enumerate(zip(*cached, strict=True)) if None in column]
         looked = len(queries) * len(documents)
-        misses = sum(1 for row in cached for s in row if s is None)
+        misses = sum(row.count(None) for row in cached)
         self.stats.cache_hits += looked - misses
         self.stats.cache_misses += misses
         fresh: list[Scored] = [Scored([]) for _ in queries]
@@ -130,14 +152,13 @@ class CachedScorer:
                 if len(timed.scores) != len(missing):
                     got, wanted = len(timed.scores), len(missing)
                     raise ValueError(f"model {self.name!r} returned {got} scores for {wanted} documents")
+                row, row_keys = cached[j], keys[j]
                 for i, s in zip(missing, timed.scores, strict=True):
-                    if cached[j][i] is None:
-                        new.append((keys[j][i], s))
-                    cached[j][i] = s
-                    self.cache.put(keys[j][i], s)
+                    if row[i] is None:
+                        new.append((row_keys[i], s))
+                    row[i] = s
+            self.cache.put_many(new)
             if self.shared is not None:
                 self.shared.put_many(self.fingerprint, new)
-        return [
-            replace(t, scores=[s if s is not None else float("-inf") for s in row])
-            for row, t in zip(cached, fresh, strict=True)
-        ]
+        # every hole is filled now: the rows are floats
+        return [replace(t, scores=row) for row, t in zip(cast(list[list[float]], cached), fresh, strict=True)]

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import pytest
 
 from sidecar.engine.batcher import Batcher, ModelTimeout, Overloaded
-from sidecar.engine.protocol import Encoded, PairBackend
-from sidecar.engine.score_cache import CachedScorer
+from sidecar.engine.protocol import Encoded, PairBackend, ScoreRequest
+from sidecar.engine.score_cache import CachedScorer, score_key, score_keys
 from tests.engine.scoring import each, scores_of, timed
 
 
@@ -208,6 +208,42 @@ async def test_the_score_cache_serves_repeats() -> None:
         b.stop()
 
 
+async def test_the_score_cache_fills_each_querys_holes_once() -> None:
+    """Two queries (a search's variants) with different documents cached: the documents either
+    lacks go to the model once, for both, and every score comes back in its place."""
+    backend = RecordingBackend()
+    b = await _batcher(backend, max_wait_ms=0)
+    cached = CachedScorer(b, 100)
+    try:
+        await scores_of(cached, "q1", ["a"], None, 5.0)
+        await scores_of(cached, "q2", ["b"], None, 5.0)
+        runs = len(backend.batches)
+        got = await cached.score(ScoreRequest(queries=("q1", "q2"), documents=("a", "b", "c")))
+        assert [t.scores for t in got] == [[expected(f"{q}|{d}") for d in "abc"] for q in ("q1", "q2")]
+        # a, b and c each lack a score for some query: 3 documents for both queries, in one request
+        assert sum(len(batch) for batch in backend.batches[runs:]) == 6
+        hits = cached.stats.cache_hits
+        again = await cached.score(ScoreRequest(queries=("q2", "q1"), documents=("c", "a")))
+        assert [t.scores for t in again] == [[expected(f"{q}|{d}") for d in "ca"] for q in ("q2", "q1")]
+        assert (
+            sum(len(batch) for batch in backend.batches[runs:]) == 6 and cached.stats.cache_hits == hits + 4
+        )
+    finally:
+        b.stop()
+
+
+def test_score_keys_are_what_the_fleet_shares() -> None:
+    """The keys are the fleet's shared tier's too: a row of ``score_keys`` is ``score_key`` of
+    each pair, and the bytes stay what earlier releases wrote (a pinned digest)."""
+    rows = score_keys("m", "an instruction", ["q", "é \ud800"], ["a", "", "long " * 50])
+    assert rows == [
+        [score_key("m", "an instruction", q, d) for d in ["a", "", "long " * 50]] for q in ["q", "é \ud800"]
+    ]
+    assert score_key("m", None, "q", "d").hex() == "d8990c2a51ad1c2534375d76618eebea"
+    assert score_key("m", "", "q", "d") == score_key("m", None, "q", "d")
+    assert score_key("m", None, "qd", "") != score_key("m", None, "q", "d")
+
+
 async def test_a_model_that_fails_to_load_fails_start() -> None:
     def broken() -> RecordingBackend:
         raise OSError("no such model directory")
@@ -351,3 +387,20 @@ async def test_a_search_that_leaves_while_the_thread_waits_for_more_does_not_sto
         assert await scores_of(b, "q", ["served"], None, 5.0) == [expected("q|served")]
     finally:
         await b.aclose()
+
+
+async def test_a_local_model_takes_the_gil_back_within_half_a_millisecond() -> None:
+    """The inference thread asks for the GIL after every C call; the default 5 ms switch interval
+    held each forward pass up that long behind a busy event loop."""
+    import sys
+
+    from sidecar.engine.batcher import SWITCH_INTERVAL_S
+
+    default = sys.getswitchinterval()
+    sys.setswitchinterval(0.005)
+    try:
+        b = await _batcher(RecordingBackend(), max_wait_ms=0)
+        b.stop()
+        assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL_S) and SWITCH_INTERVAL_S <= 0.0005
+    finally:
+        sys.setswitchinterval(default)
