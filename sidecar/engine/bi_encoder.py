@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,8 +14,6 @@ from sidecar.engine import onnx_runtime
 from sidecar.engine.cache import LocalLRU, text_key
 from sidecar.engine.embedding_store import EmbeddingStore
 from sidecar.engine.models import pick_device, resolve_model
-
-log = logging.getLogger(__name__)
 
 
 class BiEncoderBackend:
@@ -67,25 +64,29 @@ class BiEncoderBackend:
         self._ns = hashlib.blake2b(shape.encode(), digest_size=8).hexdigest()
         self.store = EmbeddingStore(store) if store else None
         self.encoded = 0  # texts run through the model (not served by a cache)
-        self.runtime = "torch"  # or onnx, once its export passed the check
-        self.runtime_problem: str | None = None  # why not onnx, where it was asked for
-        self._onnx: onnx_runtime.OnnxModel | None = None
-        self._bulk_on_torch = False
-        if onnx_runtime.choose(runtime, self.device) == "onnx":
-            probe = self._batch([p for t in _PROBE for p in self._pieces(t, chunk=False)])
-            try:
-                # a pass of one search (nobody else waiting: the machine is idle but for it) runs
-                # on every CPU, as bulk passes do; under load, the queries of many searches run
-                # on ``threads``
-                self._onnx = onnx_runtime.prepared(
-                    self._pooled, probe, "pooled", "bi-encoder", threads, onnx_runtime.usable_cpus()
-                )
-                # auto: bulk passes on torch, whose kernels are faster there (BULK_TOKENS)
-                self._bulk_on_torch = runtime == "auto"
-                self.runtime = "onnx, torch for bulk passes" if self._bulk_on_torch else "onnx"
-            except onnx_runtime.OnnxUnavailable as e:
-                self.runtime_problem = f"ONNX Runtime not used: {e}"
-                log.warning("model %s runs on torch: %s", name, self.runtime_problem)
+        self.placement = onnx_runtime.place(
+            name,
+            runtime,
+            self.device,
+            # a pass of one search (nobody else waiting: the machine is idle but for it) runs on
+            # every CPU, as bulk passes do; under load, the queries of many searches on ``threads``
+            lambda: (
+                self._pooled,
+                self._batch([p for t in _PROBE for p in self._pieces(t, chunk=False)]),
+                "pooled",
+                "bi-encoder",
+            ),
+            threads,
+        )
+
+    @property
+    def runtime(self) -> str:
+        return self.placement.runtime
+
+    @property
+    def runtime_problem(self) -> str | None:
+        """Why not ONNX Runtime, where it was asked for."""
+        return self.placement.problem
 
     def count_tokens(self, text: str) -> int:
         """Tokens the model sees, before truncation."""
@@ -148,9 +149,9 @@ class BiEncoderBackend:
         out: list[np.ndarray[Any, Any]] = []
         for i in range(0, len(pieces), self.batch_size):
             batch = self._batch(pieces[i : i + self.batch_size])
-            bulk = onnx_runtime.is_bulk(batch)
-            if self._onnx is not None and not (bulk and self._bulk_on_torch):
-                out.append(self._onnx.run({k: v.numpy() for k, v in batch.items()}, idle or bulk))
+            onnx, bulk = self.placement.for_batch(batch)
+            if onnx is not None:
+                out.append(onnx.run({k: v.numpy() for k, v in batch.items()}, idle or bulk))
             else:
                 out.append(self._pooled(**{k: v.to(self.device) for k, v in batch.items()}).cpu().numpy())
         return np.concatenate(out) if out else np.empty((0, self.hidden_size), dtype=np.float32)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
 import torch
@@ -12,8 +11,6 @@ from sidecar.engine import onnx_runtime
 from sidecar.engine.models import pick_device, resolve_model
 from sidecar.engine.pairs import PairScorer, packed_layout, pick_attention, pick_dtype
 from sidecar.engine.protocol import Encoded
-
-log = logging.getLogger(__name__)
 
 
 class CrossEncoderBackend(PairScorer):
@@ -71,26 +68,22 @@ class CrossEncoderBackend(PairScorer):
         self.max_chunks = max_chunks
         self.num_labels = int(self.model.config.num_labels)
         self.label_index = self._label_index(label)
-        self.runtime = "torch"  # or onnx, once its export passed the check
-        self.runtime_problem: str | None = None  # why not onnx, where it was asked for
-        self._onnx: onnx_runtime.OnnxModel | None = None
-        self._bulk_on_torch = False
-        if not self.packed and onnx_runtime.choose(runtime, self.device) == "onnx":
-            self._start_onnx(name, runtime, threads)
+        self.placement = onnx_runtime.Placement()
+        if not self.packed:
+            self.placement = onnx_runtime.place(name, runtime, self.device, self._exported, threads)
 
-    def _start_onnx(self, name: str, runtime: str, threads: int | None) -> None:
+    def _exported(self) -> tuple[torch.nn.Module, dict[str, torch.Tensor], str, str]:
         probe = self._padded([e for chunks in self.encode(*_PROBE, None) for e in chunks])
-        module = _Logits(self.model, "token_type_ids" in probe).eval()
-        try:
-            self._onnx = onnx_runtime.prepared(
-                module, probe, "logits", "cross-encoder", threads, onnx_runtime.usable_cpus()
-            )
-            # auto: bulk batches (most of a cross-encoder's) on torch, faster there (BULK_TOKENS)
-            self._bulk_on_torch = runtime == "auto"
-            self.runtime = "onnx, torch for bulk passes" if self._bulk_on_torch else "onnx"
-        except onnx_runtime.OnnxUnavailable as e:
-            self.runtime_problem = f"ONNX Runtime not used: {e}"
-            log.warning("model %s runs on torch: %s", name, self.runtime_problem)
+        return _Logits(self.model, "token_type_ids" in probe).eval(), probe, "logits", "cross-encoder"
+
+    @property
+    def runtime(self) -> str:
+        return self.placement.runtime
+
+    @property
+    def runtime_problem(self) -> str | None:
+        """Why not ONNX Runtime, where it was asked for."""
+        return self.placement.problem
 
     def _label_index(self, label: str | int | None) -> int | None:
         if label is None:
@@ -185,9 +178,9 @@ class CrossEncoderBackend(PairScorer):
         if self.packed:
             return self._scores(self._forward_packed(batch))
         padded = self._padded(batch)
-        bulk = onnx_runtime.is_bulk(padded)
-        if self._onnx is not None and not (bulk and self._bulk_on_torch):
-            logits = self._onnx.run({k: v.numpy() for k, v in padded.items()}, bulk)
+        onnx, bulk = self.placement.for_batch(padded)
+        if onnx is not None:
+            logits = onnx.run({k: v.numpy() for k, v in padded.items()}, bulk)
             return self._scores(torch.from_numpy(logits))
         return self._scores(self.model(**{k: v.to(self.device) for k, v in padded.items()}).logits.float())
 

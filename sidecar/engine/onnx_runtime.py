@@ -19,7 +19,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import Any
@@ -227,3 +227,48 @@ def prepared(
         )
     log.info("ONNX Runtime, %d threads, within %.1e of torch on the probe batch", model.threads, diff)
     return model
+
+
+class Placement:
+    """Where an encoder's passes run: with an ONNX Runtime model, its short passes there (and, with
+    ``onnx`` rather than ``auto``, its bulk passes too), the rest on torch; without one, all on
+    torch, with the reason where ONNX Runtime was asked for. ``runtime`` and ``problem`` are what
+    ``/_sidecar/health`` shows of the model."""
+
+    def __init__(self, model: OnnxModel | None = None, requested: str = "torch", problem: str | None = None):
+        self.model = model
+        self.bulk_on_torch = model is not None and requested == "auto"  # torch's kernels win there
+        self.problem = problem
+
+    @property
+    def runtime(self) -> str:
+        if self.model is None:
+            return "torch"
+        return "onnx, torch for bulk passes" if self.bulk_on_torch else "onnx"
+
+    def for_batch(self, batch: Mapping[str, torch.Tensor]) -> tuple[OnnxModel | None, bool]:
+        """The ONNX Runtime model that runs this padded batch (None: torch does), and whether
+        it is bulk work."""
+        bulk = is_bulk(batch)
+        return (None if bulk and self.bulk_on_torch else self.model), bulk
+
+
+def place(
+    name: str,
+    requested: str,
+    device: torch.device,
+    prepare: Callable[[], tuple[torch.nn.Module, Mapping[str, torch.Tensor], str, str]],
+    threads: int | None,
+) -> Placement:
+    """A model entry's placement: where ``runtime`` (``requested``) picks ONNX Runtime, the
+    module, probe batch, output name and settings that ``prepare`` gives, ``prepared`` on
+    ``threads`` (and a second session on every CPU); where that fails, torch, logged with why."""
+    if choose(requested, device) != "onnx":
+        return Placement()
+    try:
+        module, probe, output, settings = prepare()
+        return Placement(prepared(module, probe, output, settings, threads, usable_cpus()), requested)
+    except OnnxUnavailable as e:
+        problem = f"ONNX Runtime not used: {e}"
+        log.warning("model %s runs on torch: %s", name, problem)
+        return Placement(problem=problem)

@@ -192,9 +192,9 @@ class _Seen:
 
 def _watched(backend: BiEncoderBackend) -> list[str]:
     log: list[str] = []
-    assert backend._onnx is not None
+    assert backend.placement.model is not None
     for name in ("session", "wide"):
-        setattr(backend._onnx, name, _Seen(getattr(backend._onnx, name), name, log))
+        setattr(backend.placement.model, name, _Seen(getattr(backend.placement.model, name), name, log))
     return log
 
 
@@ -207,8 +207,8 @@ def test_which_passes_run_on_which_threads_and_runtime(tiny_bert_dir: Path, cach
     reference = BiEncoderBackend(str(tiny_bert_dir), device="cpu", runtime="torch", chunk=True)
     for runtime, bulk_on in [("onnx", ["wide"]), ("auto", [])]:
         backend = BiEncoderBackend(str(tiny_bert_dir), device="cpu", runtime=runtime, threads=1, chunk=True)
-        assert backend._onnx is not None and backend._onnx.threads == 1
-        assert backend._onnx.wide_threads == onnx_runtime.usable_cpus()
+        assert backend.placement.model is not None and backend.placement.model.threads == 1
+        assert backend.placement.model.wide_threads == onnx_runtime.usable_cpus()
         ran = _watched(backend)
         bulk = backend.score_group([(["q"], docs, None), (["r"], docs, None)])  # documents first seen
         assert sorted(set(ran)) == bulk_on, runtime
@@ -227,4 +227,6 @@ def test_which_passes_run_on_which_threads_and_runtime(tiny_bert_dir: Path, cach
                 assert row[0] == pytest.approx(reference.score(q, docs), abs=1e-5)
     cpus = onnx_runtime.usable_cpus()
     many = BiEncoderBackend(str(tiny_bert_dir), device="cpu", runtime="onnx", threads=cpus)
-    assert many._onnx is not None and many._onnx.wide is None  # already on every CPU: one session
+    assert (
+        many.placement.model is not None and many.placement.model.wide is None
+    )  # already on every CPU: one session
