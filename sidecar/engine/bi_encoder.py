@@ -16,7 +16,7 @@ from sidecar.engine.embedding_store import EmbeddingStore
 from sidecar.engine.models import pick_device, resolve_model
 
 
-class BiEncoderBackend:
+class BiEncoderBackend(onnx_runtime.Placed):
     """Scores a document by the cosine of its embedding with the query's; a long document, split
     into overlapping chunks that each carry its title, by its best chunk."""
 
@@ -78,15 +78,6 @@ class BiEncoderBackend:
             ),
             threads,
         )
-
-    @property
-    def runtime(self) -> str:
-        return self.placement.runtime
-
-    @property
-    def runtime_problem(self) -> str | None:
-        """Why not ONNX Runtime, where it was asked for."""
-        return self.placement.problem
 
     def count_tokens(self, text: str) -> int:
         """Tokens the model sees, before truncation."""

@@ -13,7 +13,7 @@ from sidecar.engine.pairs import PairScorer, packed_layout, pick_attention, pick
 from sidecar.engine.protocol import Encoded
 
 
-class CrossEncoderBackend(PairScorer):
+class CrossEncoderBackend(PairScorer, onnx_runtime.Placed):
     """Sigmoid of the single logit, or the softmax probability of a configured label."""
 
     def __init__(
@@ -68,22 +68,15 @@ class CrossEncoderBackend(PairScorer):
         self.max_chunks = max_chunks
         self.num_labels = int(self.model.config.num_labels)
         self.label_index = self._label_index(label)
-        self.placement = onnx_runtime.Placement()
-        if not self.packed:
-            self.placement = onnx_runtime.place(name, runtime, self.device, self._exported, threads)
+        self.placement = (  # packed batches run on torch
+            onnx_runtime.Placement()
+            if self.packed
+            else onnx_runtime.place(name, runtime, self.device, self._exported, threads)
+        )
 
     def _exported(self) -> tuple[torch.nn.Module, dict[str, torch.Tensor], str, str]:
         probe = self._padded([e for chunks in self.encode(*_PROBE, None) for e in chunks])
         return _Logits(self.model, "token_type_ids" in probe).eval(), probe, "logits", "cross-encoder"
-
-    @property
-    def runtime(self) -> str:
-        return self.placement.runtime
-
-    @property
-    def runtime_problem(self) -> str | None:
-        """Why not ONNX Runtime, where it was asked for."""
-        return self.placement.problem
 
     def _label_index(self, label: str | int | None) -> int | None:
         if label is None:

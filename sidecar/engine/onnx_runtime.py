@@ -253,6 +253,21 @@ class Placement:
         return (None if bulk and self.bulk_on_torch else self.model), bulk
 
 
+class Placed:
+    """An encoder backend with a ``placement``: what ``/_sidecar/health`` reads of it."""
+
+    placement: Placement
+
+    @property
+    def runtime(self) -> str:
+        return self.placement.runtime
+
+    @property
+    def runtime_problem(self) -> str | None:
+        """Why not ONNX Runtime, where it was asked for."""
+        return self.placement.problem
+
+
 def place(
     name: str,
     requested: str,

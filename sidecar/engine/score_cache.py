@@ -136,10 +136,7 @@ class CachedScorer:
                     cached[j][i] = s
                     shared.append((keys[j][i], s))
             self.cache.put_many(shared)
-        if len(cached) == 1:
-            missing = [i for i, s in enumerate(cached[0]) if s is None]
-        else:
-            missing = [i for i, column in enumerate(zip(*cached, strict=True)) if None in column]
+        missing = [i for i, column in enumerate(zip(*cached, strict=True)) if None in column]
         looked = len(queries) * len(documents)
         misses = sum(row.count(None) for row in cached)
         self.stats.cache_hits += looked - misses
